@@ -1,0 +1,468 @@
+//! Walks the YAML tree (with positions) into the typed model, collecting every error.
+//!
+//! serde's `deny_unknown_fields` stops at the first problem; an operator fixing a plan
+//! wants all of them at once, each with `line:col`, so the walk is by hand.
+
+use std::time::Duration;
+
+use saphyr::{MarkedYaml, Scalar, YamlData};
+
+use crate::diag::{Diagnostic, did_you_mean};
+use crate::model::{Location, Text, Variables, Weight};
+
+pub(crate) type Node<'a> = MarkedYaml<'a>;
+
+pub(crate) fn location(node: &Node<'_>) -> Location {
+    Location {
+        line: node.span.start.line(),
+        col: node.span.start.col() + 1,
+    }
+}
+
+pub(crate) struct Decoder<'s> {
+    source_lines: Vec<&'s str>,
+    env: &'s dyn Fn(&str) -> Option<String>,
+    pub diags: Vec<Diagnostic>,
+    pub variables: Variables,
+}
+
+impl<'s> Decoder<'s> {
+    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>) -> Self {
+        Self {
+            source_lines: source.lines().collect(),
+            env,
+            diags: Vec::new(),
+            variables: Variables::default(),
+        }
+    }
+
+    pub fn error(&mut self, location: Location, message: impl Into<String>) {
+        self.diags.push(Diagnostic {
+            location,
+            message: message.into(),
+            hint: None,
+        });
+    }
+
+    pub fn error_hint(
+        &mut self,
+        location: Location,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags.push(Diagnostic {
+            location,
+            message: message.into(),
+            hint: Some(hint.into()),
+        });
+    }
+
+    fn scalar<'n>(&mut self, node: &'n Node<'_>, what: &str) -> Option<&'n Scalar<'n>> {
+        match &node.data {
+            YamlData::Value(s) => Some(s),
+            other => {
+                self.error(
+                    location(node),
+                    format!("{what}: expected a value, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn string(&mut self, node: &Node<'_>, what: &str) -> Option<String> {
+        match self.scalar(node, what)? {
+            Scalar::String(s) if !s.trim().is_empty() => Some(s.to_string()),
+            Scalar::String(_) => {
+                self.error(location(node), format!("{what}: must not be empty"));
+                None
+            }
+            Scalar::Integer(i) => Some(i.to_string()),
+            Scalar::FloatingPoint(f) => Some(f.to_string()),
+            other => {
+                self.error(
+                    location(node),
+                    format!(
+                        "{what}: expected a string, found {}",
+                        describe_scalar(other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string with `${VAR}` interpolation. A missing variable is an error naming it.
+    pub fn text(&mut self, node: &Node<'_>, what: &str) -> Option<Text> {
+        let template = self.string(node, what)?;
+        self.interpolate(&template, location(node))
+            .map(|resolved| Text::new(template, resolved))
+    }
+
+    fn interpolate(&mut self, template: &str, at: Location) -> Option<String> {
+        let mut out = String::with_capacity(template.len());
+        let mut rest = template;
+        let mut ok = true;
+        while let Some(pos) = rest.find('$') {
+            out.push_str(&rest[..pos]);
+            let tail = &rest[pos..];
+            if let Some(after) = tail.strip_prefix("$${") {
+                out.push_str("${");
+                rest = after;
+                continue;
+            }
+            match parse_reference(tail) {
+                Some((name, len)) => {
+                    match (self.env)(name) {
+                        Some(value) => {
+                            out.push_str(&value);
+                            self.variables.insert(name.to_string(), value);
+                        }
+                        None => {
+                            ok = false;
+                            let location = self.locate_in_line(at, &tail[..len]);
+                            self.error_hint(
+                                location,
+                                format!("environment variable `{name}` is not set"),
+                                format!(
+                                    "export {name} before running liftoff, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                                ),
+                            );
+                        }
+                    }
+                    rest = &tail[len..];
+                }
+                None => {
+                    out.push('$');
+                    rest = &tail[1..];
+                }
+            }
+        }
+        out.push_str(rest);
+        ok.then_some(out)
+    }
+
+    /// The exact column of `needle` when it sits on the node's first line; the node's
+    /// start otherwise (multi-line block scalars).
+    fn locate_in_line(&self, at: Location, needle: &str) -> Location {
+        let Some(line) = self.source_lines.get(at.line.wrapping_sub(1)) else {
+            return at;
+        };
+        let from = line
+            .char_indices()
+            .nth(at.col - 1)
+            .map_or(line.len(), |(i, _)| i);
+        match line[from..].find(needle) {
+            Some(offset) => Location {
+                line: at.line,
+                col: at.col + line[from..from + offset].chars().count(),
+            },
+            None => at,
+        }
+    }
+
+    pub fn duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
+        let hint = "write a duration with a unit, e.g. `500ms`, `90s`, `5m`, `24h`";
+        match self.scalar(node, what)? {
+            Scalar::String(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if !d.is_zero() => Some(d),
+                Ok(_) => {
+                    self.error(location(node), format!("{what}: must be longer than zero"));
+                    None
+                }
+                Err(_) => {
+                    self.error_hint(
+                        location(node),
+                        format!("{what}: `{s}` is not a duration"),
+                        hint,
+                    );
+                    None
+                }
+            },
+            other => {
+                let shown = scalar_text(other);
+                self.error_hint(
+                    location(node),
+                    format!("{what}: `{shown}` is not a duration"),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
+    pub fn percent(&mut self, node: &Node<'_>, what: &str) -> Option<Weight> {
+        let hint = "write a percentage between 0% and 100%, e.g. `5%` or `0.5%`";
+        let raw = match self.scalar(node, what)? {
+            Scalar::String(s) => s.trim().to_string(),
+            other => {
+                let shown = scalar_text(other);
+                self.error_hint(
+                    location(node),
+                    format!("{what}: `{shown}` has no `%` sign"),
+                    format!("write `{shown}%`: a bare number is ambiguous (is 0.5 half or 0.5%?)"),
+                );
+                return None;
+            }
+        };
+        let parsed = raw
+            .strip_suffix('%')
+            .and_then(|n| parse_basis_points(n.trim()));
+        match parsed.and_then(Weight::from_basis_points) {
+            Some(w) => Some(w),
+            None => {
+                self.error_hint(
+                    location(node),
+                    format!("{what}: `{raw}` is not a percentage"),
+                    hint,
+                );
+                None
+            }
+        }
+    }
+
+    pub fn boolean(&mut self, node: &Node<'_>, what: &str) -> Option<bool> {
+        match self.scalar(node, what)? {
+            Scalar::Boolean(b) => Some(*b),
+            other => {
+                let shown = scalar_text(other);
+                self.error(
+                    location(node),
+                    format!("{what}: expected true or false, found `{shown}`"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn integer(&mut self, node: &Node<'_>, what: &str, min: i64, max: i64) -> Option<i64> {
+        match self.scalar(node, what)? {
+            Scalar::Integer(i) if (min..=max).contains(i) => Some(*i),
+            other => {
+                let shown = scalar_text(other);
+                self.error(
+                    location(node),
+                    format!("{what}: expected a whole number from {min} to {max}, found `{shown}`"),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn sequence<'n, 'a>(&mut self, node: &'n Node<'a>, what: &str) -> Option<&'n [Node<'a>]> {
+        match &node.data {
+            YamlData::Sequence(items) => Some(items),
+            other => {
+                self.error(
+                    location(node),
+                    format!("{what}: expected a list, found {}", describe(other)),
+                );
+                None
+            }
+        }
+    }
+
+    pub fn fields<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        what: &'static str,
+    ) -> Option<Fields<'n, 'a>> {
+        let YamlData::Mapping(map) = &node.data else {
+            self.error(
+                location(node),
+                format!(
+                    "{what}: expected a mapping of keys, found {}",
+                    describe(&node.data)
+                ),
+            );
+            return None;
+        };
+        let mut entries = Vec::with_capacity(map.len());
+        for (key, value) in map {
+            match &key.data {
+                YamlData::Value(Scalar::String(k)) => entries.push(Entry {
+                    key: k.to_string(),
+                    at: location(key),
+                    value,
+                    used: false,
+                }),
+                other => self.error(
+                    location(key),
+                    format!("{what}: keys must be strings, found {}", describe(other)),
+                ),
+            }
+        }
+        Some(Fields {
+            at: location(node),
+            what,
+            entries,
+            known: Vec::new(),
+        })
+    }
+}
+
+pub(crate) struct Entry<'n, 'a> {
+    pub key: String,
+    pub at: Location,
+    pub value: &'n Node<'a>,
+    used: bool,
+}
+
+/// The keys of one mapping. Every key a caller asks for becomes "known"; what is left
+/// at `finish` is reported as unknown, with the closest known key as a hint.
+pub(crate) struct Fields<'n, 'a> {
+    pub at: Location,
+    pub what: &'static str,
+    entries: Vec<Entry<'n, 'a>>,
+    known: Vec<&'static str>,
+}
+
+impl<'n, 'a> Fields<'n, 'a> {
+    pub fn take(&mut self, key: &'static str) -> Option<&'n Node<'a>> {
+        self.known.push(key);
+        let entry = self.entries.iter_mut().find(|e| e.key == key)?;
+        entry.used = true;
+        Some(entry.value)
+    }
+
+    pub fn require(&mut self, dec: &mut Decoder<'_>, key: &'static str) -> Option<&'n Node<'a>> {
+        let found = self.take(key);
+        if found.is_none() {
+            dec.error(
+                self.at,
+                format!("{}: missing required key `{key}`", self.what),
+            );
+        }
+        found
+    }
+
+    /// Every entry, for mappings whose keys are data (e.g. `env`), not a schema.
+    pub fn take_all(&mut self) -> Vec<(String, Location, &'n Node<'a>)> {
+        self.entries
+            .iter_mut()
+            .map(|e| {
+                e.used = true;
+                (e.key.clone(), e.at, e.value)
+            })
+            .collect()
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.entries.iter().any(|e| e.key == key)
+    }
+
+    /// The key's own position (for errors about the key rather than its value).
+    pub fn key_location(&self, key: &str) -> Option<Location> {
+        self.entries.iter().find(|e| e.key == key).map(|e| e.at)
+    }
+
+    /// Reject a key that is reserved for a capability this build does not have yet:
+    /// silently ignoring it could skip a safety check the operator relies on.
+    pub fn reject_unavailable(&mut self, dec: &mut Decoder<'_>, key: &'static str, what: &str) {
+        if self.take(key).is_some() {
+            let at = self.key_location(key).unwrap_or(self.at);
+            dec.error_hint(
+                at,
+                format!("`{key}` ({what}) is not available in this version of liftoff"),
+                "remove it; liftoff never ignores a setting it cannot enforce",
+            );
+        }
+    }
+
+    pub fn finish(self, dec: &mut Decoder<'_>) {
+        for entry in self.entries.iter().filter(|e| !e.used) {
+            let message = format!("{}: unknown key `{}`", self.what, entry.key);
+            match did_you_mean(&entry.key, &self.known) {
+                Some(guess) => {
+                    dec.error_hint(entry.at, message, format!("did you mean `{guess}`?"))
+                }
+                None => dec.error_hint(
+                    entry.at,
+                    message,
+                    format!("known keys here: {}", self.known.join(", ")),
+                ),
+            }
+        }
+    }
+}
+
+/// `${NAME}` at the start of `s`: the name and the reference's length in bytes.
+fn parse_reference(s: &str) -> Option<(&str, usize)> {
+    let body = s.strip_prefix("${")?;
+    let end = body.find('}')?;
+    let name = &body[..end];
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    let valid = (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    valid.then_some((name, end + 3))
+}
+
+/// `"5"` → 500, `"0.5"` → 50, `"12.25"` → 1225; at most two decimals.
+fn parse_basis_points(number: &str) -> Option<u16> {
+    let (whole, frac) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() || frac.len() > 2 || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u32 = whole.parse().ok()?;
+    let frac: u32 = format!("{frac:0<2}").parse().ok()?;
+    u16::try_from(whole.checked_mul(100)?.checked_add(frac)?).ok()
+}
+
+fn describe<'a>(data: &YamlData<'a, Node<'a>>) -> &'static str {
+    match data {
+        YamlData::Value(s) => describe_scalar(s),
+        YamlData::Sequence(_) => "a list",
+        YamlData::Mapping(_) => "a mapping",
+        YamlData::Alias(_) => "an alias",
+        _ => "an unsupported value",
+    }
+}
+
+fn describe_scalar(s: &Scalar<'_>) -> &'static str {
+    match s {
+        Scalar::Null => "nothing (null)",
+        Scalar::Boolean(_) => "a boolean",
+        Scalar::Integer(_) => "a number",
+        Scalar::FloatingPoint(_) => "a number",
+        Scalar::String(_) => "a string",
+    }
+}
+
+fn scalar_text(s: &Scalar<'_>) -> String {
+    match s {
+        Scalar::Null => "null".into(),
+        Scalar::Boolean(b) => b.to_string(),
+        Scalar::Integer(i) => i.to_string(),
+        Scalar::FloatingPoint(f) => f.to_string(),
+        Scalar::String(s) => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basis_points() {
+        assert_eq!(parse_basis_points("5"), Some(500));
+        assert_eq!(parse_basis_points("0.5"), Some(50));
+        assert_eq!(parse_basis_points("12.25"), Some(1225));
+        assert_eq!(parse_basis_points("100"), Some(10_000));
+        assert_eq!(parse_basis_points("0.001"), None);
+        assert_eq!(parse_basis_points("-1"), None);
+        assert_eq!(parse_basis_points(".5"), None);
+        assert_eq!(parse_basis_points("abc"), None);
+    }
+
+    #[test]
+    fn references() {
+        assert_eq!(parse_reference("${DB_URL} rest"), Some(("DB_URL", 9)));
+        assert_eq!(parse_reference("${1X}"), None);
+        assert_eq!(parse_reference("${X:-default}"), None);
+        assert_eq!(parse_reference("$HOME"), None);
+    }
+}

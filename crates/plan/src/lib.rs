@@ -1,0 +1,458 @@
+//! Launch plans: YAML in, a typed [`Plan`] out, or every problem with `line:col`.
+//!
+//! Invariant: this crate is pure. No I/O, no tokio, no clock; the environment is a
+//! function handed in, so the same source and variables always give the same plan.
+
+mod decode;
+mod diag;
+mod model;
+
+pub use diag::{Diagnostic, PlanErrors};
+pub use model::*;
+
+use std::collections::HashSet;
+
+use decode::{Decoder, Fields, Node, location};
+use saphyr::{LoadableYamlNode, MarkedYaml};
+
+/// The plan format versions this build reads.
+pub const SUPPORTED_VERSIONS: &[i64] = &[1];
+
+/// The step kinds this build runs, in documentation order.
+pub const STEP_KINDS: &[&str] = &["run", "traffic", "pause", "approve", "wait"];
+
+/// Step kinds that belong to the plan format but need a capability this build does not
+/// have yet: rejected with a clear message instead of being mistaken for typos.
+const UNAVAILABLE_STEP_KINDS: &[(&str, &str)] = &[
+    ("analyze", "analysis gates"),
+    ("bake", "a watched bake period"),
+    ("check", "checklist items as a step"),
+    ("smoke", "smoke tests"),
+    ("migrate", "database migrations"),
+    ("flag", "feature flags"),
+    ("maintenance", "maintenance mode"),
+    ("monitor", "post-launch checkpoints"),
+];
+
+/// Keys only a `run` step takes.
+const RUN_KEYS: &[&str] = &["timeout", "env", "dir", "idempotent"];
+
+/// Parse and validate a plan. `env` resolves `${VAR}` references.
+pub fn parse(source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan, PlanErrors> {
+    let docs = match MarkedYaml::load_from_str(source) {
+        Ok(docs) => docs,
+        Err(e) => {
+            return Err(PlanErrors(vec![Diagnostic {
+                location: Location {
+                    line: e.marker().line(),
+                    col: e.marker().col() + 1,
+                },
+                message: format!("invalid YAML: {}", e.info()),
+                hint: None,
+            }]));
+        }
+    };
+    let mut dec = Decoder::new(source, env);
+    let plan = match docs.as_slice() {
+        [doc] => decode_plan(&mut dec, doc),
+        [] => {
+            dec.error(Location { line: 1, col: 1 }, "the plan is empty");
+            None
+        }
+        [_, second, ..] => {
+            dec.error(
+                location(second),
+                "a plan file holds one YAML document, found several",
+            );
+            None
+        }
+    };
+    let mut diags = dec.diags;
+    diags.sort_by_key(|d| (d.location.line, d.location.col));
+    match plan {
+        Some(plan) if diags.is_empty() => Ok(plan),
+        _ => {
+            if diags.is_empty() {
+                diags.push(Diagnostic {
+                    location: Location { line: 1, col: 1 },
+                    message: "invalid plan".into(),
+                    hint: None,
+                });
+            }
+            Err(PlanErrors(diags))
+        }
+    }
+}
+
+fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
+    let mut top = dec.fields(root, "plan")?;
+
+    if let Some(v) = top.require(dec, "version") {
+        let max = *SUPPORTED_VERSIONS.last().unwrap_or(&1);
+        if let Some(n) = dec.integer(v, "version", 0, i64::MAX) {
+            if !SUPPORTED_VERSIONS.contains(&n) {
+                dec.error_hint(
+                    location(v),
+                    format!("version: plan format {n} is not supported"),
+                    format!("this liftoff reads plan format version {max}"),
+                );
+            }
+        }
+    }
+    let name = top.require(dec, "name").and_then(|n| dec.string(n, "name"));
+    let service = top
+        .require(dec, "service")
+        .and_then(|n| dec.string(n, "service"));
+    let router = top.take("router").and_then(|n| decode_router(dec, n));
+    top.reject_unavailable(dec, "metrics", "metric providers");
+    top.reject_unavailable(dec, "checklist", "the go/no-go checklist");
+    top.reject_unavailable(dec, "notify", "notifications");
+
+    let steps_node = top.require(dec, "steps");
+    let steps = steps_node.map_or_else(Vec::new, |n| {
+        decode_steps(dec, n, "steps", StepContext::Forward)
+    });
+    if let Some(n) =
+        steps_node.filter(|n| matches!(&n.data, saphyr::YamlData::Sequence(s) if s.is_empty()))
+    {
+        dec.error(location(n), "steps: a plan needs at least one step");
+    }
+    let rollback = top
+        .take("rollback")
+        .map(|n| decode_rollback(dec, n))
+        .unwrap_or_default();
+    top.finish(dec);
+
+    let needs_router = steps
+        .iter()
+        .find(|s| matches!(s.kind, StepKind::Traffic(_)));
+    if let (Some(step), None) = (needs_router, &router) {
+        dec.error_hint(
+            step.location,
+            format!(
+                "step `{}` sets traffic, but the plan has no `router`",
+                step.name
+            ),
+            "add e.g. `router: { kind: command, command: \"./set-weight.sh {weight}\" }`",
+        );
+    }
+    Some(Plan {
+        name: name?,
+        service: service?,
+        router,
+        steps,
+        rollback,
+        variables: std::mem::take(&mut dec.variables),
+    })
+}
+
+fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
+    let mut f = dec.fields(node, "router")?;
+    let kind_node = f.require(dec, "kind");
+    let kind = kind_node.and_then(|k| dec.string(k, "router.kind"));
+    let spec = match kind.as_deref() {
+        Some("command") => {
+            let command = f
+                .require(dec, "command")
+                .and_then(|c| dec.text(c, "router.command"));
+            let timeout = match f.take("timeout") {
+                Some(t) => dec.duration(t, "router.timeout"),
+                None => Some(defaults::ROUTER_COMMAND_TIMEOUT),
+            };
+            if let Some(c) = &command {
+                if !c.template().contains("{weight}") {
+                    dec.error_hint(
+                        kind_node.map_or(f.at, location),
+                        "router.command never mentions `{weight}`",
+                        "the command must receive the weight, as `{weight}` or by reading $LIFTOFF_WEIGHT; add `{weight}` to make that explicit",
+                    );
+                }
+            }
+            Some(RouterSpec::Command {
+                command: command?,
+                timeout: timeout?,
+            })
+        }
+        Some(other @ ("builtin" | "nginx" | "haproxy" | "kubernetes")) => {
+            dec.error_hint(
+                kind_node.map_or(f.at, location),
+                format!("router.kind `{other}` is not available in this version of liftoff"),
+                "use `kind: command` with a script that applies the weight",
+            );
+            None
+        }
+        Some(other) => {
+            dec.error_hint(
+                kind_node.map_or(f.at, location),
+                format!("router.kind: unknown router kind `{other}`"),
+                "known kinds: command",
+            );
+            None
+        }
+        None => None,
+    };
+    f.finish(dec);
+    spec
+}
+
+fn decode_rollback(dec: &mut Decoder<'_>, node: &Node<'_>) -> RollbackSpec {
+    let Some(mut f) = dec.fields(node, "rollback") else {
+        return RollbackSpec::default();
+    };
+    let steps = f
+        .take("steps")
+        .map(|n| decode_steps(dec, n, "rollback.steps", StepContext::Rollback))
+        .unwrap_or_default();
+    f.reject_unavailable(dec, "on", "rollback triggers");
+    f.finish(dec);
+    RollbackSpec { steps }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepContext {
+    Forward,
+    Rollback,
+}
+
+fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepContext) -> Vec<Step> {
+    let Some(items) = dec.sequence(node, what) else {
+        return Vec::new();
+    };
+    let steps: Vec<Step> = items
+        .iter()
+        .filter_map(|item| decode_step(dec, item, ctx))
+        .collect();
+    let mut seen = HashSet::new();
+    for step in &steps {
+        if !seen.insert(step.name.as_str()) {
+            dec.error_hint(
+                step.location,
+                format!("{what}: two steps are named `{}`", step.name),
+                "step names identify steps in status and reports; give each a distinct `name`",
+            );
+        }
+    }
+    steps
+}
+
+fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Option<Step> {
+    let mut f = dec.fields(node, "step")?;
+    let at = f.at;
+    let name = f.take("name").and_then(|n| dec.string(n, "step name"));
+
+    let present: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
+    for (kind, what) in UNAVAILABLE_STEP_KINDS {
+        f.reject_unavailable(dec, kind, what);
+    }
+    let kind = match present.as_slice() {
+        [kind] => *kind,
+        [] => {
+            if !UNAVAILABLE_STEP_KINDS.iter().any(|(k, _)| f.has(k)) {
+                for k in STEP_KINDS {
+                    f.take(k);
+                }
+                dec.error_hint(
+                    at,
+                    "step: no step kind given",
+                    format!("a step has exactly one of: {}", STEP_KINDS.join(", ")),
+                );
+                f.finish(dec);
+            }
+            return None;
+        }
+        [first, second, ..] => {
+            dec.error_hint(
+                f.key_location(second).unwrap_or(at),
+                format!("step: has both `{first}` and `{second}`"),
+                "one kind per step: split it into two steps",
+            );
+            return None;
+        }
+    };
+
+    if kind != "run" {
+        for key in RUN_KEYS {
+            if f.take(key).is_some() {
+                let hint = match (*key, kind) {
+                    ("timeout", "approve" | "wait") => {
+                        format!("put it inside the step: `{kind}: {{ ..., timeout: 5m }}`")
+                    }
+                    ("idempotent", _) => format!("`{kind}` steps are idempotent by nature"),
+                    _ => "remove it".to_string(),
+                };
+                dec.error_hint(
+                    f.key_location(key).unwrap_or(at),
+                    format!("step: `{key}` applies to `run` steps only"),
+                    hint,
+                );
+            }
+        }
+    }
+
+    let value = f.take(kind)?;
+    let decoded = match kind {
+        "run" => decode_run(dec, &mut f, value).map(StepKind::Run),
+        "traffic" => dec.percent(value, "traffic").map(StepKind::Traffic),
+        "pause" => dec.duration(value, "pause").map(StepKind::Pause),
+        "approve" => decode_approve(dec, value).map(StepKind::Approve),
+        "wait" => decode_wait(dec, value).map(StepKind::Wait),
+        _ => unreachable!("STEP_KINDS and this match agree"),
+    };
+    f.finish(dec);
+    let kind = decoded?;
+
+    if ctx == StepContext::Rollback {
+        let why = match kind {
+            StepKind::Traffic(_) => {
+                Some("traffic returns to stable automatically before rollback steps run")
+            }
+            StepKind::Approve(_) => Some("a rollback must never wait for a human"),
+            _ => None,
+        };
+        if let Some(why) = why {
+            dec.error(
+                at,
+                format!(
+                    "rollback.steps: `{}` steps are not allowed here: {why}",
+                    kind.keyword()
+                ),
+            );
+        }
+    }
+    let name = name.unwrap_or_else(|| default_name(&kind));
+    Some(Step {
+        name,
+        kind,
+        location: at,
+    })
+}
+
+fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -> Option<RunStep> {
+    let command = dec.text(value, "run");
+    let timeout = match f.take("timeout") {
+        Some(t) => dec.duration(t, "timeout"),
+        None => Some(defaults::RUN_TIMEOUT),
+    };
+    let dir = f.take("dir").and_then(|d| dec.text(d, "dir"));
+    let idempotent = f
+        .take("idempotent")
+        .map_or(Some(false), |i| dec.boolean(i, "idempotent"));
+    let mut env = Vec::new();
+    if let Some(node) = f.take("env") {
+        if let Some(mut vars) = dec.fields(node, "env") {
+            // Every key of `env` is a variable name.
+            for (name, key_at, value) in vars.take_all() {
+                if !is_env_name(&name) {
+                    dec.error(
+                        key_at,
+                        format!("env: `{name}` is not a valid environment variable name"),
+                    );
+                }
+                if let Some(v) = dec.text(value, "env value") {
+                    env.push((name, v));
+                }
+            }
+        }
+    }
+    Some(RunStep {
+        command: command?,
+        timeout: timeout?,
+        env,
+        dir,
+        idempotent: idempotent?,
+    })
+}
+
+fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn decode_approve(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<ApproveStep> {
+    let mut f = dec.fields(node, "approve")?;
+    let role = f
+        .require(dec, "role")
+        .and_then(|r| dec.string(r, "approve.role"));
+    let timeout = match f.take("timeout") {
+        Some(t) => dec.duration(t, "approve.timeout").map(Some),
+        None => Some(None),
+    };
+    f.finish(dec);
+    Some(ApproveStep {
+        role: role?,
+        timeout: timeout?,
+    })
+}
+
+fn decode_wait(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<WaitStep> {
+    let mut f = dec.fields(node, "wait")?;
+    let url_node = f.require(dec, "http");
+    let url = url_node.and_then(|u| dec.text(u, "wait.http"));
+    if let (Some(u), Some(n)) = (&url, url_node) {
+        let s = u.expose();
+        if !(s.starts_with("http://") || s.starts_with("https://")) {
+            dec.error_hint(
+                location(n),
+                format!("wait.http: `{u}` is not an http(s) URL"),
+                "e.g. `http://127.0.0.1:9001/health`",
+            );
+        }
+    }
+    let status = match f.take("status") {
+        Some(s) => dec.integer(s, "wait.status", 100, 599).map(|s| s as u16),
+        None => Some(defaults::WAIT_STATUS),
+    };
+    let consecutive = match f.take("consecutive") {
+        Some(c) => dec
+            .integer(c, "wait.consecutive", 1, 1000)
+            .map(|c| c as u32),
+        None => Some(defaults::WAIT_CONSECUTIVE),
+    };
+    let mut duration = |key: &'static str, what: &str, default| match f.take(key) {
+        Some(n) => dec.duration(n, what),
+        None => Some(default),
+    };
+    let interval = duration("interval", "wait.interval", defaults::WAIT_INTERVAL);
+    let request_timeout = duration(
+        "request_timeout",
+        "wait.request_timeout",
+        defaults::WAIT_REQUEST_TIMEOUT,
+    );
+    let timeout = duration("timeout", "wait.timeout", defaults::WAIT_TIMEOUT);
+    f.finish(dec);
+    Some(WaitStep {
+        url: url?,
+        status: status?,
+        consecutive: consecutive?,
+        interval: interval?,
+        request_timeout: request_timeout?,
+        timeout: timeout?,
+    })
+}
+
+fn default_name(kind: &StepKind) -> String {
+    match kind {
+        StepKind::Run(run) => {
+            let first = run
+                .command
+                .template()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim();
+            let short: String = first.chars().take(48).collect();
+            if short.len() < first.len() {
+                format!("run {short}…")
+            } else {
+                format!("run {short}")
+            }
+        }
+        StepKind::Traffic(w) => format!("traffic {w}%"),
+        StepKind::Pause(d) => format!("pause {}", humantime::format_duration(*d)),
+        StepKind::Approve(a) => format!("approve by {}", a.role),
+        StepKind::Wait(w) => format!("wait for {}", w.url),
+    }
+}

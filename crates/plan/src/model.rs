@@ -1,0 +1,241 @@
+//! The typed launch plan. Everything downstream reads these types; nothing re-reads YAML.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A position in the plan file (1-based line and column).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// A validated launch plan (format version 1).
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub name: String,
+    pub service: String,
+    pub router: Option<RouterSpec>,
+    pub steps: Vec<Step>,
+    pub rollback: RollbackSpec,
+    /// Every `${VAR}` the plan references, with its resolved value. These are secrets:
+    /// they are handed to child processes and redacted from captured output, never printed.
+    pub variables: Variables,
+}
+
+/// Resolved `${VAR}` values. `Debug` shows names only.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Variables(BTreeMap<String, String>);
+
+impl Variables {
+    pub(crate) fn insert(&mut self, name: String, value: String) {
+        self.0.insert(name, value);
+    }
+
+    /// `(name, value)` pairs, for the environment of child processes.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    /// Values worth redacting from free text: very short values (`1`, `on`) would
+    /// shred unrelated output and are not plausible secrets.
+    pub fn redactable_values(&self) -> impl Iterator<Item = &str> {
+        self.0.values().map(String::as_str).filter(|v| v.len() >= 4)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Variables {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// A string that may contain `${VAR}` references. `Display` and `Debug` show the
+/// template as written, so resolved values (secrets) never leak into logs or journals.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Text {
+    template: String,
+    resolved: String,
+}
+
+impl Text {
+    pub(crate) fn new(template: String, resolved: String) -> Self {
+        Self { template, resolved }
+    }
+
+    /// A text without variables.
+    pub fn literal(s: impl Into<String>) -> Self {
+        let s = s.into();
+        Self {
+            template: s.clone(),
+            resolved: s,
+        }
+    }
+
+    /// The text as written in the plan, `${VAR}` references unexpanded. Safe to show.
+    pub fn template(&self) -> &str {
+        &self.template
+    }
+
+    /// The text with variables substituted. May contain secrets: use it only to act.
+    pub fn expose(&self) -> &str {
+        &self.resolved
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.template)
+    }
+}
+
+impl fmt::Debug for Text {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.template, f)
+    }
+}
+
+/// Candidate traffic share in basis points (0..=10000, i.e. 0.01% resolution).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Weight(u16);
+
+impl Weight {
+    pub const STABLE: Weight = Weight(0);
+    pub const FULL: Weight = Weight(10_000);
+
+    pub fn from_basis_points(bp: u16) -> Option<Self> {
+        (bp <= 10_000).then_some(Self(bp))
+    }
+
+    pub fn basis_points(self) -> u16 {
+        self.0
+    }
+
+    /// The share as a percentage, e.g. `5`, `0.5`, `12.25`.
+    pub fn percent(self) -> f64 {
+        f64::from(self.0) / 100.0
+    }
+}
+
+impl fmt::Display for Weight {
+    /// Shortest exact form: `50`, `0.5`, `12.25` (no `%`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, frac) = (self.0 / 100, self.0 % 100);
+        match frac {
+            0 => write!(f, "{whole}"),
+            n if n % 10 == 0 => write!(f, "{whole}.{}", n / 10),
+            n => write!(f, "{whole}.{n:02}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum RouterSpec {
+    /// Runs a command for every weight change: `{weight}` is replaced by the candidate
+    /// percentage, also exported as `LIFTOFF_WEIGHT`.
+    Command { command: Text, timeout: Duration },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RollbackSpec {
+    /// Run after traffic is back on stable.
+    pub steps: Vec<Step>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Given in the plan, or derived from the step (e.g. `traffic 50%`). Unique per list.
+    pub name: String,
+    pub kind: StepKind,
+    pub location: Location,
+}
+
+impl Step {
+    /// Whether running the step twice has the same effect as running it once. Decides
+    /// what happens to a step found in flight after a crash.
+    pub fn idempotent(&self) -> bool {
+        match &self.kind {
+            StepKind::Run(run) => run.idempotent,
+            StepKind::Traffic(_)
+            | StepKind::Pause(_)
+            | StepKind::Approve(_)
+            | StepKind::Wait(_) => true,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum StepKind {
+    Run(RunStep),
+    Traffic(Weight),
+    Pause(Duration),
+    Approve(ApproveStep),
+    Wait(WaitStep),
+}
+
+impl StepKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            StepKind::Run(_) => "run",
+            StepKind::Traffic(_) => "traffic",
+            StepKind::Pause(_) => "pause",
+            StepKind::Approve(_) => "approve",
+            StepKind::Wait(_) => "wait",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunStep {
+    /// Run by `sh -c` with the plan's variables in its environment.
+    pub command: Text,
+    pub timeout: Duration,
+    pub env: Vec<(String, Text)>,
+    /// Working directory, relative to the plan file's directory.
+    pub dir: Option<Text>,
+    pub idempotent: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct ApproveStep {
+    pub role: String,
+    /// Wall-clock time from the first moment the step started, across daemon restarts.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WaitStep {
+    pub url: Text,
+    pub status: u16,
+    pub consecutive: u32,
+    pub interval: Duration,
+    pub request_timeout: Duration,
+    pub timeout: Duration,
+}
+
+pub mod defaults {
+    use std::time::Duration;
+
+    pub const RUN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    pub const ROUTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const WAIT_STATUS: u16 = 200;
+    pub const WAIT_CONSECUTIVE: u32 = 1;
+    pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);
+    pub const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const WAIT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+}

@@ -1,0 +1,233 @@
+use liftoff_plan::{Plan, PlanErrors, StepKind, Weight, parse};
+
+fn env(name: &str) -> Option<String> {
+    match name {
+        "DB_URL" => Some("postgres://app:hunter2@127.0.0.1/shop".into()),
+        "REGION" => Some("eu".into()),
+        _ => None,
+    }
+}
+
+fn ok(src: &str) -> Plan {
+    parse(src, &env).unwrap_or_else(|e| panic!("expected a valid plan:\n{}", e.render("t.yaml")))
+}
+
+fn errors(src: &str) -> PlanErrors {
+    match parse(src, &env) {
+        Ok(plan) => panic!("expected errors, got {plan:?}"),
+        Err(e) => e,
+    }
+}
+
+const MINIMAL: &str = "version: 1\nname: n\nservice: s\nsteps:\n  - run: echo hi\n";
+
+#[test]
+fn three_errors_are_all_reported_with_line_and_column() {
+    let src = "\
+version: 1
+name: shop-api-2.0
+service: shop-api
+router: { kind: command, command: './w.sh {weight}' }
+steps:
+  - name: deploy
+    run: ./deploy.sh ${DEPLOY_TOKEN}
+    timeout: 5 minutes please
+  - traffic: 50%
+    idempotnt: true
+";
+    let errs = errors(src);
+    let rendered = errs.render("plan.yaml");
+    assert_eq!(errs.len(), 3, "{rendered}");
+    let lines: Vec<&str> = rendered
+        .lines()
+        .filter(|l| !l.starts_with("  hint"))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "plan.yaml:7:22: environment variable `DEPLOY_TOKEN` is not set",
+            "plan.yaml:8:14: timeout: `5 minutes please` is not a duration",
+            "plan.yaml:10:5: step: unknown key `idempotnt`",
+        ],
+        "{rendered}"
+    );
+    assert!(
+        rendered.contains("did you mean `idempotent`?"),
+        "{rendered}"
+    );
+}
+
+#[test]
+fn unknown_top_level_key_gets_a_hint() {
+    let errs = errors("version: 1\nname: n\nservice: s\nstep:\n  - run: x\n");
+    let r = errs.render("p");
+    assert!(r.contains("p:4:1: plan: unknown key `step`"), "{r}");
+    assert!(r.contains("did you mean `steps`?"), "{r}");
+    assert!(
+        r.contains("p:1:1: plan: missing required key `steps`"),
+        "{r}"
+    );
+}
+
+#[test]
+fn percentages_and_durations() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter: {kind: command, command: 'x {weight}'}\nsteps:\n  - traffic: 0.5%\n  - traffic: 12.25%\n  - pause: 90s\n  - traffic: 100%\n",
+    );
+    let weights: Vec<Weight> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match s.kind {
+            StepKind::Traffic(w) => Some(w),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        weights.iter().map(|w| w.basis_points()).collect::<Vec<_>>(),
+        [50, 1225, 10_000]
+    );
+    assert_eq!(
+        weights.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        ["0.5", "12.25", "100"]
+    );
+    assert!(matches!(plan.steps[2].kind, StepKind::Pause(d) if d.as_secs() == 90));
+    assert_eq!(plan.steps[0].name, "traffic 0.5%");
+
+    for bad in [
+        "traffic: 101%",
+        "traffic: 50",
+        "traffic: 0.001%",
+        "pause: 10",
+        "pause: soon",
+    ] {
+        let src = format!(
+            "version: 1\nname: n\nservice: s\nrouter: {{kind: command, command: 'x {{weight}}'}}\nsteps:\n  - {bad}\n"
+        );
+        let errs = errors(&src);
+        assert_eq!(errs.len(), 1, "{bad}: {}", errs.render("p"));
+        assert!(
+            errs.render("p").starts_with("p:6:"),
+            "{bad}: {}",
+            errs.render("p")
+        );
+    }
+}
+
+#[test]
+fn variables_are_resolved_but_never_displayed() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - run: psql ${DB_URL} -c 'select 1'\n    env: { REGION: '${REGION}' }\n",
+    );
+    let StepKind::Run(run) = &plan.steps[0].kind else {
+        panic!()
+    };
+    assert_eq!(run.command.to_string(), "psql ${DB_URL} -c 'select 1'");
+    assert_eq!(
+        run.command.expose(),
+        "psql postgres://app:hunter2@127.0.0.1/shop -c 'select 1'"
+    );
+    let debug = format!("{plan:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    assert_eq!(
+        plan.variables.names().collect::<Vec<_>>(),
+        ["DB_URL", "REGION"]
+    );
+    // Two-letter values are not redacted from output: they would shred it.
+    assert_eq!(plan.variables.redactable_values().count(), 1);
+}
+
+#[test]
+fn escaped_reference_is_literal() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - wait: { http: 'http://h/$${NOT_A_VAR}' }\n",
+    );
+    let StepKind::Wait(w) = &plan.steps[0].kind else {
+        panic!()
+    };
+    assert_eq!(w.url.expose(), "http://h/${NOT_A_VAR}");
+}
+
+#[test]
+fn step_shape_errors() {
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - { run: a, pause: 5s }\n  - { name: x }\n  - { traffic: 5%, timeout: 5m }\n  - { approve: { role: sre }, idempotent: true }\n").render("p");
+    assert!(e.contains("has both `run` and `pause`"), "{e}");
+    assert!(e.contains("p:6:5: step: no step kind given"), "{e}");
+    assert!(e.contains("`timeout` applies to `run` steps only"), "{e}");
+    assert!(
+        e.contains("`approve` steps are idempotent by nature"),
+        "{e}"
+    );
+    assert!(
+        e.contains("sets traffic, but the plan has no `router`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unavailable_capabilities_are_errors_not_ignored() {
+    let e = errors("version: 1\nname: n\nservice: s\nchecklist: {}\nsteps:\n  - analyze: { for: 5m }\nrollback:\n  on: ['error_rate > 5%']\n").render("p");
+    assert!(
+        e.contains("p:4:1: `checklist` (the go/no-go checklist) is not available"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:6:5: `analyze` (analysis gates) is not available"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:8:3: `on` (rollback triggers) is not available"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rollback_steps_may_not_move_traffic_or_wait_for_humans() {
+    let e = errors("version: 1\nname: n\nservice: s\nrouter: {kind: command, command: 'x {weight}'}\nsteps:\n  - traffic: 5%\nrollback:\n  steps:\n    - traffic: 0%\n    - approve: { role: sre }\n").render("p");
+    assert!(
+        e.contains("p:9:7: rollback.steps: `traffic` steps are not allowed"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:10:7: rollback.steps: `approve` steps are not allowed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn bad_yaml_and_wrong_version() {
+    let e = errors("version: 1\nname: [unclosed\n").render("p");
+    assert!(e.contains("invalid YAML"), "{e}");
+    let e = errors(&MINIMAL.replace("version: 1", "version: 2")).render("p");
+    assert!(
+        e.contains("p:1:10: version: plan format 2 is not supported"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nsteps: []\n").render("p");
+    assert!(
+        e.contains("p:4:8: steps: a plan needs at least one step"),
+        "{e}"
+    );
+    let e = errors("").render("p");
+    assert!(e.contains("the plan is empty"), "{e}");
+    let e = errors("- a\n- b\n").render("p");
+    assert!(e.contains("plan: expected a mapping"), "{e}");
+}
+
+#[test]
+fn duplicate_step_names_and_keys() {
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - { name: a, run: x }\n  - { name: a, run: y }\n").render("p");
+    assert!(e.contains("two steps are named `a`"), "{e}");
+    let e = errors("version: 1\nname: n\nname: m\nservice: s\nsteps: [{run: x}]\n").render("p");
+    assert!(e.contains("duplicated key"), "{e}");
+}
+
+#[test]
+fn defaults_are_applied() {
+    let plan = ok(MINIMAL);
+    let StepKind::Run(run) = &plan.steps[0].kind else {
+        panic!()
+    };
+    assert!(!run.idempotent);
+    assert_eq!(run.timeout, liftoff_plan::defaults::RUN_TIMEOUT);
+    assert_eq!(plan.steps[0].name, "run echo hi");
+}
