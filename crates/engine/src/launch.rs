@@ -1,0 +1,419 @@
+//! Launch state: a fold of journal records over the plan. `apply` is the only way state
+//! changes, live or on replay, so a recovered launch is the launch that was running.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use liftoff_plan::{Plan, Step, StepKind, Weight};
+
+use crate::record::{Cause, EndStatus, Outcome, Record, StepRef, StepResult};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Status {
+    Pending,
+    Running,
+    WaitingApproval,
+    Paused,
+    NeedsDecision,
+    RollingBack,
+    RolledBack,
+    Succeeded,
+    Failed,
+    Aborted,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Running => "running",
+            Status::WaitingApproval => "waiting-approval",
+            Status::Paused => "paused",
+            Status::NeedsDecision => "needs-decision",
+            Status::RollingBack => "rolling-back",
+            Status::RolledBack => "rolled-back",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Aborted => "aborted",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Status::RolledBack | Status::Succeeded | Status::Failed | Status::Aborted
+        )
+    }
+}
+
+impl From<EndStatus> for Status {
+    fn from(s: EndStatus) -> Self {
+        match s {
+            EndStatus::Succeeded => Status::Succeeded,
+            EndStatus::RolledBack => Status::RolledBack,
+            EndStatus::Failed => Status::Failed,
+            EndStatus::Aborted => Status::Aborted,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+    /// Was in flight when the daemon stopped; waits for a retry or a decision.
+    Interrupted,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Pending => "pending",
+            StepStatus::Running => "running",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Failed => "failed",
+            StepStatus::TimedOut => "timed-out",
+            StepStatus::Cancelled => "cancelled",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Interrupted => "interrupted",
+        }
+    }
+
+    /// Nothing more will happen to the step in this launch.
+    pub fn is_settled(self) -> bool {
+        !matches!(
+            self,
+            StepStatus::Pending | StepStatus::Running | StepStatus::Interrupted
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    pub role: String,
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: Timestamp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StepState {
+    pub status: StepStatus,
+    pub attempts: u32,
+    pub first_started_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub ended_at: Option<Timestamp>,
+    pub deadline: Option<Timestamp>,
+    pub outcome: Option<Outcome>,
+    pub approval: Option<Approval>,
+    pub skipped_reason: Option<String>,
+}
+
+impl StepState {
+    fn new() -> Self {
+        Self {
+            status: StepStatus::Pending,
+            attempts: 0,
+            first_started_at: None,
+            started_at: None,
+            ended_at: None,
+            deadline: None,
+            outcome: None,
+            approval: None,
+            skipped_reason: None,
+        }
+    }
+}
+
+/// What executing a step means, for the shell.
+#[derive(Clone, Copy, Debug)]
+pub enum Action<'a> {
+    Step(&'a Step),
+    SetWeight(Weight),
+}
+
+#[derive(Clone, Debug)]
+pub struct Launch {
+    plan: Arc<Plan>,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) ended: Option<(EndStatus, Timestamp, String)>,
+    pub(crate) forward: Vec<StepState>,
+    pub(crate) rollback: Vec<StepState>,
+    pub(crate) revert: StepState,
+    pub(crate) promote: StepState,
+    pub(crate) in_flight: Option<(StepRef, u32)>,
+    pub(crate) rolling_back: Option<(Cause, Timestamp)>,
+    pub(crate) promoting: Option<String>,
+    pub(crate) decision: Option<(StepRef, String)>,
+    pub(crate) weight: Option<Weight>,
+}
+
+impl Launch {
+    pub fn new(plan: Arc<Plan>) -> Self {
+        Self {
+            forward: plan.steps.iter().map(|_| StepState::new()).collect(),
+            rollback: plan
+                .rollback
+                .steps
+                .iter()
+                .map(|_| StepState::new())
+                .collect(),
+            revert: StepState::new(),
+            promote: StepState::new(),
+            plan,
+            started_at: None,
+            ended: None,
+            in_flight: None,
+            rolling_back: None,
+            promoting: None,
+            decision: None,
+            weight: None,
+        }
+    }
+
+    /// The state after `records`, in journal order.
+    pub fn replay<'r>(plan: Arc<Plan>, records: impl IntoIterator<Item = &'r Record>) -> Self {
+        let mut launch = Self::new(plan);
+        for record in records {
+            launch.apply(record);
+        }
+        launch
+    }
+
+    pub fn plan(&self) -> &Plan {
+        &self.plan
+    }
+
+    pub fn status(&self) -> Status {
+        if let Some((end, ..)) = &self.ended {
+            return (*end).into();
+        }
+        if self.decision.is_some() {
+            return Status::NeedsDecision;
+        }
+        if self.started_at.is_none() {
+            return Status::Pending;
+        }
+        if self.rolling_back.is_some() {
+            return Status::RollingBack;
+        }
+        match self.in_flight.map(|(step, _)| self.action(step)) {
+            Some(Action::Step(Step {
+                kind: StepKind::Approve(_),
+                ..
+            })) => Status::WaitingApproval,
+            Some(Action::Step(Step {
+                kind: StepKind::Pause(_),
+                ..
+            })) => Status::Paused,
+            _ => Status::Running,
+        }
+    }
+
+    pub fn action(&self, step: StepRef) -> Action<'_> {
+        match step {
+            StepRef::Forward(i) => Action::Step(&self.plan.steps[i]),
+            StepRef::Rollback(i) => Action::Step(&self.plan.rollback.steps[i]),
+            StepRef::RevertTraffic => Action::SetWeight(Weight::STABLE),
+            StepRef::Promote => Action::SetWeight(Weight::FULL),
+        }
+    }
+
+    pub fn step_name(&self, step: StepRef) -> String {
+        match step {
+            StepRef::Forward(i) => self.plan.steps[i].name.clone(),
+            StepRef::Rollback(i) => self.plan.rollback.steps[i].name.clone(),
+            StepRef::RevertTraffic => "traffic back to stable".into(),
+            StepRef::Promote => "promote to 100%".into(),
+        }
+    }
+
+    pub fn is_idempotent(&self, step: StepRef) -> bool {
+        match self.action(step) {
+            Action::Step(s) => s.idempotent(),
+            Action::SetWeight(_) => true,
+        }
+    }
+
+    pub fn step(&self, step: StepRef) -> &StepState {
+        match step {
+            StepRef::Forward(i) => &self.forward[i],
+            StepRef::Rollback(i) => &self.rollback[i],
+            StepRef::RevertTraffic => &self.revert,
+            StepRef::Promote => &self.promote,
+        }
+    }
+
+    fn step_mut(&mut self, step: StepRef) -> &mut StepState {
+        match step {
+            StepRef::Forward(i) => &mut self.forward[i],
+            StepRef::Rollback(i) => &mut self.rollback[i],
+            StepRef::RevertTraffic => &mut self.revert,
+            StepRef::Promote => &mut self.promote,
+        }
+    }
+
+    pub fn forward_steps(&self) -> &[StepState] {
+        &self.forward
+    }
+
+    pub fn rollback_steps(&self) -> &[StepState] {
+        &self.rollback
+    }
+
+    pub fn revert_step(&self) -> &StepState {
+        &self.revert
+    }
+
+    pub fn promote_step(&self) -> &StepState {
+        &self.promote
+    }
+
+    pub fn in_flight(&self) -> Option<(StepRef, u32)> {
+        self.in_flight
+    }
+
+    /// The candidate weight last confirmed applied; `None` before any traffic change.
+    pub fn weight(&self) -> Option<Weight> {
+        self.weight
+    }
+
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.started_at
+    }
+
+    pub fn ended_at(&self) -> Option<Timestamp> {
+        self.ended.as_ref().map(|(_, at, _)| *at)
+    }
+
+    /// Why the launch ended, or why it is rolling back.
+    pub fn reason(&self) -> Option<String> {
+        if let Some((_, _, reason)) = &self.ended {
+            return Some(reason.clone());
+        }
+        self.rolling_back
+            .as_ref()
+            .map(|(cause, _)| cause.describe(|s| self.step_name(s)))
+    }
+
+    pub fn rollback_cause(&self) -> Option<&Cause> {
+        self.rolling_back.as_ref().map(|(c, _)| c)
+    }
+
+    pub fn rollback_started_at(&self) -> Option<Timestamp> {
+        self.rolling_back.as_ref().map(|(_, at)| *at)
+    }
+
+    pub fn pending_decision(&self) -> Option<(StepRef, &str)> {
+        self.decision.as_ref().map(|(s, m)| (*s, m.as_str()))
+    }
+
+    pub fn promoted_by(&self) -> Option<&str> {
+        self.promoting.as_deref()
+    }
+
+    pub fn apply(&mut self, record: &Record) {
+        match record {
+            Record::LaunchStarted { at } => self.started_at = Some(*at),
+            Record::StepStarted {
+                at,
+                step,
+                attempt,
+                deadline,
+            } => {
+                let s = self.step_mut(*step);
+                s.status = StepStatus::Running;
+                s.attempts = *attempt;
+                s.first_started_at.get_or_insert(*at);
+                s.started_at = Some(*at);
+                s.ended_at = None;
+                s.deadline = *deadline;
+                s.outcome = None;
+                self.in_flight = Some((*step, *attempt));
+                self.decision = None;
+            }
+            Record::StepFinished {
+                at, step, outcome, ..
+            } => {
+                let weight = match self.action(*step) {
+                    Action::Step(Step {
+                        kind: StepKind::Traffic(w),
+                        ..
+                    }) => Some(*w),
+                    Action::SetWeight(w) => Some(w),
+                    Action::Step(_) => None,
+                };
+                if outcome.result == StepResult::Succeeded {
+                    if let Some(w) = weight {
+                        self.weight = Some(w);
+                    }
+                }
+                let s = self.step_mut(*step);
+                s.status = match outcome.result {
+                    StepResult::Succeeded => StepStatus::Succeeded,
+                    StepResult::Failed => StepStatus::Failed,
+                    StepResult::TimedOut => StepStatus::TimedOut,
+                    StepResult::Cancelled => StepStatus::Cancelled,
+                };
+                s.ended_at = Some(*at);
+                s.outcome = Some(outcome.clone());
+                if self.in_flight.is_some_and(|(s, _)| s == *step) {
+                    self.in_flight = None;
+                }
+            }
+            Record::StepInterrupted { at, step, .. } => {
+                let s = self.step_mut(*step);
+                s.status = StepStatus::Interrupted;
+                s.ended_at = Some(*at);
+                if self.in_flight.is_some_and(|(s, _)| s == *step) {
+                    self.in_flight = None;
+                }
+            }
+            Record::StepSkipped { at, step, reason } => {
+                let s = self.step_mut(*step);
+                s.status = StepStatus::Skipped;
+                s.ended_at = Some(*at);
+                s.skipped_reason = Some(reason.clone());
+                if self.decision.as_ref().is_some_and(|(d, _)| d == step) {
+                    self.decision = None;
+                }
+            }
+            Record::Approved {
+                at,
+                step,
+                role,
+                by,
+                comment,
+            } => {
+                self.step_mut(*step).approval = Some(Approval {
+                    role: role.clone(),
+                    by: by.clone(),
+                    comment: comment.clone(),
+                    at: *at,
+                });
+            }
+            Record::NeedsDecision { step, message, .. } => {
+                self.decision = Some((*step, message.clone()));
+            }
+            Record::Decided { .. } => self.decision = None,
+            Record::RollbackStarted { at, cause } => {
+                self.rolling_back = Some((cause.clone(), *at));
+                self.decision = None;
+            }
+            Record::PromoteRequested { by, .. } => {
+                self.promoting = Some(by.clone());
+                self.decision = None;
+            }
+            Record::LaunchEnded { at, status, reason } => {
+                self.ended = Some((*status, *at, reason.clone()));
+                self.in_flight = None;
+                self.decision = None;
+            }
+        }
+    }
+}

@@ -1,0 +1,469 @@
+//! The transition function. `decide` never mutates its input and never performs an
+//! effect: it returns the records to journal, the state they lead to, and the effects
+//! the shell must start once the records are durable.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use liftoff_plan::StepKind;
+
+use crate::launch::{Action, Launch, StepStatus};
+use crate::record::{Cause, Decision, EndStatus, Outcome, Record, StepRef, StepResult};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Begin a freshly created launch.
+    Start,
+    /// The daemon restarted: decide what to do with whatever was in flight.
+    Recover,
+    StepFinished {
+        step: StepRef,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    Approve {
+        role: String,
+        by: String,
+        comment: Option<String>,
+    },
+    Abort {
+        by: String,
+        comment: Option<String>,
+    },
+    Rollback {
+        by: String,
+        comment: Option<String>,
+    },
+    Promote {
+        by: String,
+    },
+    /// Answer a `needs-decision` (with a decision) or end a pause early (without one).
+    Resume {
+        by: String,
+        decision: Option<Decision>,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// Start executing an attempt of a step; report back with `Event::StepFinished`.
+    Execute {
+        step: StepRef,
+        attempt: u32,
+        deadline: Option<Timestamp>,
+    },
+    /// Stop an attempt in flight; it reports back as `Cancelled` (or not at all if it
+    /// had already finished: a report for an attempt no longer in flight is ignored).
+    Cancel { step: StepRef, attempt: u32 },
+}
+
+/// A request the launch cannot take in its current state. Not a failure of liftoff.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("the launch has already ended ({status})")]
+    Ended { status: &'static str },
+    #[error("the launch has already started")]
+    AlreadyStarted,
+    #[error("the launch is not waiting for an approval (it is {status})")]
+    NotWaitingForApproval { status: &'static str },
+    #[error("the launch waits for an approval by role `{expected}`, not `{given}`")]
+    WrongRole { expected: String, given: String },
+    #[error("the launch is already rolling back")]
+    AlreadyRollingBack,
+    #[error("the launch is already being promoted")]
+    AlreadyPromoting,
+    #[error("the launch has no decision pending (it is {status})")]
+    NoDecisionPending { status: &'static str },
+    #[error(
+        "the launch needs a decision on step `{step}`: resume with --retry-step or --skip-step"
+    )]
+    DecisionRequired { step: String },
+    #[error("the launch is not paused (it is {status})")]
+    NotPaused { status: &'static str },
+}
+
+impl Rejection {
+    /// Stable machine-readable code, for API error bodies.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::Ended { .. } => "launch_ended",
+            Rejection::AlreadyStarted => "already_started",
+            Rejection::NotWaitingForApproval { .. } => "not_waiting_for_approval",
+            Rejection::WrongRole { .. } => "wrong_role",
+            Rejection::AlreadyRollingBack => "already_rolling_back",
+            Rejection::AlreadyPromoting => "already_promoting",
+            Rejection::NoDecisionPending { .. } => "no_decision_pending",
+            Rejection::DecisionRequired { .. } => "decision_required",
+            Rejection::NotPaused { .. } => "not_paused",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Transition {
+    pub state: Launch,
+    pub records: Vec<Record>,
+    pub effects: Vec<Effect>,
+}
+
+impl Transition {
+    fn begin(launch: &Launch) -> Self {
+        Self {
+            state: launch.clone(),
+            records: Vec::new(),
+            effects: Vec::new(),
+        }
+    }
+
+    fn record(&mut self, record: Record) {
+        self.state.apply(&record);
+        self.records.push(record);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.effects.is_empty()
+    }
+}
+
+pub fn decide(launch: &Launch, event: Event, now: Timestamp) -> Result<Transition, Rejection> {
+    let mut t = Transition::begin(launch);
+    let status = launch.status();
+    let ended = || Rejection::Ended {
+        status: status.as_str(),
+    };
+    match event {
+        Event::Start => {
+            if status.is_terminal() {
+                return Err(ended());
+            }
+            if launch.started_at.is_some() {
+                return Err(Rejection::AlreadyStarted);
+            }
+            t.record(Record::LaunchStarted { at: now });
+        }
+        Event::Recover => {
+            if status.is_terminal() {
+                return Ok(t);
+            }
+            if launch.started_at.is_none() {
+                t.record(Record::LaunchStarted { at: now });
+            }
+            if let Some((step, attempt)) = launch.in_flight {
+                recover_in_flight(&mut t, step, attempt, now);
+            }
+        }
+        Event::StepFinished {
+            step,
+            attempt,
+            outcome,
+        } => {
+            if launch.in_flight != Some((step, attempt)) {
+                return Ok(t); // A late report (a timer cancelled by an approval, say).
+            }
+            let failed = matches!(outcome.result, StepResult::Failed | StepResult::TimedOut);
+            let message = outcome.message.clone().unwrap_or_else(|| "failed".into());
+            t.record(Record::StepFinished {
+                at: now,
+                step,
+                attempt,
+                outcome,
+            });
+            let forward = matches!(step, StepRef::Forward(_) | StepRef::Promote);
+            if failed && forward && launch.rolling_back.is_none() {
+                t.record(Record::RollbackStarted {
+                    at: now,
+                    cause: Cause::StepFailed { step, message },
+                });
+            }
+        }
+        Event::Approve { role, by, comment } => {
+            if status.is_terminal() {
+                return Err(ended());
+            }
+            let waiting = launch
+                .in_flight
+                .filter(|_| status == crate::Status::WaitingApproval);
+            let Some((step, attempt)) = waiting else {
+                return Err(Rejection::NotWaitingForApproval {
+                    status: status.as_str(),
+                });
+            };
+            if let Action::Step(s) = launch.action(step) {
+                if let StepKind::Approve(a) = &s.kind {
+                    if a.role != role {
+                        return Err(Rejection::WrongRole {
+                            expected: a.role.clone(),
+                            given: role,
+                        });
+                    }
+                }
+            }
+            let message = format!("approved by {by} as {role}");
+            t.record(Record::Approved {
+                at: now,
+                step,
+                role,
+                by,
+                comment,
+            });
+            t.record(Record::StepFinished {
+                at: now,
+                step,
+                attempt,
+                outcome: Outcome::new(StepResult::Succeeded, message),
+            });
+            t.effects.push(Effect::Cancel { step, attempt });
+        }
+        Event::Abort { by, comment } | Event::Rollback { by, comment } if status.is_terminal() => {
+            let _ = (by, comment);
+            return Err(ended());
+        }
+        Event::Abort { by, comment } => {
+            start_rollback(&mut t, launch, Cause::Aborted { by, comment }, now)?
+        }
+        Event::Rollback { by, comment } => start_rollback(
+            &mut t,
+            launch,
+            Cause::RollbackRequested { by, comment },
+            now,
+        )?,
+        Event::Promote { by } => {
+            if status.is_terminal() {
+                return Err(ended());
+            }
+            if launch.rolling_back.is_some() {
+                return Err(Rejection::AlreadyRollingBack);
+            }
+            if launch.promoting.is_some() {
+                return Err(Rejection::AlreadyPromoting);
+            }
+            if launch.started_at.is_none() {
+                t.record(Record::LaunchStarted { at: now });
+            }
+            t.record(Record::PromoteRequested {
+                at: now,
+                by: by.clone(),
+            });
+            let reason = format!("promoted by {by}");
+            for i in 0..launch.forward.len() {
+                let step = StepRef::Forward(i);
+                let unsettled = !t.state.step(step).status.is_settled();
+                if unsettled && launch.in_flight.map(|(s, _)| s) != Some(step) {
+                    t.record(Record::StepSkipped {
+                        at: now,
+                        step,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+            cancel_in_flight(&mut t, launch);
+        }
+        Event::Resume { by, decision } => match (launch.decision.as_ref(), decision) {
+            (Some(&(step, _)), Some(Decision::Retry)) => {
+                t.record(Record::Decided {
+                    at: now,
+                    step,
+                    decision: Decision::Retry,
+                    by,
+                });
+                start(&mut t, step, now);
+            }
+            (Some(&(step, _)), Some(Decision::Skip)) => {
+                t.record(Record::Decided {
+                    at: now,
+                    step,
+                    decision: Decision::Skip,
+                    by: by.clone(),
+                });
+                t.record(Record::StepSkipped {
+                    at: now,
+                    step,
+                    reason: format!("skipped by {by}"),
+                });
+            }
+            (Some((step, _)), None) => {
+                return Err(Rejection::DecisionRequired {
+                    step: launch.step_name(*step),
+                });
+            }
+            (None, Some(_)) => {
+                return Err(Rejection::NoDecisionPending {
+                    status: status.as_str(),
+                });
+            }
+            (None, None) => {
+                let Some((step, attempt)) =
+                    launch.in_flight.filter(|_| status == crate::Status::Paused)
+                else {
+                    return Err(Rejection::NotPaused {
+                        status: status.as_str(),
+                    });
+                };
+                t.record(Record::StepFinished {
+                    at: now,
+                    step,
+                    attempt,
+                    outcome: Outcome::new(StepResult::Succeeded, format!("resumed early by {by}")),
+                });
+                t.effects.push(Effect::Cancel { step, attempt });
+            }
+        },
+    }
+    advance(&mut t, now);
+    Ok(t)
+}
+
+fn start_rollback(
+    t: &mut Transition,
+    launch: &Launch,
+    cause: Cause,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    if launch.rolling_back.is_some() {
+        return Err(Rejection::AlreadyRollingBack);
+    }
+    if launch.started_at.is_none() {
+        t.record(Record::LaunchStarted { at: now });
+    }
+    t.record(Record::RollbackStarted { at: now, cause });
+    cancel_in_flight(t, launch);
+    Ok(())
+}
+
+fn cancel_in_flight(t: &mut Transition, launch: &Launch) {
+    if let Some((step, attempt)) = launch.in_flight {
+        t.effects.push(Effect::Cancel { step, attempt });
+    }
+}
+
+fn recover_in_flight(t: &mut Transition, step: StepRef, attempt: u32, now: Timestamp) {
+    t.record(Record::StepInterrupted {
+        at: now,
+        step,
+        attempt,
+    });
+    let superseded = matches!(step, StepRef::Forward(_))
+        && (t.state.rolling_back.is_some() || t.state.promoting.is_some());
+    if superseded {
+        // It was being cancelled when the daemon stopped; it must not run again.
+        t.record(Record::StepFinished {
+            at: now,
+            step,
+            attempt,
+            outcome: Outcome::new(
+                StepResult::Cancelled,
+                "cancelled (interrupted by a restart)",
+            ),
+        });
+    } else if t.state.is_idempotent(step) {
+        start(t, step, now);
+    } else {
+        let name = t.state.step_name(step);
+        t.record(Record::NeedsDecision {
+            at: now,
+            step,
+            message: format!(
+                "step `{name}` was running when the daemon stopped and is not marked idempotent: \
+                 check whether it took effect, then resume with --retry-step or --skip-step, or abort"
+            ),
+        });
+    }
+}
+
+/// Start the next thing the launch should do, or end it, if nothing is in flight.
+fn advance(t: &mut Transition, now: Timestamp) {
+    let s = &t.state;
+    if s.ended.is_some() || s.in_flight.is_some() || s.decision.is_some() || s.started_at.is_none()
+    {
+        return;
+    }
+    let first_unsettled =
+        |states: &[crate::launch::StepState]| states.iter().position(|st| !st.status.is_settled());
+    if let Some((cause, _)) = &s.rolling_back {
+        if !s.revert.status.is_settled() {
+            return start(t, StepRef::RevertTraffic, now);
+        }
+        if let Some(i) = first_unsettled(&s.rollback) {
+            return start(t, StepRef::Rollback(i), now);
+        }
+        let failures: Vec<String> = std::iter::once(StepRef::RevertTraffic)
+            .chain((0..s.rollback.len()).map(StepRef::Rollback))
+            .filter(|step| {
+                matches!(
+                    s.step(*step).status,
+                    StepStatus::Failed | StepStatus::TimedOut
+                )
+            })
+            .map(|step| s.step_name(step))
+            .collect();
+        let reason = cause.describe(|step| s.step_name(step));
+        let (status, reason) = if failures.is_empty() {
+            let status = match cause {
+                Cause::Aborted { .. } => EndStatus::Aborted,
+                _ => EndStatus::RolledBack,
+            };
+            (status, reason)
+        } else {
+            let failed = failures.join("`, `");
+            (
+                EndStatus::Failed,
+                format!("{reason}; then the rollback failed at `{failed}`"),
+            )
+        };
+        t.record(Record::LaunchEnded {
+            at: now,
+            status,
+            reason,
+        });
+        return;
+    }
+    if s.promoting.is_some() {
+        if !s.promote.status.is_settled() {
+            return start(t, StepRef::Promote, now);
+        }
+    } else if let Some(i) = first_unsettled(&s.forward) {
+        return start(t, StepRef::Forward(i), now);
+    }
+    let reason = match &s.promoting {
+        Some(by) => format!("promoted to 100% by {by}"),
+        None => "all steps succeeded".to_string(),
+    };
+    t.record(Record::LaunchEnded {
+        at: now,
+        status: EndStatus::Succeeded,
+        reason,
+    });
+}
+
+fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
+    let state = t.state.step(step);
+    let attempt = state.attempts + 1;
+    let first = state.first_started_at.unwrap_or(now);
+    let after = |base: Timestamp, d: Duration| {
+        SignedDuration::try_from(d)
+            .ok()
+            .and_then(|d| base.checked_add(d).ok())
+    };
+    let deadline = match t.state.action(step) {
+        Action::Step(s) => match &s.kind {
+            StepKind::Pause(d) => after(first, *d),
+            StepKind::Approve(a) => a.timeout.and_then(|d| after(first, d)),
+            StepKind::Run(r) => after(now, r.timeout),
+            StepKind::Wait(w) => after(now, w.timeout),
+            StepKind::Traffic(_) => None,
+        },
+        Action::SetWeight(_) => None,
+    };
+    t.record(Record::StepStarted {
+        at: now,
+        step,
+        attempt,
+        deadline,
+    });
+    t.effects.push(Effect::Execute {
+        step,
+        attempt,
+        deadline,
+    });
+    debug_assert!(!t.is_empty());
+}

@@ -1,0 +1,204 @@
+//! Journal records: the durable history of a launch. A compatibility boundary: records
+//! written by one version of liftoff must be read by the next, so variants and fields
+//! are only ever added (with serde defaults), never renamed or removed.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// Which step: one of the plan's steps, one of its rollback steps, or one of the two
+/// traffic moves the engine makes on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepRef {
+    Forward(usize),
+    /// All traffic back to stable: the first thing a rollback does.
+    RevertTraffic,
+    Rollback(usize),
+    /// All traffic to the candidate, on `promote`.
+    Promote,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepResult {
+    Succeeded,
+    Failed,
+    TimedOut,
+    /// Stopped by liftoff (abort, rollback, promote, an approval or resume arriving).
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub result: StepResult,
+    /// One line for humans: "weight set to 50%", "exit status 3", "approved by ana".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Captured (truncated, redacted) output of commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+}
+
+impl Outcome {
+    pub fn new(result: StepResult, message: impl Into<String>) -> Self {
+        Self {
+            result,
+            message: Some(message.into()),
+            output: None,
+        }
+    }
+
+    pub fn with_output(mut self, output: impl Into<String>) -> Self {
+        let output = output.into();
+        self.output = (!output.is_empty()).then_some(output);
+        self
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Retry,
+    Skip,
+}
+
+/// Why a launch is rolling back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Cause {
+    StepFailed { step: StepRef, message: String },
+    Aborted { by: String, comment: Option<String> },
+    RollbackRequested { by: String, comment: Option<String> },
+}
+
+impl Cause {
+    pub fn describe(&self, step_name: impl Fn(StepRef) -> String) -> String {
+        let with_comment = |verb: &str, by: &str, comment: &Option<String>| match comment {
+            Some(c) => format!("{verb} by {by}: {c}"),
+            None => format!("{verb} by {by}"),
+        };
+        match self {
+            Cause::StepFailed { step, message } => {
+                format!("step `{}` failed: {message}", step_name(*step))
+            }
+            Cause::Aborted { by, comment } => with_comment("aborted", by, comment),
+            Cause::RollbackRequested { by, comment } => {
+                with_comment("rollback requested", by, comment)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndStatus {
+    Succeeded,
+    RolledBack,
+    /// The rollback itself did not complete: a human must look.
+    Failed,
+    Aborted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Record {
+    LaunchStarted {
+        at: Timestamp,
+    },
+    /// Written before the step's effect begins.
+    StepStarted {
+        at: Timestamp,
+        step: StepRef,
+        attempt: u32,
+        /// When the attempt times out (for `pause`, when it ends). Pauses and approvals
+        /// keep the deadline of their first attempt, so waits count wall-clock time
+        /// across restarts.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<Timestamp>,
+    },
+    /// Written when the step's effect has completed.
+    StepFinished {
+        at: Timestamp,
+        step: StepRef,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    /// The daemon found this attempt in flight after a restart.
+    StepInterrupted {
+        at: Timestamp,
+        step: StepRef,
+        attempt: u32,
+    },
+    StepSkipped {
+        at: Timestamp,
+        step: StepRef,
+        reason: String,
+    },
+    Approved {
+        at: Timestamp,
+        step: StepRef,
+        role: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comment: Option<String>,
+    },
+    NeedsDecision {
+        at: Timestamp,
+        step: StepRef,
+        message: String,
+    },
+    Decided {
+        at: Timestamp,
+        step: StepRef,
+        decision: Decision,
+        by: String,
+    },
+    RollbackStarted {
+        at: Timestamp,
+        cause: Cause,
+    },
+    PromoteRequested {
+        at: Timestamp,
+        by: String,
+    },
+    LaunchEnded {
+        at: Timestamp,
+        status: EndStatus,
+        reason: String,
+    },
+}
+
+impl Record {
+    pub fn at(&self) -> Timestamp {
+        match self {
+            Record::LaunchStarted { at }
+            | Record::StepStarted { at, .. }
+            | Record::StepFinished { at, .. }
+            | Record::StepInterrupted { at, .. }
+            | Record::StepSkipped { at, .. }
+            | Record::Approved { at, .. }
+            | Record::NeedsDecision { at, .. }
+            | Record::Decided { at, .. }
+            | Record::RollbackStarted { at, .. }
+            | Record::PromoteRequested { at, .. }
+            | Record::LaunchEnded { at, .. } => *at,
+        }
+    }
+
+    /// The record's type tag, as stored beside it in the journal.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Record::LaunchStarted { .. } => "launch_started",
+            Record::StepStarted { .. } => "step_started",
+            Record::StepFinished { .. } => "step_finished",
+            Record::StepInterrupted { .. } => "step_interrupted",
+            Record::StepSkipped { .. } => "step_skipped",
+            Record::Approved { .. } => "approved",
+            Record::NeedsDecision { .. } => "needs_decision",
+            Record::Decided { .. } => "decided",
+            Record::RollbackStarted { .. } => "rollback_started",
+            Record::PromoteRequested { .. } => "promote_requested",
+            Record::LaunchEnded { .. } => "launch_ended",
+        }
+    }
+}

@@ -1,0 +1,399 @@
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use liftoff_engine::*;
+use liftoff_plan::parse;
+
+/// A shell without effects: journals records, checks that replaying the journal gives
+/// the live state after every transition, and remembers what it was asked to do.
+struct Sim {
+    plan: Arc<liftoff_plan::Plan>,
+    state: Launch,
+    journal: Vec<Record>,
+    executed: Vec<StepRef>,
+    cancelled: Vec<StepRef>,
+    now: Timestamp,
+}
+
+impl Sim {
+    fn new(src: &str) -> Self {
+        let plan = Arc::new(parse(src, &|_| None).expect("valid plan"));
+        Self {
+            state: Launch::new(plan.clone()),
+            plan,
+            journal: Vec::new(),
+            executed: Vec::new(),
+            cancelled: Vec::new(),
+            now: "2026-11-21T10:00:00Z".parse().unwrap(),
+        }
+    }
+
+    fn tick(&mut self, secs: i64) {
+        self.now = self
+            .now
+            .checked_add(jiff::SignedDuration::from_secs(secs))
+            .unwrap();
+    }
+
+    fn send(&mut self, event: Event) -> Result<(), Rejection> {
+        let t = decide(&self.state, event, self.now)?;
+        self.journal.extend(t.records.iter().cloned());
+        self.state = t.state;
+        let replayed = Launch::replay(self.plan.clone(), &self.journal);
+        assert_eq!(
+            format!("{replayed:?}"),
+            format!("{:?}", self.state),
+            "replay diverged"
+        );
+        for effect in t.effects {
+            match effect {
+                Effect::Execute { step, .. } => self.executed.push(step),
+                Effect::Cancel { step, .. } => self.cancelled.push(step),
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, result: StepResult, message: &str) {
+        let (step, attempt) = self.state.in_flight().expect("a step in flight");
+        self.send(Event::StepFinished {
+            step,
+            attempt,
+            outcome: Outcome::new(result, message),
+        })
+        .unwrap();
+    }
+
+    fn ok(&mut self) {
+        self.finish(StepResult::Succeeded, "ok");
+    }
+
+    /// Simulate kill -9 and restart: state comes from the journal alone.
+    fn restart(&mut self) {
+        self.state = Launch::replay(self.plan.clone(), &self.journal);
+        self.send(Event::Recover).unwrap();
+    }
+}
+
+const ROUTER: &str = "router: { kind: command, command: './w.sh {weight}' }\n";
+
+fn plan(steps: &str, rollback: &str) -> String {
+    format!(
+        "version: 1\nname: t\nservice: svc\n{ROUTER}steps:\n{steps}rollback:\n  steps:\n{rollback}"
+    )
+}
+
+#[test]
+fn run_traffic_approve_traffic_succeeds_in_order() {
+    let mut sim = Sim::new(&plan(
+        "  - { name: deploy, run: ./deploy.sh }\n  - traffic: 50%\n  - approve: { role: sre }\n  - traffic: 100%\n",
+        "    - run: ./cleanup.sh\n",
+    ));
+    assert_eq!(sim.state.status(), Status::Pending);
+    sim.send(Event::Start).unwrap();
+    assert_eq!(sim.state.status(), Status::Running);
+    sim.ok();
+    sim.ok();
+    assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(5000));
+    assert_eq!(sim.state.status(), Status::WaitingApproval);
+
+    let wrong = sim.send(Event::Approve {
+        role: "dev".into(),
+        by: "bob".into(),
+        comment: None,
+    });
+    assert_eq!(wrong.unwrap_err().code(), "wrong_role");
+    sim.send(Event::Approve {
+        role: "sre".into(),
+        by: "ana".into(),
+        comment: Some("dashboards green".into()),
+    })
+    .unwrap();
+    assert_eq!(
+        sim.cancelled,
+        [StepRef::Forward(2)],
+        "the approval timer is stopped"
+    );
+    let approval = sim.state.forward_steps()[2].approval.clone().unwrap();
+    assert_eq!(
+        (approval.by.as_str(), approval.comment.as_deref()),
+        ("ana", Some("dashboards green"))
+    );
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Succeeded);
+    assert_eq!(
+        sim.executed,
+        [0, 1, 2, 3].map(StepRef::Forward),
+        "rollback steps never ran on success"
+    );
+    assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(10_000));
+}
+
+#[test]
+fn failing_step_reverts_traffic_first_then_runs_rollback_steps() {
+    let mut sim = Sim::new(&plan(
+        "  - traffic: 25%\n  - { name: smoke, run: ./smoke.sh }\n  - traffic: 100%\n",
+        "    - { name: page, run: ./page.sh }\n    - { name: cleanup, run: ./cleanup.sh }\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.ok();
+    sim.finish(StepResult::Failed, "exit status 1");
+    assert_eq!(sim.state.status(), Status::RollingBack);
+    sim.ok(); // revert
+    assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(0));
+    sim.ok();
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::RolledBack);
+    assert_eq!(
+        sim.executed,
+        [
+            StepRef::Forward(0),
+            StepRef::Forward(1),
+            StepRef::RevertTraffic,
+            StepRef::Rollback(0),
+            StepRef::Rollback(1)
+        ]
+    );
+    assert_eq!(
+        sim.state.reason().unwrap(),
+        "step `smoke` failed: exit status 1"
+    );
+}
+
+#[test]
+fn a_failed_rollback_ends_failed_and_says_where() {
+    let mut sim = Sim::new(&plan(
+        "  - run: a\n",
+        "    - { name: page, run: ./page.sh }\n    - run: b\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.finish(StepResult::TimedOut, "timed out after 10m");
+    sim.ok();
+    sim.finish(StepResult::Failed, "exit status 2");
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Failed);
+    let reason = sim.state.reason().unwrap();
+    assert!(
+        reason.contains("timed out after 10m") && reason.contains("`page`"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn abort_during_pause_cancels_it_and_rolls_back_as_aborted() {
+    let mut sim = Sim::new(&plan(
+        "  - traffic: 5%\n  - pause: 1h\n  - traffic: 100%\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Paused);
+    sim.send(Event::Abort {
+        by: "ana".into(),
+        comment: Some("p95 looks odd".into()),
+    })
+    .unwrap();
+    assert_eq!(sim.cancelled, [StepRef::Forward(1)]);
+    assert_eq!(sim.state.status(), Status::RollingBack);
+    assert!(
+        sim.send(Event::Abort {
+            by: "x".into(),
+            comment: None
+        })
+        .is_err()
+    );
+    sim.finish(StepResult::Cancelled, "cancelled");
+    assert_eq!(sim.executed.last(), Some(&StepRef::RevertTraffic));
+    sim.ok();
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Aborted);
+    assert_eq!(sim.state.reason().unwrap(), "aborted by ana: p95 looks odd");
+}
+
+#[test]
+fn late_report_from_a_cancelled_timer_is_ignored() {
+    let mut sim = Sim::new(&plan(
+        "  - approve: { role: sre, timeout: 1m }\n  - run: b\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.send(Event::Approve {
+        role: "sre".into(),
+        by: "ana".into(),
+        comment: None,
+    })
+    .unwrap();
+    let before = sim.journal.len();
+    sim.send(Event::StepFinished {
+        step: StepRef::Forward(0),
+        attempt: 1,
+        outcome: Outcome::new(StepResult::TimedOut, "approval timed out"),
+    })
+    .unwrap();
+    assert_eq!(sim.journal.len(), before);
+    assert_eq!(sim.state.status(), Status::Running);
+}
+
+#[test]
+fn crash_during_idempotent_step_reruns_it_keeping_the_pause_deadline() {
+    let mut sim = Sim::new(&plan("  - pause: 10m\n  - run: b\n", "    - run: x\n"));
+    sim.send(Event::Start).unwrap();
+    let deadline = sim.state.forward_steps()[0].deadline.unwrap();
+    sim.tick(120);
+    sim.restart();
+    let step = &sim.state.forward_steps()[0];
+    assert_eq!((step.attempts, step.status), (2, StepStatus::Running));
+    assert_eq!(
+        step.deadline,
+        Some(deadline),
+        "a pause counts wall-clock time across restarts"
+    );
+    assert_eq!(sim.executed, [StepRef::Forward(0), StepRef::Forward(0)]);
+}
+
+#[test]
+fn crash_during_non_idempotent_step_needs_a_decision() {
+    let mut sim = Sim::new(&plan(
+        "  - { name: migrate, run: ./migrate.sh }\n  - { name: seed, run: ./seed.sh }\n  - { name: warm, run: ./warm.sh, idempotent: true }\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.restart();
+    assert_eq!(sim.state.status(), Status::NeedsDecision);
+    assert!(
+        sim.state
+            .pending_decision()
+            .unwrap()
+            .1
+            .contains("`migrate`")
+    );
+    assert_eq!(
+        sim.send(Event::Promote { by: "x".into() }).is_ok(),
+        true,
+        "promote settles it too"
+    );
+
+    let mut sim = Sim::new(&plan(
+        "  - { name: migrate, run: ./migrate.sh }\n  - { name: seed, run: ./seed.sh }\n  - { name: warm, run: ./warm.sh, idempotent: true }\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.restart();
+    let no_choice = sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: None,
+    });
+    assert_eq!(no_choice.unwrap_err().code(), "decision_required");
+    sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: Some(Decision::Retry),
+    })
+    .unwrap();
+    assert_eq!(sim.state.forward_steps()[0].attempts, 2);
+    sim.ok();
+    sim.restart(); // `seed` in flight
+    sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: Some(Decision::Skip),
+    })
+    .unwrap();
+    assert_eq!(sim.state.forward_steps()[1].status, StepStatus::Skipped);
+    sim.restart(); // `warm` in flight, idempotent: rerun without asking
+    assert_eq!(sim.state.status(), Status::Running);
+    assert_eq!(sim.state.forward_steps()[2].attempts, 2);
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Succeeded);
+    sim.restart(); // recovering a finished launch does nothing
+    assert_eq!(sim.state.status(), Status::Succeeded);
+}
+
+#[test]
+fn crash_while_cancelling_for_a_rollback_does_not_rerun_the_step() {
+    let mut sim = Sim::new(&plan(
+        "  - traffic: 5%\n  - { name: long, run: ./long.sh }\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.ok();
+    sim.send(Event::Rollback {
+        by: "ana".into(),
+        comment: None,
+    })
+    .unwrap();
+    sim.restart();
+    assert_eq!(sim.state.forward_steps()[1].status, StepStatus::Cancelled);
+    assert_eq!(sim.executed.last(), Some(&StepRef::RevertTraffic));
+    sim.ok();
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::RolledBack);
+}
+
+#[test]
+fn promote_skips_what_is_left_and_goes_to_full_weight() {
+    let mut sim = Sim::new(&plan(
+        "  - traffic: 5%\n  - pause: 1h\n  - traffic: 50%\n  - run: c\n",
+        "    - run: x\n",
+    ));
+    sim.send(Event::Start).unwrap();
+    sim.ok();
+    sim.send(Event::Promote { by: "ana".into() }).unwrap();
+    assert_eq!(sim.cancelled, [StepRef::Forward(1)]);
+    sim.finish(StepResult::Cancelled, "cancelled");
+    assert_eq!(sim.executed.last(), Some(&StepRef::Promote));
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Succeeded);
+    assert_eq!(sim.state.forward_steps()[2].status, StepStatus::Skipped);
+    assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(10_000));
+    assert_eq!(sim.state.reason().unwrap(), "promoted to 100% by ana");
+}
+
+#[test]
+fn resume_ends_a_pause_early_and_rejects_otherwise() {
+    let mut sim = Sim::new(&plan("  - pause: 1h\n  - run: b\n", "    - run: x\n"));
+    sim.send(Event::Start).unwrap();
+    sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: None,
+    })
+    .unwrap();
+    assert_eq!(sim.state.status(), Status::Running);
+    let again = sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: None,
+    });
+    assert_eq!(again.unwrap_err().code(), "not_paused");
+    let retry = sim.send(Event::Resume {
+        by: "ana".into(),
+        decision: Some(Decision::Retry),
+    });
+    assert_eq!(retry.unwrap_err().code(), "no_decision_pending");
+    let approve = sim.send(Event::Approve {
+        role: "sre".into(),
+        by: "ana".into(),
+        comment: None,
+    });
+    assert_eq!(approve.unwrap_err().code(), "not_waiting_for_approval");
+}
+
+#[test]
+fn records_keep_their_journal_shape() {
+    let at: Timestamp = "2026-11-21T10:00:00Z".parse().unwrap();
+    let record = Record::StepFinished {
+        at,
+        step: StepRef::Forward(2),
+        attempt: 1,
+        outcome: Outcome::new(StepResult::Failed, "exit status 1").with_output("boom"),
+    };
+    let json = serde_json::to_string(&record).unwrap();
+    assert_eq!(
+        json,
+        r#"{"type":"step_finished","at":"2026-11-21T10:00:00Z","step":{"forward":2},"attempt":1,"outcome":{"result":"failed","message":"exit status 1","output":"boom"}}"#
+    );
+    let back: Record = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, record);
+    let revert: Record = serde_json::from_str(
+        r#"{"type":"step_started","at":"2026-11-21T10:00:00Z","step":"revert_traffic","attempt":1}"#,
+    )
+    .unwrap();
+    assert_eq!(revert.kind(), "step_started");
+}
