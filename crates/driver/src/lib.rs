@@ -1,1 +1,492 @@
+//! The async shell around the engine.
+//!
+//! Invariants:
+//! - a transition's records are durable in the journal before any of its effects
+//!   starts; if the journal cannot be written, nothing happens;
+//! - one actor task per unfinished launch owns its state; everything else reads
+//!   snapshots rebuilt from the journal;
+//! - step effects go through ports ([`ports`]), never directly to processes or sockets.
 
+mod execute;
+mod http;
+pub mod ports;
+mod redact;
+mod shell;
+mod traffic;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liftoff_engine::{
+    Action, Effect, Event, Launch, Record, Rejection, StepRef, decide, decide_draining,
+};
+use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind};
+use liftoff_store::{Entry, LaunchRow, NewLaunch, Store, StoreError};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use execute::StepContext;
+pub use http::ReqwestProbe;
+pub use redact::{REDACTED, Redactor};
+pub use shell::ShellRunner;
+pub use traffic::CommandRouter;
+
+use ports::{Clock, CommandRunner, HttpProbe, SystemClock, TrafficControl};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("invalid plan")]
+    Plan(PlanErrors),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    #[error("no launch with id `{0}`")]
+    NoSuchLaunch(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("journal of launch {launch}: {message}")]
+    Journal { launch: String, message: String },
+    #[error("the daemon is shutting down")]
+    ShuttingDown,
+}
+
+impl From<StoreError> for DriverError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NoSuchLaunch(id) => DriverError::NoSuchLaunch(id),
+            other => DriverError::Store(other),
+        }
+    }
+}
+
+/// The production ports.
+pub struct Ports {
+    pub runner: Arc<dyn CommandRunner>,
+    pub http: Arc<dyn HttpProbe>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for Ports {
+    fn default() -> Self {
+        Self {
+            runner: Arc::new(ShellRunner),
+            http: Arc::new(ReqwestProbe::new()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+pub struct LaunchRequest {
+    pub source: String,
+    pub plan_path: String,
+    /// Absolute directory that relative paths in the plan resolve against.
+    pub workdir: String,
+    /// Values for the plan's `${VAR}` references, from the launching user's environment.
+    pub variables: HashMap<String, String>,
+}
+
+/// A launch as the journal says it is now.
+pub struct Snapshot {
+    pub row: LaunchRow,
+    pub launch: Launch,
+    pub records: Vec<(i64, Record)>,
+}
+
+struct Msg {
+    event: Event,
+    reply: Option<oneshot::Sender<Result<(), DriverError>>>,
+}
+
+pub struct Driver {
+    store: Arc<Store>,
+    ports: Ports,
+    actors: Mutex<HashMap<String, mpsc::UnboundedSender<Msg>>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// How long a stopping daemon waits for in-flight commands to finish.
+    grace: Duration,
+}
+
+impl Driver {
+    pub fn new(store: Arc<Store>, ports: Ports, grace: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            ports,
+            actors: Mutex::new(HashMap::new()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            grace,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Validate, register and start a launch. Returns its id.
+    pub async fn create(self: &Arc<Self>, req: LaunchRequest) -> Result<String, DriverError> {
+        if self.shutdown.is_cancelled() {
+            return Err(DriverError::ShuttingDown);
+        }
+        let plan = liftoff_plan::parse(&req.source, &|name| req.variables.get(name).cloned())
+            .map_err(DriverError::Plan)?;
+        let workdir = PathBuf::from(&req.workdir);
+        if !workdir.is_absolute() || !workdir.is_dir() {
+            return Err(DriverError::Invalid(format!(
+                "workdir `{}` is not an existing absolute directory",
+                req.workdir
+            )));
+        }
+        let id = new_launch_id();
+        let new = NewLaunch {
+            id: id.clone(),
+            name: plan.name.clone(),
+            service: plan.service.clone(),
+            created_at: self.ports.clock.now().to_string(),
+            plan_source: req.source,
+            plan_path: req.plan_path,
+            workdir: req.workdir,
+            variables: plan
+                .variables
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        let store = self.store.clone();
+        blocking(move || store.create_launch(&new)).await?;
+        let plan = Arc::new(plan);
+        self.spawn_actor(&id, Launch::new(plan), workdir);
+        self.send(&id, Event::Start).await?;
+        tracing::info!(launch = %id, "launch created");
+        Ok(id)
+    }
+
+    /// Deliver an operator's event (approve, abort, ...) and wait until it is journaled.
+    pub async fn send(self: &Arc<Self>, id: &str, event: Event) -> Result<(), DriverError> {
+        let actor = self
+            .actors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        let Some(actor) = actor else {
+            // Not running here: finished, or unknown. Let the engine say why.
+            let snap = self.snapshot(id)?;
+            decide(&snap.launch, event, self.ports.clock.now())?;
+            return Err(DriverError::Invalid(format!(
+                "launch `{id}` is not active in this daemon"
+            )));
+        };
+        let (reply, answer) = oneshot::channel();
+        actor
+            .send(Msg {
+                event,
+                reply: Some(reply),
+            })
+            .map_err(|_| DriverError::ShuttingDown)?;
+        answer.await.map_err(|_| DriverError::ShuttingDown)?
+    }
+
+    pub fn snapshot(&self, id: &str) -> Result<Snapshot, DriverError> {
+        let row = self.store.launch(id)?;
+        let plan = Arc::new(load_plan(&self.store, &row)?);
+        let records = load_records(&self.store, id)?;
+        let launch = Launch::replay(plan, records.iter().map(|(_, r)| r));
+        Ok(Snapshot {
+            row,
+            launch,
+            records,
+        })
+    }
+
+    pub fn list(&self, limit: usize) -> Result<Vec<LaunchRow>, DriverError> {
+        Ok(self.store.launches(limit)?)
+    }
+
+    /// Resume every unfinished launch from its journal. Returns how many.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, DriverError> {
+        let ids = self.store.unfinished_launches()?;
+        for id in &ids {
+            let snap = self.snapshot(id)?;
+            let workdir = PathBuf::from(&snap.row.workdir);
+            self.spawn_actor(id, snap.launch, workdir);
+            if let Err(e) = self.send(id, Event::Recover).await {
+                tracing::error!(launch = %id, error = %e, "recovery failed");
+            } else {
+                tracing::info!(launch = %id, "launch recovered from the journal");
+            }
+        }
+        Ok(ids.len())
+    }
+
+    /// Stop accepting launches, let in-flight commands finish (up to the grace period)
+    /// and journal their outcome, then stop. Waiting steps (pause, approval, HTTP
+    /// waits) simply resume after the restart.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    fn spawn_actor(self: &Arc<Self>, id: &str, launch: Launch, workdir: PathBuf) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plan = launch.plan_arc();
+        let ctx = Arc::new(self.step_context(id, plan, workdir));
+        let actor = Actor {
+            id: id.to_string(),
+            store: self.store.clone(),
+            clock: self.ports.clock.clone(),
+            state: launch,
+            ctx,
+            tx: tx.clone(),
+            rx,
+            running: HashMap::new(),
+        };
+        self.actors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), tx);
+        let driver = self.clone();
+        let shutdown = self.shutdown.clone();
+        let grace = self.grace;
+        self.tasks.spawn(async move {
+            let id = actor.id.clone();
+            actor.run(shutdown, grace).await;
+            driver
+                .actors
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+        });
+    }
+
+    fn step_context(&self, id: &str, plan: Arc<Plan>, workdir: PathBuf) -> StepContext {
+        let redactor = Redactor::new(plan.variables.redactable_values());
+        let traffic: Option<Arc<dyn TrafficControl>> = match &plan.router {
+            Some(RouterSpec::Command { command, timeout }) => Some(Arc::new(CommandRouter {
+                command: command.clone(),
+                timeout: *timeout,
+                dir: workdir.clone(),
+                env: StepContext::base_env(&plan, id),
+                runner: self.ports.runner.clone(),
+                redactor: redactor.clone(),
+            })),
+            None => None,
+        };
+        StepContext {
+            launch_id: id.to_string(),
+            plan,
+            workdir,
+            traffic,
+            runner: self.ports.runner.clone(),
+            http: self.ports.http.clone(),
+            clock: self.ports.clock.clone(),
+            redactor,
+        }
+    }
+}
+
+struct Actor {
+    id: String,
+    store: Arc<Store>,
+    clock: Arc<dyn Clock>,
+    state: Launch,
+    ctx: Arc<StepContext>,
+    tx: mpsc::UnboundedSender<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
+    running: HashMap<(StepRef, u32), CancellationToken>,
+}
+
+impl Actor {
+    async fn run(mut self, shutdown: CancellationToken, grace: Duration) {
+        loop {
+            let msg = tokio::select! {
+                msg = self.rx.recv() => msg,
+                () = shutdown.cancelled() => {
+                    self.drain(grace).await;
+                    return;
+                }
+            };
+            let Some(Msg { event, reply }) = msg else {
+                return;
+            };
+            let result = self.handle(event, false).await;
+            if let Err(e) = &result {
+                if !matches!(e, DriverError::Rejected(_)) {
+                    tracing::error!(launch = %self.id, error = %e, "transition failed");
+                }
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(result);
+            }
+            if self.state.status().is_terminal() {
+                return;
+            }
+        }
+    }
+
+    async fn handle(&mut self, event: Event, draining: bool) -> Result<(), DriverError> {
+        if let Event::StepFinished { step, attempt, .. } = &event {
+            self.running.remove(&(*step, *attempt));
+        }
+        let now = self.clock.now();
+        let t = if draining {
+            decide_draining(&self.state, event, now)?
+        } else {
+            decide(&self.state, event, now)?
+        };
+        if !t.records.is_empty() {
+            self.journal(&t.records, &t.state).await?;
+            for r in &t.records {
+                log_record(&self.id, &t.state, r);
+            }
+        }
+        self.state = t.state;
+        for effect in t.effects {
+            match effect {
+                Effect::Execute {
+                    step,
+                    attempt,
+                    deadline,
+                } => self.execute(step, attempt, deadline),
+                Effect::Cancel { step, attempt } => {
+                    if let Some(token) = self.running.remove(&(step, attempt)) {
+                        token.cancel();
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn journal(&self, records: &[Record], next: &Launch) -> Result<(), DriverError> {
+        let entries = records
+            .iter()
+            .map(|r| {
+                serde_json::to_string(r).map(|payload| Entry {
+                    kind: r.kind().to_string(),
+                    at: r.at().to_string(),
+                    payload,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| DriverError::Journal {
+                launch: self.id.clone(),
+                message: e.to_string(),
+            })?;
+        let status = next.status();
+        let (store, id) = (self.store.clone(), self.id.clone());
+        blocking(move || store.append(&id, &entries, status.as_str(), status.is_terminal())).await
+    }
+
+    fn execute(&mut self, step: StepRef, attempt: u32, deadline: Option<jiff::Timestamp>) {
+        let token = CancellationToken::new();
+        self.running.insert((step, attempt), token.clone());
+        let (ctx, tx, weight) = (self.ctx.clone(), self.tx.clone(), self.state.weight());
+        tokio::spawn(async move {
+            let action = Action::of(&ctx.plan, step);
+            let outcome = execute::execute(&ctx, action, deadline, weight, &token).await;
+            let event = Event::StepFinished {
+                step,
+                attempt,
+                outcome,
+            };
+            let _ = tx.send(Msg { event, reply: None });
+        });
+    }
+
+    /// Shutdown: commands in flight get up to `grace` to finish and be journaled (so a
+    /// clean restart never has to ask about them); nothing new starts.
+    async fn drain(&mut self, grace: Duration) {
+        let in_flight_command =
+            self.state
+                .in_flight()
+                .filter(|(step, _)| match self.state.action(*step) {
+                    Action::SetWeight(_) => true,
+                    Action::Step(s) => matches!(s.kind, StepKind::Run(_) | StepKind::Traffic(_)),
+                });
+        if in_flight_command.is_some() {
+            let deadline = tokio::time::Instant::now() + grace;
+            while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                let finished = matches!(msg.event, Event::StepFinished { .. });
+                let result = self.handle(msg.event, true).await;
+                if let Some(reply) = msg.reply {
+                    let _ = reply.send(result.and(Err(DriverError::ShuttingDown)));
+                }
+                if finished && self.state.in_flight().is_none() {
+                    break;
+                }
+            }
+        }
+        for token in self.running.values() {
+            token.cancel();
+        }
+    }
+}
+
+fn log_record(id: &str, launch: &Launch, record: &Record) {
+    match record {
+        Record::StepStarted { step, attempt, .. } => {
+            tracing::info!(launch = %id, step = %launch.step_name(*step), attempt, "step started");
+        }
+        Record::StepFinished { step, outcome, .. } => tracing::info!(
+            launch = %id,
+            step = %launch.step_name(*step),
+            result = ?outcome.result,
+            message = outcome.message.as_deref().unwrap_or(""),
+            "step finished"
+        ),
+        Record::LaunchEnded { status, reason, .. } => {
+            tracing::info!(launch = %id, status = ?status, reason = %reason, "launch ended");
+        }
+        other => tracing::info!(launch = %id, record = other.kind(), "journaled"),
+    }
+}
+
+fn load_plan(store: &Store, row: &LaunchRow) -> Result<Plan, DriverError> {
+    let vars: HashMap<String, String> = store.variables(&row.id)?.into_iter().collect();
+    liftoff_plan::parse(&row.plan_source, &|name| vars.get(name).cloned())
+        .map_err(DriverError::Plan)
+}
+
+fn load_records(store: &Store, id: &str) -> Result<Vec<(i64, Record)>, DriverError> {
+    store
+        .journal(id)?
+        .into_iter()
+        .map(|e| {
+            serde_json::from_str(&e.payload)
+                .map(|r| (e.seq, r))
+                .map_err(|err| DriverError::Journal {
+                    launch: id.to_string(),
+                    message: format!("record {} ({}): {err}", e.seq, e.kind),
+                })
+        })
+        .collect()
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DriverError::Invalid(format!("store task failed: {e}")))?
+        .map_err(DriverError::from)
+}
+
+fn new_launch_id() -> String {
+    let mut bytes = [0u8; 5];
+    // The OS RNG failing is not something a launch can recover from meaningfully;
+    // fall back to the clock so the daemon keeps working.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes.copy_from_slice(&nanos.to_le_bytes()[..5]);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

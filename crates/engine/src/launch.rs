@@ -137,9 +137,21 @@ pub enum Action<'a> {
     SetWeight(Weight),
 }
 
+impl<'a> Action<'a> {
+    pub fn of(plan: &'a Plan, step: StepRef) -> Self {
+        match step {
+            StepRef::Forward(i) => Action::Step(&plan.steps[i]),
+            StepRef::Rollback(i) => Action::Step(&plan.rollback.steps[i]),
+            StepRef::Baseline | StepRef::RevertTraffic => Action::SetWeight(Weight::STABLE),
+            StepRef::Promote => Action::SetWeight(Weight::FULL),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Launch {
     plan: Arc<Plan>,
+    pub(crate) baseline: StepState,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) ended: Option<(EndStatus, Timestamp, String)>,
     pub(crate) forward: Vec<StepState>,
@@ -163,6 +175,7 @@ impl Launch {
                 .iter()
                 .map(|_| StepState::new())
                 .collect(),
+            baseline: StepState::new(),
             revert: StepState::new(),
             promote: StepState::new(),
             plan,
@@ -187,6 +200,10 @@ impl Launch {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    pub fn plan_arc(&self) -> Arc<Plan> {
+        self.plan.clone()
     }
 
     pub fn status(&self) -> Status {
@@ -216,18 +233,14 @@ impl Launch {
     }
 
     pub fn action(&self, step: StepRef) -> Action<'_> {
-        match step {
-            StepRef::Forward(i) => Action::Step(&self.plan.steps[i]),
-            StepRef::Rollback(i) => Action::Step(&self.plan.rollback.steps[i]),
-            StepRef::RevertTraffic => Action::SetWeight(Weight::STABLE),
-            StepRef::Promote => Action::SetWeight(Weight::FULL),
-        }
+        Action::of(&self.plan, step)
     }
 
     pub fn step_name(&self, step: StepRef) -> String {
         match step {
             StepRef::Forward(i) => self.plan.steps[i].name.clone(),
             StepRef::Rollback(i) => self.plan.rollback.steps[i].name.clone(),
+            StepRef::Baseline => "traffic pinned to stable".into(),
             StepRef::RevertTraffic => "traffic back to stable".into(),
             StepRef::Promote => "promote to 100%".into(),
         }
@@ -242,6 +255,7 @@ impl Launch {
 
     pub fn step(&self, step: StepRef) -> &StepState {
         match step {
+            StepRef::Baseline => &self.baseline,
             StepRef::Forward(i) => &self.forward[i],
             StepRef::Rollback(i) => &self.rollback[i],
             StepRef::RevertTraffic => &self.revert,
@@ -251,6 +265,7 @@ impl Launch {
 
     fn step_mut(&mut self, step: StepRef) -> &mut StepState {
         match step {
+            StepRef::Baseline => &mut self.baseline,
             StepRef::Forward(i) => &mut self.forward[i],
             StepRef::Rollback(i) => &mut self.rollback[i],
             StepRef::RevertTraffic => &mut self.revert,
@@ -264,6 +279,10 @@ impl Launch {
 
     pub fn rollback_steps(&self) -> &[StepState] {
         &self.rollback
+    }
+
+    pub fn baseline_step(&self) -> &StepState {
+        &self.baseline
     }
 
     pub fn revert_step(&self) -> &StepState {

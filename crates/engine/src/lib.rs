@@ -13,5 +13,5 @@ mod machine;
 mod record;
 
 pub use launch::{Action, Approval, Launch, Status, StepState, StepStatus};
-pub use machine::{Effect, Event, Rejection, Transition, decide};
+pub use machine::{Effect, Event, Rejection, Transition, decide, decide_draining};
 pub use record::{Cause, Decision, EndStatus, Outcome, Record, StepRef, StepResult};

@@ -119,13 +119,26 @@ impl Transition {
         self.state.apply(&record);
         self.records.push(record);
     }
-
-    fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.effects.is_empty()
-    }
 }
 
 pub fn decide(launch: &Launch, event: Event, now: Timestamp) -> Result<Transition, Rejection> {
+    let mut t = decide_event(launch, event, now)?;
+    advance(&mut t, now);
+    Ok(t)
+}
+
+/// Like [`decide`], but never starts another step or ends the launch: for a daemon
+/// that is shutting down and must record what finished without beginning anything new.
+/// The next `Recover` picks up from there.
+pub fn decide_draining(
+    launch: &Launch,
+    event: Event,
+    now: Timestamp,
+) -> Result<Transition, Rejection> {
+    decide_event(launch, event, now)
+}
+
+fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transition, Rejection> {
     let mut t = Transition::begin(launch);
     let status = launch.status();
     let ended = || Rejection::Ended {
@@ -168,7 +181,10 @@ pub fn decide(launch: &Launch, event: Event, now: Timestamp) -> Result<Transitio
                 attempt,
                 outcome,
             });
-            let forward = matches!(step, StepRef::Forward(_) | StepRef::Promote);
+            let forward = matches!(
+                step,
+                StepRef::Baseline | StepRef::Forward(_) | StepRef::Promote
+            );
             if failed && forward && launch.rolling_back.is_none() {
                 t.record(Record::RollbackStarted {
                     at: now,
@@ -309,7 +325,6 @@ pub fn decide(launch: &Launch, event: Event, now: Timestamp) -> Result<Transitio
             }
         },
     }
-    advance(&mut t, now);
     Ok(t)
 }
 
@@ -342,7 +357,7 @@ fn recover_in_flight(t: &mut Transition, step: StepRef, attempt: u32, now: Times
         step,
         attempt,
     });
-    let superseded = matches!(step, StepRef::Forward(_))
+    let superseded = matches!(step, StepRef::Baseline | StepRef::Forward(_))
         && (t.state.rolling_back.is_some() || t.state.promoting.is_some());
     if superseded {
         // It was being cancelled when the daemon stopped; it must not run again.
@@ -421,6 +436,8 @@ fn advance(t: &mut Transition, now: Timestamp) {
         if !s.promote.status.is_settled() {
             return start(t, StepRef::Promote, now);
         }
+    } else if s.plan().router.is_some() && !s.baseline.status.is_settled() {
+        return start(t, StepRef::Baseline, now);
     } else if let Some(i) = first_unsettled(&s.forward) {
         return start(t, StepRef::Forward(i), now);
     }
@@ -465,5 +482,4 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
         attempt,
         deadline,
     });
-    debug_assert!(!t.is_empty());
 }

@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepRef {
+    /// Traffic pinned to stable before the first step, so every launch starts from a
+    /// known split (plans with a router only).
+    Baseline,
     Forward(usize),
     /// All traffic back to stable: the first thing a rollback does.
     RevertTraffic,

@@ -64,6 +64,14 @@ impl Sim {
         .unwrap();
     }
 
+    /// Start the launch and let the traffic baseline succeed.
+    fn start(&mut self) {
+        self.send(Event::Start).unwrap();
+        if self.state.in_flight().map(|(s, _)| s) == Some(StepRef::Baseline) {
+            self.ok();
+        }
+    }
+
     fn ok(&mut self) {
         self.finish(StepResult::Succeeded, "ok");
     }
@@ -92,6 +100,8 @@ fn run_traffic_approve_traffic_succeeds_in_order() {
     assert_eq!(sim.state.status(), Status::Pending);
     sim.send(Event::Start).unwrap();
     assert_eq!(sim.state.status(), Status::Running);
+    sim.ok(); // baseline
+    assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(0));
     sim.ok();
     sim.ok();
     assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(5000));
@@ -123,8 +133,14 @@ fn run_traffic_approve_traffic_succeeds_in_order() {
     assert_eq!(sim.state.status(), Status::Succeeded);
     assert_eq!(
         sim.executed,
-        [0, 1, 2, 3].map(StepRef::Forward),
-        "rollback steps never ran on success"
+        [
+            StepRef::Baseline,
+            StepRef::Forward(0),
+            StepRef::Forward(1),
+            StepRef::Forward(2),
+            StepRef::Forward(3)
+        ],
+        "traffic pinned to stable first; rollback steps never ran on success"
     );
     assert_eq!(sim.state.weight().map(|w| w.basis_points()), Some(10_000));
 }
@@ -137,6 +153,7 @@ fn failing_step_reverts_traffic_first_then_runs_rollback_steps() {
     ));
     sim.send(Event::Start).unwrap();
     sim.ok();
+    sim.ok();
     sim.finish(StepResult::Failed, "exit status 1");
     assert_eq!(sim.state.status(), Status::RollingBack);
     sim.ok(); // revert
@@ -147,6 +164,7 @@ fn failing_step_reverts_traffic_first_then_runs_rollback_steps() {
     assert_eq!(
         sim.executed,
         [
+            StepRef::Baseline,
             StepRef::Forward(0),
             StepRef::Forward(1),
             StepRef::RevertTraffic,
@@ -185,7 +203,7 @@ fn abort_during_pause_cancels_it_and_rolls_back_as_aborted() {
         "  - traffic: 5%\n  - pause: 1h\n  - traffic: 100%\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.ok();
     assert_eq!(sim.state.status(), Status::Paused);
     sim.send(Event::Abort {
@@ -216,7 +234,7 @@ fn late_report_from_a_cancelled_timer_is_ignored() {
         "  - approve: { role: sre, timeout: 1m }\n  - run: b\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.send(Event::Approve {
         role: "sre".into(),
         by: "ana".into(),
@@ -237,7 +255,7 @@ fn late_report_from_a_cancelled_timer_is_ignored() {
 #[test]
 fn crash_during_idempotent_step_reruns_it_keeping_the_pause_deadline() {
     let mut sim = Sim::new(&plan("  - pause: 10m\n  - run: b\n", "    - run: x\n"));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     let deadline = sim.state.forward_steps()[0].deadline.unwrap();
     sim.tick(120);
     sim.restart();
@@ -248,7 +266,10 @@ fn crash_during_idempotent_step_reruns_it_keeping_the_pause_deadline() {
         Some(deadline),
         "a pause counts wall-clock time across restarts"
     );
-    assert_eq!(sim.executed, [StepRef::Forward(0), StepRef::Forward(0)]);
+    assert_eq!(
+        sim.executed,
+        [StepRef::Baseline, StepRef::Forward(0), StepRef::Forward(0)]
+    );
 }
 
 #[test]
@@ -257,7 +278,7 @@ fn crash_during_non_idempotent_step_needs_a_decision() {
         "  - { name: migrate, run: ./migrate.sh }\n  - { name: seed, run: ./seed.sh }\n  - { name: warm, run: ./warm.sh, idempotent: true }\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.restart();
     assert_eq!(sim.state.status(), Status::NeedsDecision);
     assert!(
@@ -277,7 +298,7 @@ fn crash_during_non_idempotent_step_needs_a_decision() {
         "  - { name: migrate, run: ./migrate.sh }\n  - { name: seed, run: ./seed.sh }\n  - { name: warm, run: ./warm.sh, idempotent: true }\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.restart();
     let no_choice = sim.send(Event::Resume {
         by: "ana".into(),
@@ -313,7 +334,7 @@ fn crash_while_cancelling_for_a_rollback_does_not_rerun_the_step() {
         "  - traffic: 5%\n  - { name: long, run: ./long.sh }\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.ok();
     sim.send(Event::Rollback {
         by: "ana".into(),
@@ -334,7 +355,7 @@ fn promote_skips_what_is_left_and_goes_to_full_weight() {
         "  - traffic: 5%\n  - pause: 1h\n  - traffic: 50%\n  - run: c\n",
         "    - run: x\n",
     ));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.ok();
     sim.send(Event::Promote { by: "ana".into() }).unwrap();
     assert_eq!(sim.cancelled, [StepRef::Forward(1)]);
@@ -350,7 +371,7 @@ fn promote_skips_what_is_left_and_goes_to_full_weight() {
 #[test]
 fn resume_ends_a_pause_early_and_rejects_otherwise() {
     let mut sim = Sim::new(&plan("  - pause: 1h\n  - run: b\n", "    - run: x\n"));
-    sim.send(Event::Start).unwrap();
+    sim.start();
     sim.send(Event::Resume {
         by: "ana".into(),
         decision: None,

@@ -1,0 +1,233 @@
+//! What each step kind does. Each function turns one attempt into an [`Outcome`]; none
+//! of them touches the journal (the actor does, before and after).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use liftoff_engine::{Action, Outcome, StepResult};
+use liftoff_plan::{Plan, RunStep, StepKind, WaitStep, Weight};
+use tokio_util::sync::CancellationToken;
+
+use crate::ports::{
+    Clock, CommandRunner, CommandSpec, CommandStatus, HttpProbe, TrafficControl, sleep_until,
+};
+use crate::redact::Redactor;
+use crate::traffic::humantime_short;
+
+/// Everything a launch's steps need, built once per launch.
+pub struct StepContext {
+    pub launch_id: String,
+    pub plan: Arc<Plan>,
+    pub workdir: PathBuf,
+    pub traffic: Option<Arc<dyn TrafficControl>>,
+    pub runner: Arc<dyn CommandRunner>,
+    pub http: Arc<dyn HttpProbe>,
+    pub clock: Arc<dyn Clock>,
+    pub redactor: Redactor,
+}
+
+impl StepContext {
+    /// The environment every command of the launch sees.
+    pub fn base_env(plan: &Plan, launch_id: &str) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = plan
+            .variables
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        env.push(("LIFTOFF_LAUNCH_ID".into(), launch_id.to_string()));
+        env.push(("LIFTOFF_SERVICE".into(), plan.service.clone()));
+        env
+    }
+}
+
+pub async fn execute(
+    ctx: &StepContext,
+    action: Action<'_>,
+    deadline: Option<Timestamp>,
+    weight: Option<Weight>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    match action {
+        Action::SetWeight(w) => set_weight(ctx, w, cancel).await,
+        Action::Step(step) => match &step.kind {
+            StepKind::Traffic(w) => set_weight(ctx, *w, cancel).await,
+            StepKind::Run(run) => run_command(ctx, &step.name, run, deadline, weight, cancel).await,
+            StepKind::Pause(d) => pause(ctx, *d, deadline, cancel).await,
+            StepKind::Approve(a) => {
+                // Approval arrives as an event; this attempt only waits for the timeout.
+                match deadline {
+                    Some(at) => tokio::select! {
+                        () = sleep_until(ctx.clock.as_ref(), at) => Outcome::new(
+                            StepResult::TimedOut,
+                            format!("no approval by role `{}` within {}", a.role,
+                                a.timeout.map(humantime_short).unwrap_or_default()),
+                        ),
+                        () = cancel.cancelled() => cancelled(),
+                    },
+                    None => {
+                        cancel.cancelled().await;
+                        cancelled()
+                    }
+                }
+            }
+            StepKind::Wait(w) => wait_http(ctx, w, deadline, cancel).await,
+        },
+    }
+}
+
+fn cancelled() -> Outcome {
+    Outcome::new(StepResult::Cancelled, "cancelled")
+}
+
+async fn set_weight(ctx: &StepContext, weight: Weight, cancel: &CancellationToken) -> Outcome {
+    let Some(traffic) = &ctx.traffic else {
+        return Outcome::new(StepResult::Failed, "the plan has no router");
+    };
+    match traffic.set_weight(weight, cancel).await {
+        Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
+        Err(_) if cancel.is_cancelled() => cancelled(),
+        Err(e) => Outcome::new(StepResult::Failed, e),
+    }
+}
+
+async fn run_command(
+    ctx: &StepContext,
+    name: &str,
+    run: &RunStep,
+    deadline: Option<Timestamp>,
+    weight: Option<Weight>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let mut env = StepContext::base_env(&ctx.plan, &ctx.launch_id);
+    env.push(("LIFTOFF_STEP".into(), name.to_string()));
+    env.push((
+        "LIFTOFF_WEIGHT".into(),
+        weight.unwrap_or_default().to_string(),
+    ));
+    env.extend(
+        run.env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.expose().to_string())),
+    );
+    let timeout = deadline
+        .map(|d| d.duration_since(ctx.clock.now()))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or(run.timeout);
+    let spec = CommandSpec {
+        // Variables reach the shell through the environment (see CommandRouter).
+        command: run.command.template().to_string(),
+        dir: resolve_dir(&ctx.workdir, run.dir.as_ref().map(|d| d.expose())),
+        env,
+        timeout,
+    };
+    let out = ctx.runner.run(spec, cancel).await;
+    let output = ctx.redactor.redact(&out.output);
+    let outcome = match out.status {
+        CommandStatus::Exited(0) => Outcome::new(StepResult::Succeeded, "exit status 0"),
+        CommandStatus::Exited(code) => {
+            Outcome::new(StepResult::Failed, format!("exit status {code}"))
+        }
+        CommandStatus::Signaled(sig) => {
+            Outcome::new(StepResult::Failed, format!("killed by signal {sig}"))
+        }
+        CommandStatus::TimedOut => Outcome::new(
+            StepResult::TimedOut,
+            format!("timed out after {}", humantime_short(run.timeout)),
+        ),
+        CommandStatus::Cancelled => cancelled(),
+        CommandStatus::SpawnFailed(e) => Outcome::new(StepResult::Failed, ctx.redactor.redact(&e)),
+    };
+    outcome.with_output(output)
+}
+
+fn resolve_dir(workdir: &Path, dir: Option<&str>) -> PathBuf {
+    match dir {
+        Some(d) => workdir.join(d),
+        None => workdir.to_path_buf(),
+    }
+}
+
+async fn pause(
+    ctx: &StepContext,
+    duration: Duration,
+    deadline: Option<Timestamp>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let until = async {
+        match deadline {
+            Some(at) => sleep_until(ctx.clock.as_ref(), at).await,
+            None => tokio::time::sleep(duration).await,
+        }
+    };
+    tokio::select! {
+        () = until => Outcome::new(StepResult::Succeeded, format!("paused {}", humantime_short(duration))),
+        () = cancel.cancelled() => cancelled(),
+    }
+}
+
+async fn wait_http(
+    ctx: &StepContext,
+    w: &WaitStep,
+    deadline: Option<Timestamp>,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let mut streak = 0u32;
+    let mut last = String::from("no request made yet");
+    let result = {
+        let probing = async {
+            loop {
+                match ctx.http.get(w.url.expose(), w.request_timeout).await {
+                    Ok(status) if status == w.status => {
+                        streak += 1;
+                        last = format!("status {status}");
+                        if streak >= w.consecutive {
+                            return;
+                        }
+                    }
+                    Ok(status) => {
+                        streak = 0;
+                        last = format!("status {status}, expected {}", w.status);
+                    }
+                    Err(e) => {
+                        streak = 0;
+                        last = ctx.redactor.redact(&e);
+                    }
+                }
+                tokio::time::sleep(w.interval).await;
+            }
+        };
+        let timeout = async {
+            match deadline {
+                Some(at) => sleep_until(ctx.clock.as_ref(), at).await,
+                None => tokio::time::sleep(w.timeout).await,
+            }
+        };
+        tokio::select! {
+            () = probing => Some(true),
+            () = timeout => Some(false),
+            () = cancel.cancelled() => None,
+        }
+    };
+    match result {
+        Some(true) => Outcome::new(
+            StepResult::Succeeded,
+            format!(
+                "{} answered {} {} time(s) in a row",
+                w.url, w.status, w.consecutive
+            ),
+        ),
+        Some(false) => Outcome::new(
+            StepResult::TimedOut,
+            format!(
+                "{} did not answer {} {} time(s) in a row within {}; last: {last}",
+                w.url,
+                w.status,
+                w.consecutive,
+                humantime_short(w.timeout)
+            ),
+        ),
+        None => cancelled(),
+    }
+}

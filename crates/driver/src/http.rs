@@ -1,0 +1,49 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ports::HttpProbe;
+
+pub struct ReqwestProbe {
+    client: reqwest::Client,
+}
+
+impl ReqwestProbe {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_default();
+        Self { client }
+    }
+}
+
+impl Default for ReqwestProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[async_trait]
+impl HttpProbe for ReqwestProbe {
+    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, String> {
+        match self.client.get(url).timeout(timeout).send().await {
+            Ok(resp) => Ok(resp.status().as_u16()),
+            Err(e) if e.is_timeout() => Err(format!(
+                "no answer within {}",
+                crate::traffic::humantime_short(timeout)
+            )),
+            Err(e) if e.is_connect() => Err("connection refused or unreachable".into()),
+            Err(e) => Err(without_url(&e)),
+        }
+    }
+}
+
+/// reqwest errors embed the URL, which may hold a secret from `${VAR}`.
+fn without_url(e: &reqwest::Error) -> String {
+    let mut msg = e.to_string();
+    if let Some(url) = e.url() {
+        msg = msg.replace(url.as_str(), "<url>");
+    }
+    msg
+}

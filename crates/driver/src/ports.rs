@@ -1,0 +1,79 @@
+//! The edges of the driver. Production implementations live beside them; tests swap
+//! them to run launches without processes, networks or waiting.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+use liftoff_plan::Weight;
+use tokio_util::sync::CancellationToken;
+
+/// Applies the candidate's traffic share (the command router; later the builtin router).
+#[async_trait]
+pub trait TrafficControl: Send + Sync {
+    /// Ok: a line saying what was done. Err: why the weight could not be applied.
+    async fn set_weight(
+        &self,
+        weight: Weight,
+        cancel: &CancellationToken,
+    ) -> Result<String, String>;
+}
+
+#[derive(Clone, Debug)]
+pub struct CommandSpec {
+    /// Run by `sh -c`.
+    pub command: String,
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandStatus {
+    Exited(i32),
+    Signaled(i32),
+    TimedOut,
+    Cancelled,
+    SpawnFailed(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct CommandOutcome {
+    pub status: CommandStatus,
+    /// stdout and stderr interleaved, truncated to a head and a tail.
+    pub output: String,
+}
+
+#[async_trait]
+pub trait CommandRunner: Send + Sync {
+    async fn run(&self, spec: CommandSpec, cancel: &CancellationToken) -> CommandOutcome;
+}
+
+#[async_trait]
+pub trait HttpProbe: Send + Sync {
+    /// The status of a GET, or why there was none.
+    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, String>;
+}
+
+/// Wall-clock time. Timers sleep on tokio's clock for `deadline - now()`, so tests can
+/// pause tokio's time and move both together.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::now()
+    }
+}
+
+/// Sleep until `deadline` by `clock`.
+pub async fn sleep_until(clock: &dyn Clock, deadline: Timestamp) {
+    let left = deadline.duration_since(clock.now());
+    if let Ok(left) = Duration::try_from(left) {
+        tokio::time::sleep(left).await;
+    }
+}
