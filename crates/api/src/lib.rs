@@ -1,1 +1,160 @@
+//! API v1 bodies. A compatibility boundary: fields are added with defaults, never
+//! renamed. Times are RFC 3339 strings; weights are percentages (0–100).
 
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const API_PREFIX: &str = "/api/v1";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateLaunch {
+    /// The plan file's text.
+    pub plan: String,
+    /// Where it came from, for status and reports.
+    pub plan_path: String,
+    /// Absolute directory relative paths in the plan resolve against.
+    pub workdir: String,
+    /// Values of the variables the plan references (`${VAR}`), from the caller's
+    /// environment. Secrets: stored apart from the journal, never returned.
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Created {
+    pub id: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveRequest {
+    pub role: String,
+    pub by: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+/// Body of abort, rollback and promote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActorRequest {
+    pub by: String,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResumeDecision {
+    Retry,
+    Skip,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeRequest {
+    pub by: String,
+    /// Required when the launch needs a decision; absent to end a pause early.
+    #[serde(default)]
+    pub decision: Option<ResumeDecision>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable: `unauthorized`, `invalid_plan`, `not_found`,
+    /// `bad_request`, `wrong_role`, `launch_ended`, ...
+    pub code: String,
+    pub message: String,
+    /// For `invalid_plan`: every problem with its position.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<PlanProblem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PlanProblem {
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LaunchSummary {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LaunchStatus {
+    pub id: String,
+    pub name: String,
+    pub service: String,
+    pub plan_path: String,
+    /// pending, running, waiting-approval, paused, needs-decision, rolling-back,
+    /// rolled-back, succeeded, failed, aborted.
+    pub status: String,
+    pub terminal: bool,
+    /// Why it ended, or why it is rolling back.
+    pub reason: Option<String>,
+    /// Candidate share last confirmed applied, in percent.
+    pub weight: Option<f64>,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    /// The step in flight.
+    pub current_step: Option<String>,
+    /// What a human must decide, when status is needs-decision.
+    pub decision_needed: Option<String>,
+    /// `traffic pinned to stable`, when the plan has a router.
+    pub baseline: Option<StepView>,
+    pub steps: Vec<StepView>,
+    /// `traffic back to stable` (first) then the plan's rollback steps, once a
+    /// rollback has begun.
+    pub rollback: Vec<StepView>,
+    pub promote: Option<StepView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepView {
+    pub name: String,
+    /// run, traffic, pause, approve, wait, or `weight` for liftoff's own moves.
+    pub kind: String,
+    /// pending, running, succeeded, failed, timed-out, cancelled, skipped, interrupted.
+    pub status: String,
+    pub attempts: u32,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub deadline: Option<String>,
+    pub message: Option<String>,
+    pub output: Option<String>,
+    pub approval: Option<ApprovalView>,
+    pub skipped_reason: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ApprovalView {
+    pub role: String,
+    pub by: String,
+    pub comment: Option<String>,
+    pub at: String,
+}
+
+/// One journal record, with a line for humans.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub summary: String,
+}

@@ -1,1 +1,368 @@
-fn main() {}
+//! `liftoff`: the daemon and the CLI in one binary. Everything but `serve` and
+//! `validate` is a thin client of the daemon's HTTP API.
+
+mod client;
+mod exit;
+mod output;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use liftoff_api as api;
+
+use client::Client;
+use exit::{EXIT_CODES_HELP, Exit, Failure};
+
+#[derive(Parser)]
+#[command(
+    name = "liftoff",
+    version,
+    about = "Launch runbooks as code: checklists, traffic steps, gates, rollback."
+)]
+#[command(after_help = EXIT_CODES_HELP)]
+struct Cli {
+    /// The daemon's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "LIFTOFF_SERVER",
+        default_value = "http://127.0.0.1:7070"
+    )]
+    server: String,
+    /// The daemon's state directory (the CLI reads the admin token from it unless
+    /// LIFTOFF_TOKEN is set).
+    #[arg(
+        long,
+        global = true,
+        env = "LIFTOFF_STATE_DIR",
+        default_value = "./.liftoff"
+    )]
+    state_dir: PathBuf,
+    /// Output format of read commands.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: launch engine and HTTP API.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// How long a stopping daemon lets in-flight commands finish.
+        #[arg(long, default_value = "30s", value_parser = humantime_arg)]
+        shutdown_grace: Duration,
+    },
+    /// Check plans without running them (no daemon needed).
+    Validate {
+        #[arg(required = true)]
+        plans: Vec<PathBuf>,
+    },
+    /// Start a launch; prints its id.
+    Launch {
+        plan: PathBuf,
+        /// Stream progress until the launch ends; exit 0 only if it succeeded.
+        #[arg(long)]
+        follow: bool,
+    },
+    /// Show a launch (default: the newest).
+    Status { id: Option<String> },
+    /// List launches, newest first.
+    History {
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Give the approval a launch is waiting for.
+    Approve {
+        id: String,
+        /// The role the approval step asks for.
+        #[arg(long = "as", value_name = "ROLE")]
+        role: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Stop a launch: traffic to stable, rollback steps, status `aborted`.
+    Abort {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Roll a launch back: traffic to stable, rollback steps, status `rolled-back`.
+    Rollback {
+        id: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Continue a launch: answer `needs-decision`, or end a pause early.
+    Resume {
+        id: String,
+        /// Run the interrupted step again.
+        #[arg(long, conflicts_with = "skip_step")]
+        retry_step: bool,
+        /// Treat the interrupted step as done and go on.
+        #[arg(long)]
+        skip_step: bool,
+        #[command(flatten)]
+        who: Who,
+    },
+    /// Skip the remaining steps: traffic to 100% candidate and finish.
+    Promote {
+        id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(clap::Args)]
+struct Who {
+    /// Who is acting, for the journal (default: $USER).
+    #[arg(long = "by", value_name = "NAME")]
+    by: Option<String>,
+}
+
+impl Who {
+    fn name(&self) -> String {
+        self.by
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("LOGNAME").ok())
+            .unwrap_or_else(|| "unknown".into())
+    }
+}
+
+fn humantime_arg(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("`{s}` is not a duration (e.g. 30s): {e}"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(Exit::Unreachable as u8);
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    let code = match result {
+        Ok(exit) => exit,
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            for p in &f.problems {
+                eprintln!("  {}:{}: {}", p.line, p.col, p.message);
+                if let Some(h) = &p.hint {
+                    eprintln!("    hint: {h}");
+                }
+            }
+            if let Some(h) = &f.hint {
+                eprintln!("  hint: {h}");
+            }
+            f.exit
+        }
+    };
+    ExitCode::from(code as u8)
+}
+
+async fn run(cli: Cli) -> Result<Exit, Failure> {
+    let client = || Client::new(&cli.server, client::token(&cli.state_dir));
+    match &cli.command {
+        Command::Serve {
+            listen,
+            shutdown_grace,
+        } => serve(*listen, &cli.state_dir, *shutdown_grace).await,
+        Command::Validate { plans } => Ok(validate(plans)),
+        Command::Launch { plan, follow } => {
+            let id = launch(&client(), plan).await?;
+            if *follow {
+                output::follow(&client(), &id, cli.output).await
+            } else {
+                match cli.output {
+                    Format::Json => println!("{}", serde_json::json!({ "id": id })),
+                    Format::Text => println!("{id}"),
+                }
+                Ok(Exit::Success)
+            }
+        }
+        Command::Status { id } => {
+            let c = client();
+            let id = match id {
+                Some(id) => id.clone(),
+                None => newest(&c).await?,
+            };
+            let status: api::LaunchStatus = c.get(&format!("/launches/{id}")).await?;
+            output::print_status(&status, cli.output);
+            Ok(Exit::Success)
+        }
+        Command::History { limit } => {
+            let list: Vec<api::LaunchSummary> =
+                client().get(&format!("/launches?limit={limit}")).await?;
+            output::print_history(&list, cli.output);
+            Ok(Exit::Success)
+        }
+        Command::Approve {
+            id,
+            role,
+            comment,
+            who,
+        } => {
+            let body = api::ApproveRequest {
+                role: role.clone(),
+                by: who.name(),
+                comment: comment.clone(),
+            };
+            act(&client(), id, "approve", &body, cli.output).await
+        }
+        Command::Abort { id, comment, who } => {
+            act(&client(), id, "abort", &actor(who, comment), cli.output).await
+        }
+        Command::Rollback { id, comment, who } => {
+            act(&client(), id, "rollback", &actor(who, comment), cli.output).await
+        }
+        Command::Promote { id, who } => {
+            act(&client(), id, "promote", &actor(who, &None), cli.output).await
+        }
+        Command::Resume {
+            id,
+            retry_step,
+            skip_step,
+            who,
+        } => {
+            let decision = match (retry_step, skip_step) {
+                (true, _) => Some(api::ResumeDecision::Retry),
+                (_, true) => Some(api::ResumeDecision::Skip),
+                _ => None,
+            };
+            let body = api::ResumeRequest {
+                by: who.name(),
+                decision,
+            };
+            act(&client(), id, "resume", &body, cli.output).await
+        }
+    }
+}
+
+fn actor(who: &Who, comment: &Option<String>) -> api::ActorRequest {
+    api::ActorRequest {
+        by: who.name(),
+        comment: comment.clone(),
+    }
+}
+
+async fn act<B: serde::Serialize>(
+    c: &Client,
+    id: &str,
+    verb: &str,
+    body: &B,
+    format: Format,
+) -> Result<Exit, Failure> {
+    let status: api::LaunchStatus = c.post(&format!("/launches/{id}/{verb}"), body).await?;
+    output::print_status(&status, format);
+    Ok(Exit::Success)
+}
+
+async fn newest(c: &Client) -> Result<String, Failure> {
+    let list: Vec<api::LaunchSummary> = c.get("/launches?limit=1").await?;
+    list.into_iter()
+        .next()
+        .map(|l| l.id)
+        .ok_or_else(|| Failure::new(Exit::Invalid, "there are no launches yet"))
+}
+
+async fn serve(listen: SocketAddr, state_dir: &Path, grace: Duration) -> Result<Exit, Failure> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let config = liftoff_server::ServeConfig {
+        listen,
+        state_dir: state_dir.to_path_buf(),
+        shutdown_grace: grace,
+    };
+    liftoff_server::serve(config, liftoff_server::shutdown_signal())
+        .await
+        .map_err(|e| Failure::new(Exit::Unreachable, e.to_string()))?;
+    Ok(Exit::Success)
+}
+
+/// Read and parse a plan with the caller's environment.
+fn load(path: &Path) -> Result<(String, liftoff_plan::Plan), Failure> {
+    let source = std::fs::read_to_string(path).map_err(|e| {
+        Failure::new(
+            Exit::Invalid,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    match liftoff_plan::parse(&source, &|name| std::env::var(name).ok()) {
+        Ok(plan) => Ok((source, plan)),
+        Err(errors) => {
+            eprint!("{}", errors.render(&path.display().to_string()));
+            Err(Failure::new(
+                Exit::Invalid,
+                format!("{}: {} problem(s)", path.display(), errors.len()),
+            ))
+        }
+    }
+}
+
+fn validate(plans: &[PathBuf]) -> Exit {
+    let mut worst = Exit::Success;
+    for path in plans {
+        match load(path) {
+            Ok((_, plan)) => println!(
+                "{}: ok ({} steps, {} rollback steps)",
+                path.display(),
+                plan.steps.len(),
+                plan.rollback.steps.len()
+            ),
+            Err(f) => {
+                eprintln!("error: {}", f.message);
+                worst = Exit::Invalid;
+            }
+        }
+    }
+    worst
+}
+
+async fn launch(c: &Client, path: &Path) -> Result<String, Failure> {
+    let (source, plan) = load(path)?;
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?;
+    let workdir = abs.parent().unwrap_or(Path::new("/")).display().to_string();
+    let variables: BTreeMap<String, String> = plan
+        .variables
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let body = api::CreateLaunch {
+        plan: source,
+        plan_path: abs.display().to_string(),
+        workdir,
+        variables,
+    };
+    let created: api::Created = c.post("/launches", &body).await?;
+    Ok(created.id)
+}

@@ -436,3 +436,60 @@ impl Launch {
         }
     }
 }
+
+impl Launch {
+    /// One line for humans about a record of this launch (for `--follow`, logs, reports).
+    pub fn summarize(&self, record: &Record) -> String {
+        let name = |s: &StepRef| self.step_name(*s);
+        match record {
+            Record::LaunchStarted { .. } => "launch started".into(),
+            Record::StepStarted {
+                step, attempt: 1, ..
+            } => format!("`{}` started", name(step)),
+            Record::StepStarted { step, attempt, .. } => {
+                format!("`{}` started (attempt {attempt})", name(step))
+            }
+            Record::StepFinished { step, outcome, .. } => {
+                let verb = match outcome.result {
+                    StepResult::Succeeded => "succeeded",
+                    StepResult::Failed => "failed",
+                    StepResult::TimedOut => "timed out",
+                    StepResult::Cancelled => "cancelled",
+                };
+                match &outcome.message {
+                    Some(m) => format!("`{}` {verb}: {m}", name(step)),
+                    None => format!("`{}` {verb}", name(step)),
+                }
+            }
+            Record::StepInterrupted { step, .. } => {
+                format!("`{}` was interrupted by a daemon restart", name(step))
+            }
+            Record::StepSkipped { step, reason, .. } => {
+                format!("`{}` skipped: {reason}", name(step))
+            }
+            Record::Approved {
+                role, by, comment, ..
+            } => match comment {
+                Some(c) => format!("approved by {by} as {role}: {c}"),
+                None => format!("approved by {by} as {role}"),
+            },
+            Record::NeedsDecision { message, .. } => format!("needs a decision: {message}"),
+            Record::Decided {
+                step, decision, by, ..
+            } => {
+                let what = match decision {
+                    crate::Decision::Retry => "retry",
+                    crate::Decision::Skip => "skip",
+                };
+                format!("{by} chose to {what} `{}`", name(step))
+            }
+            Record::RollbackStarted { cause, .. } => {
+                format!("rolling back: {}", cause.describe(|s| self.step_name(s)))
+            }
+            Record::PromoteRequested { by, .. } => format!("promotion to 100% requested by {by}"),
+            Record::LaunchEnded { status, reason, .. } => {
+                format!("launch {}: {reason}", Status::from(*status).as_str())
+            }
+        }
+    }
+}

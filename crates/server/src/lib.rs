@@ -1,1 +1,120 @@
+//! `liftoff serve`: the composition root. Builds the store, the driver and the HTTP
+//! API, recovers unfinished launches, serves until a shutdown signal, then drains.
+//!
+//! Invariant: handlers translate between HTTP and the driver; they hold no launch
+//! state of their own and never touch the journal directly.
 
+mod auth;
+mod routes;
+mod views;
+
+use std::fs::DirBuilder;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use liftoff_driver::{Driver, Ports};
+use liftoff_store::{Store, StoreError};
+
+pub use auth::TOKEN_FILE;
+
+/// The file a running daemon writes its base URL to (tests and scripts read it when
+/// the daemon was told to listen on port 0).
+pub const ADDR_FILE: &str = "serve.addr";
+pub const DB_FILE: &str = "liftoff.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("no randomness from the OS for the admin token: {0}")]
+    Random(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("recovering launches from the journal: {0}")]
+    Recovery(#[from] liftoff_driver::DriverError),
+}
+
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub state_dir: PathBuf,
+    pub shutdown_grace: Duration,
+}
+
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let dir = &config.state_dir;
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StartError::File {
+            path: dir.clone(),
+            source,
+        })?;
+    let store = Arc::new(Store::open(&dir.join(DB_FILE))?);
+    auth::ensure_admin_token(&store, dir)?;
+    let admin_hash = store.token_hash(auth::ADMIN)?.unwrap_or_default();
+    let driver = Driver::new(store, Ports::default(), config.shutdown_grace);
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    let recovered = driver.recover().await?;
+    let addr_file = dir.join(ADDR_FILE);
+    std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|source| StartError::File {
+        path: addr_file.clone(),
+        source,
+    })?;
+    tracing::info!(%addr, recovered, "liftoff daemon listening");
+
+    let app = routes::router(routes::AppState {
+        driver: driver.clone(),
+        admin_hash: Arc::from(admin_hash),
+    });
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    tracing::info!("shutting down: letting in-flight commands finish");
+    driver.shutdown().await;
+    let _ = std::fs::remove_file(&addr_file);
+    served.map_err(|source| StartError::Listen { addr, source })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the daemon can still be stopped by SIGKILL; the
+        // journal makes that safe.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

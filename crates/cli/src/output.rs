@@ -1,0 +1,184 @@
+//! What the CLI prints.
+
+use std::time::Duration;
+
+use liftoff_api as api;
+
+use crate::Format;
+use crate::client::Client;
+use crate::exit::{Exit, Failure};
+
+pub fn print_status(s: &api::LaunchStatus, format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(s).unwrap_or_default());
+        return;
+    }
+    println!("launch {}  {} (service {})", s.id, s.name, s.service);
+    let weight = s.weight.map_or("-".to_string(), |w| format!("{w}%"));
+    println!("status: {}   candidate weight: {weight}", s.status);
+    if let Some(step) = &s.current_step {
+        println!("current step: {step}");
+    }
+    if let Some(d) = &s.decision_needed {
+        println!("needs decision: {d}");
+    }
+    let mut rows: Vec<&api::StepView> = Vec::new();
+    rows.extend(s.baseline.iter());
+    rows.extend(s.steps.iter());
+    rows.extend(s.promote.iter());
+    print_steps("steps", &rows);
+    if !s.rollback.is_empty() {
+        print_steps("rollback", &s.rollback.iter().collect::<Vec<_>>());
+    }
+    if let Some(r) = &s.reason {
+        println!("reason: {r}");
+    }
+}
+
+fn print_steps(title: &str, steps: &[&api::StepView]) {
+    println!("{title}:");
+    let width = steps
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for s in steps {
+        let mark = match s.status.as_str() {
+            "succeeded" => "✓",
+            "failed" | "timed-out" => "✗",
+            "running" => "▶",
+            "skipped" | "cancelled" => "–",
+            "interrupted" => "!",
+            _ => "·",
+        };
+        let took = match (&s.started_at, &s.ended_at) {
+            (Some(a), Some(b)) => elapsed(a, b).unwrap_or_default(),
+            _ => String::new(),
+        };
+        let mut detail = s
+            .message
+            .clone()
+            .or_else(|| s.skipped_reason.clone())
+            .unwrap_or_default();
+        if let Some(a) = &s.approval {
+            detail = match &a.comment {
+                Some(c) => format!("approved by {} as {}: {c}", a.by, a.role),
+                None => format!("approved by {} as {}", a.by, a.role),
+            };
+        }
+        println!(
+            "  {mark} {:<width$}  {:<11} {:>7}  {detail}",
+            s.name, s.status, took
+        );
+        if matches!(s.status.as_str(), "failed" | "timed-out") {
+            if let Some(out) = &s.output {
+                for line in out
+                    .lines()
+                    .rev()
+                    .take(10)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    println!("      | {line}");
+                }
+            }
+        }
+    }
+}
+
+fn elapsed(from: &str, to: &str) -> Option<String> {
+    let a: jiff::Timestamp = from.parse().ok()?;
+    let b: jiff::Timestamp = to.parse().ok()?;
+    let ms = b.duration_since(a).as_millis();
+    Some(if ms < 10_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        format!("{}s", ms / 1000)
+    })
+}
+
+pub fn print_history(list: &[api::LaunchSummary], format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(list).unwrap_or_default());
+        return;
+    }
+    if list.is_empty() {
+        println!("no launches yet");
+        return;
+    }
+    println!(
+        "{:<12} {:<17} {:<28} {:<20} CREATED",
+        "ID", "STATUS", "NAME", "SERVICE"
+    );
+    for l in list {
+        println!(
+            "{:<12} {:<17} {:<28} {:<20} {}",
+            l.id, l.status, l.name, l.service, l.created_at
+        );
+    }
+}
+
+/// Print the journal as it grows until the launch ends. Survives a daemon restart.
+pub async fn follow(c: &Client, id: &str, format: Format) -> Result<Exit, Failure> {
+    if format == Format::Text {
+        println!("launch {id}");
+    }
+    let mut after = 0i64;
+    let mut unreachable_since: Option<std::time::Instant> = None;
+    let mut hinted = false;
+    loop {
+        let entries: Result<Vec<api::JournalEntry>, Failure> = c
+            .get(&format!("/launches/{id}/journal?after={after}"))
+            .await;
+        let entries = match entries {
+            Ok(e) => {
+                unreachable_since = None;
+                e
+            }
+            Err(f) if f.exit == Exit::Unreachable => {
+                let since = *unreachable_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() > Duration::from_secs(30) {
+                    return Err(f);
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            Err(f) => return Err(f),
+        };
+        let mut ended = false;
+        for e in &entries {
+            after = e.seq;
+            ended |= e.kind == "launch_ended";
+            match format {
+                Format::Json => println!("{}", serde_json::to_string(e).unwrap_or_default()),
+                Format::Text => {
+                    let time = e.at.get(11..19).unwrap_or(&e.at);
+                    println!("{time}  {}", e.summary);
+                }
+            }
+        }
+        if !entries.is_empty() || ended {
+            let status: api::LaunchStatus = c.get(&format!("/launches/{id}")).await?;
+            if status.terminal {
+                if format == Format::Text {
+                    println!("result: {}", status.status);
+                }
+                return Ok(if status.status == "succeeded" {
+                    Exit::Success
+                } else {
+                    Exit::LaunchFailed
+                });
+            }
+            if format == Format::Text {
+                if status.status == "waiting-approval" && !hinted {
+                    println!("          waiting: approve with `liftoff approve {id} --as <role>`");
+                    hinted = true;
+                } else if status.status != "waiting-approval" {
+                    hinted = false;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
