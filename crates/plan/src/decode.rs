@@ -9,6 +9,7 @@ use saphyr::{MarkedYaml, Scalar, YamlData};
 
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::model::{Location, Text, Variables, Weight};
+use crate::schema::{RESERVED, Section};
 
 pub(crate) type Node<'a> = MarkedYaml<'a>;
 
@@ -265,8 +266,9 @@ impl<'s> Decoder<'s> {
     pub fn fields<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,
-        what: &'static str,
+        section: &'static Section,
     ) -> Option<Fields<'n, 'a>> {
+        let what = section.name;
         let YamlData::Mapping(map) = &node.data else {
             self.error(
                 location(node),
@@ -294,9 +296,8 @@ impl<'s> Decoder<'s> {
         }
         Some(Fields {
             at: location(node),
-            what,
+            section,
             entries,
-            known: Vec::new(),
         })
     }
 }
@@ -308,18 +309,25 @@ pub(crate) struct Entry<'n, 'a> {
     used: bool,
 }
 
-/// The keys of one mapping. Every key a caller asks for becomes "known"; what is left
-/// at `finish` is reported as unknown, with the closest known key as a hint.
+/// The keys of one mapping, read against its [`Section`]. What is left at `finish` is
+/// reported as unknown, with the closest key of the section as a hint.
 pub(crate) struct Fields<'n, 'a> {
     pub at: Location,
-    pub what: &'static str,
+    section: &'static Section,
     entries: Vec<Entry<'n, 'a>>,
-    known: Vec<&'static str>,
 }
 
 impl<'n, 'a> Fields<'n, 'a> {
     pub fn take(&mut self, key: &'static str) -> Option<&'n Node<'a>> {
-        self.known.push(key);
+        debug_assert!(
+            self.section.keys.contains(&key),
+            "`{key}` is read but not declared in schema section `{}`",
+            self.section.name
+        );
+        self.take_entry(key)
+    }
+
+    fn take_entry(&mut self, key: &str) -> Option<&'n Node<'a>> {
         let entry = self.entries.iter_mut().find(|e| e.key == key)?;
         entry.used = true;
         Some(entry.value)
@@ -330,7 +338,7 @@ impl<'n, 'a> Fields<'n, 'a> {
         if found.is_none() {
             dec.error(
                 self.at,
-                format!("{}: missing required key `{key}`", self.what),
+                format!("{}: missing required key `{key}`", self.section.name),
             );
         }
         found
@@ -356,30 +364,47 @@ impl<'n, 'a> Fields<'n, 'a> {
         self.entries.iter().find(|e| e.key == key).map(|e| e.at)
     }
 
-    /// Reject a key that is reserved for a capability this build does not have yet:
-    /// silently ignoring it could skip a safety check the operator relies on.
-    pub fn reject_unavailable(&mut self, dec: &mut Decoder<'_>, key: &'static str, what: &str) {
-        if self.take(key).is_some() {
-            let at = self.key_location(key).unwrap_or(self.at);
-            dec.error_hint(
-                at,
-                format!("`{key}` ({what}) is not available in this version of liftoff"),
-                "remove it; liftoff never ignores a setting it cannot enforce",
-            );
+    /// Reject keys reserved for capabilities this build does not have yet: silently
+    /// ignoring one could skip a safety check the operator relies on.
+    pub fn reject_reserved(&mut self, dec: &mut Decoder<'_>) {
+        for (path, what) in RESERVED {
+            let Some(key) = path
+                .strip_prefix(self.section.path)
+                .filter(|k| !k.contains('.'))
+            else {
+                continue;
+            };
+            if self.take_entry(key).is_some() {
+                let at = self.key_location(key).unwrap_or(self.at);
+                dec.error_hint(
+                    at,
+                    format!("`{key}` ({what}) is not available in this version of liftoff"),
+                    "remove it; liftoff never ignores a setting it cannot enforce",
+                );
+            }
         }
+    }
+
+    /// Whether a reserved key is present (it is reported by `reject_reserved`).
+    pub fn has_reserved(&self) -> bool {
+        RESERVED.iter().any(|(path, _)| {
+            path.strip_prefix(self.section.path)
+                .is_some_and(|k| !k.contains('.') && self.has(k))
+        })
     }
 
     pub fn finish(self, dec: &mut Decoder<'_>) {
         for entry in self.entries.iter().filter(|e| !e.used) {
-            let message = format!("{}: unknown key `{}`", self.what, entry.key);
-            match did_you_mean(&entry.key, &self.known) {
+            let known = self.section.keys;
+            let message = format!("{}: unknown key `{}`", self.section.name, entry.key);
+            match did_you_mean(&entry.key, known) {
                 Some(guess) => {
                     dec.error_hint(entry.at, message, format!("did you mean `{guess}`?"))
                 }
                 None => dec.error_hint(
                     entry.at,
                     message,
-                    format!("known keys here: {}", self.known.join(", ")),
+                    format!("known keys here: {}", known.join(", ")),
                 ),
             }
         }

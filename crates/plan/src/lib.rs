@@ -6,6 +6,7 @@
 mod decode;
 mod diag;
 mod model;
+pub mod schema;
 
 pub use diag::{Diagnostic, PlanErrors};
 pub use model::*;
@@ -20,19 +21,6 @@ pub const SUPPORTED_VERSIONS: &[i64] = &[1];
 
 /// The step kinds this build runs, in documentation order.
 pub const STEP_KINDS: &[&str] = &["run", "traffic", "pause", "approve", "wait"];
-
-/// Step kinds that belong to the plan format but need a capability this build does not
-/// have yet: rejected with a clear message instead of being mistaken for typos.
-const UNAVAILABLE_STEP_KINDS: &[(&str, &str)] = &[
-    ("analyze", "analysis gates"),
-    ("bake", "a watched bake period"),
-    ("check", "checklist items as a step"),
-    ("smoke", "smoke tests"),
-    ("migrate", "database migrations"),
-    ("flag", "feature flags"),
-    ("maintenance", "maintenance mode"),
-    ("monitor", "post-launch checkpoints"),
-];
 
 /// Keys only a `run` step takes.
 const RUN_KEYS: &[&str] = &["timeout", "env", "dir", "idempotent"];
@@ -85,7 +73,7 @@ pub fn parse(source: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Plan,
 }
 
 fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
-    let mut top = dec.fields(root, "plan")?;
+    let mut top = dec.fields(root, &schema::PLAN)?;
 
     if let Some(v) = top.require(dec, "version") {
         let max = *SUPPORTED_VERSIONS.last().unwrap_or(&1);
@@ -104,9 +92,7 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         .require(dec, "service")
         .and_then(|n| dec.string(n, "service"));
     let router = top.take("router").and_then(|n| decode_router(dec, n));
-    top.reject_unavailable(dec, "metrics", "metric providers");
-    top.reject_unavailable(dec, "checklist", "the go/no-go checklist");
-    top.reject_unavailable(dec, "notify", "notifications");
+    top.reject_reserved(dec);
 
     let steps_node = top.require(dec, "steps");
     let steps = steps_node.map_or_else(Vec::new, |n| {
@@ -147,7 +133,7 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
 }
 
 fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
-    let mut f = dec.fields(node, "router")?;
+    let mut f = dec.fields(node, &schema::ROUTER)?;
     let kind_node = f.require(dec, "kind");
     let kind = kind_node.and_then(|k| dec.string(k, "router.kind"));
     let spec = match kind.as_deref() {
@@ -196,14 +182,14 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
 }
 
 fn decode_rollback(dec: &mut Decoder<'_>, node: &Node<'_>) -> RollbackSpec {
-    let Some(mut f) = dec.fields(node, "rollback") else {
+    let Some(mut f) = dec.fields(node, &schema::ROLLBACK) else {
         return RollbackSpec::default();
     };
     let steps = f
         .take("steps")
         .map(|n| decode_steps(dec, n, "rollback.steps", StepContext::Rollback))
         .unwrap_or_default();
-    f.reject_unavailable(dec, "on", "rollback triggers");
+    f.reject_reserved(dec);
     f.finish(dec);
     RollbackSpec { steps }
 }
@@ -236,18 +222,17 @@ fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepCon
 }
 
 fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Option<Step> {
-    let mut f = dec.fields(node, "step")?;
+    let mut f = dec.fields(node, &schema::STEP)?;
     let at = f.at;
     let name = f.take("name").and_then(|n| dec.string(n, "step name"));
 
     let present: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
-    for (kind, what) in UNAVAILABLE_STEP_KINDS {
-        f.reject_unavailable(dec, kind, what);
-    }
+    let reserved = f.has_reserved();
+    f.reject_reserved(dec);
     let kind = match present.as_slice() {
         [kind] => *kind,
         [] => {
-            if !UNAVAILABLE_STEP_KINDS.iter().any(|(k, _)| f.has(k)) {
+            if !reserved {
                 for k in STEP_KINDS {
                     f.take(k);
                 }
@@ -339,7 +324,7 @@ fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -
         .map_or(Some(false), |i| dec.boolean(i, "idempotent"));
     let mut env = Vec::new();
     if let Some(node) = f.take("env") {
-        if let Some(mut vars) = dec.fields(node, "env") {
+        if let Some(mut vars) = dec.fields(node, &schema::ENV) {
             // Every key of `env` is a variable name.
             for (name, key_at, value) in vars.take_all() {
                 if !is_env_name(&name) {
@@ -372,7 +357,7 @@ fn is_env_name(name: &str) -> bool {
 }
 
 fn decode_approve(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<ApproveStep> {
-    let mut f = dec.fields(node, "approve")?;
+    let mut f = dec.fields(node, &schema::APPROVE)?;
     let role = f
         .require(dec, "role")
         .and_then(|r| dec.string(r, "approve.role"));
@@ -388,7 +373,7 @@ fn decode_approve(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<ApproveStep>
 }
 
 fn decode_wait(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<WaitStep> {
-    let mut f = dec.fields(node, "wait")?;
+    let mut f = dec.fields(node, &schema::WAIT)?;
     let url_node = f.require(dec, "http");
     let url = url_node.and_then(|u| dec.text(u, "wait.http"));
     if let (Some(u), Some(n)) = (&url, url_node) {

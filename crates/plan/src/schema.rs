@@ -1,0 +1,92 @@
+//! Every key the plan format accepts, by section. The decoder reads keys only through
+//! these lists (checked in debug builds), unknown-key hints come from them, and a test
+//! fails when docs/plan.md does not document one of them.
+
+pub struct Section {
+    /// How errors name the section: `step`, `router`, ...
+    pub name: &'static str,
+    /// The prefix docs/plan.md uses for the section's keys: `steps[].wait.`.
+    pub path: &'static str,
+    pub keys: &'static [&'static str],
+}
+
+pub const PLAN: Section = Section {
+    name: "plan",
+    path: "",
+    keys: &["version", "name", "service", "router", "steps", "rollback"],
+};
+
+pub const ROUTER: Section = Section {
+    name: "router",
+    path: "router.",
+    keys: &["kind", "command", "timeout"],
+};
+
+pub const ROLLBACK: Section = Section {
+    name: "rollback",
+    path: "rollback.",
+    keys: &["steps"],
+};
+
+pub const STEP: Section = Section {
+    name: "step",
+    path: "steps[].",
+    keys: &[
+        "name",
+        "run",
+        "timeout",
+        "env",
+        "dir",
+        "idempotent",
+        "traffic",
+        "pause",
+        "approve",
+        "wait",
+    ],
+};
+
+pub const APPROVE: Section = Section {
+    name: "approve",
+    path: "steps[].approve.",
+    keys: &["role", "timeout"],
+};
+
+pub const WAIT: Section = Section {
+    name: "wait",
+    path: "steps[].wait.",
+    keys: &[
+        "http",
+        "status",
+        "consecutive",
+        "interval",
+        "request_timeout",
+        "timeout",
+    ],
+};
+
+/// `env` maps variable names to values: its keys are data, not schema.
+pub const ENV: Section = Section {
+    name: "env",
+    path: "steps[].env.",
+    keys: &[],
+};
+
+pub const SECTIONS: &[&Section] = &[&PLAN, &ROUTER, &ROLLBACK, &STEP, &APPROVE, &WAIT];
+
+/// Keys that belong to the plan format but need a capability this build does not have;
+/// a plan using them is rejected (never half-enforced).
+pub const RESERVED: &[(&str, &str)] = &[
+    ("metrics", "metric providers"),
+    ("checklist", "the go/no-go checklist"),
+    ("notify", "notifications"),
+    ("rollback.on", "rollback triggers"),
+    ("steps[].analyze", "analysis gates"),
+    ("steps[].bake", "a watched bake period"),
+    ("steps[].check", "checklist items as a step"),
+    ("steps[].smoke", "smoke tests"),
+    ("steps[].migrate", "database migrations"),
+    ("steps[].flag", "feature flags"),
+    ("steps[].maintenance", "maintenance mode"),
+    ("steps[].monitor", "post-launch checkpoints"),
+    ("steps[].after", "scheduled follow-up steps"),
+];
