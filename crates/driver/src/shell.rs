@@ -123,11 +123,19 @@ async fn stop_group(pgid: Option<Pid>, child: &mut tokio::process::Child) {
 
 #[allow(unsafe_code)]
 fn set_parent_death_signal(cmd: &mut std::process::Command) {
-    // SAFETY: the closure runs between fork and exec and only calls prctl(2), which is
-    // async-signal-safe; it allocates nothing and touches no locks.
+    let parent = nix::unistd::getpid();
+    // SAFETY: the closure runs between fork and exec and only calls prctl(2) and
+    // getppid(2), which are async-signal-safe; it allocates nothing and takes no locks.
     unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The daemon may have died between fork and prctl: then nobody would kill us.
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::other(
+                    "the daemon exited while starting the command",
+                ));
+            }
+            Ok(())
         });
     }
 }

@@ -204,13 +204,13 @@ fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepCon
     let Some(items) = dec.sequence(node, what) else {
         return Vec::new();
     };
-    let steps: Vec<Step> = items
+    let decoded: Vec<(Step, bool)> = items
         .iter()
         .filter_map(|item| decode_step(dec, item, ctx))
         .collect();
     let mut seen = HashSet::new();
-    for step in &steps {
-        if !seen.insert(step.name.as_str()) {
+    for (step, explicit) in &decoded {
+        if *explicit && !seen.insert(step.name.clone()) {
             dec.error_hint(
                 step.location,
                 format!("{what}: two steps are named `{}`", step.name),
@@ -218,10 +218,24 @@ fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepCon
             );
         }
     }
+    // Derived names (`pause 10s`) may repeat: number the repeats.
+    let mut steps = Vec::with_capacity(decoded.len());
+    for (mut step, explicit) in decoded {
+        if !explicit {
+            let base = step.name.clone();
+            let mut n = 1;
+            while !seen.insert(step.name.clone()) {
+                n += 1;
+                step.name = format!("{base} #{n}");
+            }
+        }
+        steps.push(step);
+    }
     steps
 }
 
-fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Option<Step> {
+/// A step, and whether its name was given (not derived).
+fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Option<(Step, bool)> {
     let mut f = dec.fields(node, &schema::STEP)?;
     let at = f.at;
     let name = f.take("name").and_then(|n| dec.string(n, "step name"));
@@ -304,12 +318,14 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
             );
         }
     }
+    let explicit = name.is_some();
     let name = name.unwrap_or_else(|| default_name(&kind));
-    Some(Step {
+    let step = Step {
         name,
         kind,
         location: at,
-    })
+    };
+    Some((step, explicit))
 }
 
 fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -> Option<RunStep> {

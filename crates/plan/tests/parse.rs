@@ -217,6 +217,15 @@ fn bad_yaml_and_wrong_version() {
 fn duplicate_step_names_and_keys() {
     let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - { name: a, run: x }\n  - { name: a, run: y }\n").render("p");
     assert!(e.contains("two steps are named `a`"), "{e}");
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - pause: 1s\n  - pause: 1s\n  - { name: 'pause 1s #2', run: x }\n",
+    );
+    let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["pause 1s", "pause 1s #3", "pause 1s #2"],
+        "derived names are numbered, given ones kept"
+    );
     let e = errors("version: 1\nname: n\nname: m\nservice: s\nsteps: [{run: x}]\n").render("p");
     assert!(e.contains("duplicated key"), "{e}");
 }

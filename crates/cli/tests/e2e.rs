@@ -1,0 +1,316 @@
+//! The acceptance flows of the foundation, through the real binary and real processes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::{BIN, Daemon, read, stderr, stdout, workdir};
+
+const ROUTER: &str = "router: { kind: command, command: \"./set-weight.sh {weight}\" }\n";
+
+#[test]
+fn a_plan_with_three_errors_reports_all_of_them_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("bad.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: bad\nservice: s\nsteps:\n  - run: ./deploy.sh ${LIFTOFF_TEST_UNSET_TOKEN}\n    timout: 5m\n  - pause: 5 fortnights-ish\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(BIN)
+        .arg("validate")
+        .arg(&plan)
+        .env_remove("LIFTOFF_TEST_UNSET_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    let p = plan.display();
+    assert!(
+        err.contains(&format!(
+            "{p}:5:22: environment variable `LIFTOFF_TEST_UNSET_TOKEN` is not set"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{p}:6:5: step: unknown key `timout`")),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `timeout`?"), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{p}:7:12: pause: `5 fortnights-ish` is not a duration"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn every_example_validates() {
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+    let mut plans: Vec<_> = std::fs::read_dir(examples)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    plans.sort();
+    assert!(!plans.is_empty());
+    let out = std::process::Command::new(BIN)
+        .arg("validate")
+        .args(&plans)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        stdout(&out)
+            .lines()
+            .filter(|l| l.ends_with("rollback steps)"))
+            .count(),
+        plans.len()
+    );
+}
+
+#[test]
+fn run_traffic_approve_traffic_with_the_command_router() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        format!(
+            "version: 1\nname: shop-api-2.0\nservice: shop-api\n{ROUTER}steps:\n  - {{ name: deploy, run: \"echo deploying $LIFTOFF_SERVICE\" }}\n  - traffic: 50%\n  - approve: {{ role: sre, timeout: 1m }}\n  - traffic: 100%\nrollback:\n  steps:\n    - run: touch rolled-back\n"
+        ),
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+
+    daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let wrong = daemon.cli(work.path(), &["approve", &id, "--as", "dev", "--by", "bob"]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(2),
+        "a wrong role is refused: {}",
+        stderr(&wrong)
+    );
+    assert!(stderr(&wrong).contains("wrong_role"));
+    let ok = daemon.cli(
+        work.path(),
+        &[
+            "approve",
+            &id,
+            "--as",
+            "sre",
+            "--by",
+            "ana",
+            "--comment",
+            "dashboards green",
+        ],
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    assert_eq!(read(&work.path().join("weights.log")), "0\n50\n100\n");
+    assert!(!work.path().join("rolled-back").exists());
+    for step in s["steps"].as_array().unwrap() {
+        assert_eq!(step["status"], "succeeded", "{step:#}");
+        let started: jiff::Timestamp = step["started_at"].as_str().unwrap().parse().unwrap();
+        let ended: jiff::Timestamp = step["ended_at"].as_str().unwrap().parse().unwrap();
+        assert!(started <= ended);
+    }
+    let approval = &s["steps"][2]["approval"];
+    assert_eq!(approval["by"], "ana");
+    assert_eq!(approval["role"], "sre");
+    assert_eq!(approval["comment"], "dashboards green");
+    assert_eq!(s["weight"], 100.0);
+    assert!(
+        s["steps"][0]["output"]
+            .as_str()
+            .unwrap()
+            .contains("deploying shop-api")
+    );
+}
+
+#[test]
+fn a_failing_run_step_reverts_traffic_runs_rollback_steps_and_says_why() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        format!(
+            "version: 1\nname: shop-api-2.1\nservice: shop-api\n{ROUTER}steps:\n  - traffic: 25%\n  - {{ name: smoke, run: \"echo checking; echo 'disk full' >&2; exit 3\" }}\n  - traffic: 100%\nrollback:\n  steps:\n    - {{ name: page on-call, run: \"echo weight-was-$LIFTOFF_WEIGHT > rollback.log\" }}\n"
+        ),
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml", "--follow"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "--follow exits 1 on a rollback: {}",
+        stderr(&out)
+    );
+    let followed = stdout(&out);
+    assert!(
+        followed.contains("rolling back: step `smoke` failed: exit status 3"),
+        "{followed}"
+    );
+    assert!(followed.contains("result: rolled-back"), "{followed}");
+
+    let id = followed
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("launch ")
+        .to_string();
+    let s = daemon.status_json(work.path(), &id);
+    assert_eq!(s["status"], "rolled-back");
+    assert_eq!(s["reason"], "step `smoke` failed: exit status 3");
+    assert_eq!(s["steps"][1]["status"], "failed");
+    assert_eq!(s["steps"][1]["output"], "checking\ndisk full\n");
+    assert_eq!(
+        s["steps"][2]["status"], "pending",
+        "nothing after the failure ran"
+    );
+    assert_eq!(
+        read(&work.path().join("weights.log")),
+        "0\n25\n0\n",
+        "traffic went back to stable"
+    );
+    assert_eq!(
+        read(&work.path().join("rollback.log")),
+        "weight-was-0\n",
+        "rollback steps ran after traffic was back on stable"
+    );
+    let rollback: Vec<_> = s["rollback"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(rollback, ["traffic back to stable", "page on-call"]);
+
+    let text = daemon.cli(work.path(), &["status", &id]);
+    assert!(stdout(&text).contains("| disk full"), "{}", stdout(&text));
+}
+
+#[test]
+fn the_api_refuses_mutations_without_the_token() {
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let work = workdir();
+    let body = serde_json::json!({
+        "plan": "version: 1\nname: n\nservice: s\nsteps:\n  - run: 'true'\n",
+        "plan_path": "inline",
+        "workdir": work.path().display().to_string(),
+    });
+    let post = |token: Option<&str>| {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "content-type: application/json",
+            "-d",
+        ])
+        .arg(body.to_string())
+        .arg(format!("{}/api/v1/launches", daemon.url));
+        if let Some(t) = token {
+            cmd.arg("-H").arg(format!("authorization: Bearer {t}"));
+        }
+        let out = cmd.output().expect("curl");
+        let text = stdout(&out);
+        let (json, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.to_string(),
+            serde_json::from_str::<serde_json::Value>(json).unwrap(),
+        )
+    };
+    let (code, json) = post(None);
+    assert_eq!(code, "401");
+    assert_eq!(json["error"]["code"], "unauthorized");
+    let (code, json) = post(Some("lft_not-the-token"));
+    assert_eq!(code, "401");
+    assert_eq!(json["error"]["code"], "unauthorized");
+    let (code, json) = post(Some(&daemon.token()));
+    assert_eq!(code, "201", "{json}");
+    assert!(json["id"].as_str().is_some_and(|id| !id.is_empty()));
+
+    // The token file is owner-only and the database stores only a hash of it.
+    let mode = std::fs::metadata(state.path().join("admin.token"))
+        .unwrap()
+        .permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+    let db = std::fs::read(state.path().join("liftoff.db")).unwrap();
+    let token = daemon.token();
+    assert!(!db.windows(token.len()).any(|w| w == token.as_bytes()));
+
+    // The CLI picks the token up from the state dir; a bad request is a JSON error too.
+    let bad = daemon.cli(work.path(), &["approve", "nope", "--as", "sre"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("not_found"), "{}", stderr(&bad));
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_code_3() {
+    let out = std::process::Command::new(BIN)
+        .args(["status", "abc", "--server", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+}
+
+#[test]
+fn secrets_from_variables_stay_out_of_status_and_journal() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: n\nservice: s\nsteps:\n  - run: \"echo connecting to ${LIFTOFF_TEST_DB_URL}; test -n \\\"$LIFTOFF_TEST_DB_URL\\\"\"\n",
+    )
+    .unwrap();
+    let secret = "postgres://app:s3cr3t-pa55@db/prod";
+    let out = std::process::Command::new(BIN)
+        .args(["launch", "plan.yaml", "--follow"])
+        .current_dir(work.path())
+        .env("LIFTOFF_SERVER", &daemon.url)
+        .env("LIFTOFF_STATE_DIR", state.path())
+        .env("LIFTOFF_TEST_DB_URL", secret)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let id = stdout(&out)
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("launch ")
+        .to_string();
+    let status = stdout(&daemon.cli(work.path(), &["status", &id, "--output", "json"]));
+    assert!(
+        status.contains("connecting to [redacted]"),
+        "the command saw the value, output is redacted: {status}"
+    );
+    assert!(!status.contains("s3cr3t"), "{status}");
+    let journal = std::process::Command::new("curl")
+        .args([
+            "-s",
+            &format!("{}/api/v1/launches/{id}/journal", daemon.url),
+        ])
+        .output()
+        .unwrap();
+    assert!(!stdout(&journal).contains("s3cr3t"));
+    let log = read(&state.path().join("daemon.log"));
+    assert!(!log.contains("s3cr3t"), "{log}");
+}
