@@ -314,3 +314,37 @@ fn secrets_from_variables_stay_out_of_status_and_journal() {
     let log = read(&state.path().join("daemon.log"));
     assert!(!log.contains("s3cr3t"), "{log}");
 }
+
+#[test]
+fn sigterm_lets_the_running_command_finish_and_starts_nothing_new() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"sleep 0.5; echo migrate >> out.log\" }\n  - { name: after, run: \"echo after >> out.log\" }\n",
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    let id = stdout(&out).trim().to_string();
+    daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["current_step"] == "migrate"
+    });
+    assert!(daemon.stop().success(), "graceful exit");
+    assert_eq!(
+        read(&work.path().join("out.log")),
+        "migrate\n",
+        "the command finished; nothing new started"
+    );
+
+    let daemon = Daemon::start(state.path());
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    assert_eq!(
+        s["steps"][0]["attempts"], 1,
+        "a drained step is not re-run or questioned"
+    );
+    assert_eq!(read(&work.path().join("out.log")), "migrate\nafter\n");
+}
