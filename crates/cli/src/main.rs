@@ -2,6 +2,8 @@
 //! `validate` is a thin client of the daemon's HTTP API.
 
 mod client;
+mod demo;
+mod demo_app;
 mod exit;
 mod output;
 
@@ -123,6 +125,26 @@ enum Command {
         #[command(flatten)]
         who: Who,
     },
+    /// See liftoff work: a bad release caught and rolled back, a good one promoted.
+    /// Needs nothing but this binary; leaves nothing running.
+    Demo {
+        /// Leave the daemon and services up afterwards, to explore with the CLI.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// A small web service for demos and tests: `/health`, and every other path
+    /// answers with its version, failing a share of requests.
+    DemoApp {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "1")]
+        version: String,
+        /// Share of requests answered 500 (0.0–1.0), spread evenly.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        #[arg(long, default_value_t = 0)]
+        latency_ms: u64,
+    },
     /// Skip the remaining steps: traffic to 100% candidate and finish.
     Promote {
         id: String,
@@ -192,6 +214,20 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             shutdown_grace,
         } => serve(*listen, &cli.state_dir, *shutdown_grace).await,
         Command::Validate { plans } => Ok(validate(plans)),
+        Command::Demo { keep } => demo::run(*keep).await,
+        Command::DemoApp {
+            port,
+            version,
+            error_rate,
+            latency_ms,
+        } => {
+            demo_app::serve(*port, version.clone(), *error_rate, *latency_ms)
+                .await
+                .map_err(|e| {
+                    Failure::new(Exit::Invalid, format!("demo-app on port {port}: {e}"))
+                })?;
+            Ok(Exit::Success)
+        }
         Command::Launch { plan, follow } => {
             let id = launch(&client(), plan).await?;
             if *follow {

@@ -348,3 +348,34 @@ fn sigterm_lets_the_running_command_finish_and_starts_nothing_new() {
     );
     assert_eq!(read(&work.path().join("out.log")), "migrate\nafter\n");
 }
+
+#[test]
+fn the_demo_rolls_back_the_bad_release_and_promotes_the_good_one() {
+    let out = std::process::Command::new(BIN)
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(
+        text.contains("bad release v3 : rolled back — `smoke at 5%` caught it"),
+        "{text}"
+    );
+    assert!(text.contains("last failure: status 500"), "{text}");
+    assert!(
+        text.contains("good release v2: promoted 5% → 25% → 100%"),
+        "{text}"
+    );
+    assert!(
+        text.contains("traffic weights applied, in order: 0% → 5% → 0% → 0% → 5% → 25% → 100%"),
+        "{text}"
+    );
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("working in "))
+        .unwrap();
+    assert!(
+        !std::path::Path::new(dir).exists(),
+        "the demo cleans up after itself"
+    );
+}

@@ -174,25 +174,26 @@ async fn wait_http(
     cancel: &CancellationToken,
 ) -> Outcome {
     let mut streak = 0u32;
-    let mut last = String::from("no request made yet");
+    let mut best = 0u32;
+    let mut last_failure = String::from("none");
     let result = {
         let probing = async {
             loop {
                 match ctx.http.get(w.url.expose(), w.request_timeout).await {
                     Ok(status) if status == w.status => {
                         streak += 1;
-                        last = format!("status {status}");
+                        best = best.max(streak);
                         if streak >= w.consecutive {
                             return;
                         }
                     }
                     Ok(status) => {
                         streak = 0;
-                        last = format!("status {status}, expected {}", w.status);
+                        last_failure = format!("status {status}");
                     }
                     Err(e) => {
                         streak = 0;
-                        last = ctx.redactor.redact(&e);
+                        last_failure = ctx.redactor.redact(&e);
                     }
                 }
                 tokio::time::sleep(w.interval).await;
@@ -221,7 +222,7 @@ async fn wait_http(
         Some(false) => Outcome::new(
             StepResult::TimedOut,
             format!(
-                "{} did not answer {} {} time(s) in a row within {}; last: {last}",
+                "{} did not answer {} {} time(s) in a row within {} (best run: {best}; last failure: {last_failure})",
                 w.url,
                 w.status,
                 w.consecutive,
