@@ -105,10 +105,10 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// `LIFTOFF_TOKEN`, else the admin token file in the state dir.
 pub fn token(state_dir: &std::path::Path) -> Option<String> {
-    if let Ok(t) = std::env::var("LIFTOFF_TOKEN") {
-        if !t.trim().is_empty() {
-            return Some(t.trim().to_string());
-        }
+    if let Ok(t) = std::env::var("LIFTOFF_TOKEN")
+        && !t.trim().is_empty()
+    {
+        return Some(t.trim().to_string());
     }
     let path: PathBuf = state_dir.join(liftoff_server::TOKEN_FILE);
     std::fs::read_to_string(path)

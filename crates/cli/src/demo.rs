@@ -127,10 +127,10 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
 async fn wait_for_daemon(state_dir: &Path) -> Result<String, Failure> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(url) = std::fs::read_to_string(state_dir.join(liftoff_server::ADDR_FILE)) {
-            if url.ends_with('\n') {
-                return Ok(url.trim().to_string());
-            }
+        if let Ok(url) = std::fs::read_to_string(state_dir.join(liftoff_server::ADDR_FILE))
+            && url.ends_with('\n')
+        {
+            return Ok(url.trim().to_string());
         }
         if Instant::now() > deadline {
             return Err(fail("the in-process daemon did not start"));

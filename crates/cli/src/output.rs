@@ -70,18 +70,18 @@ fn print_steps(title: &str, steps: &[&api::StepView]) {
             "  {mark} {:<width$}  {:<11} {:>7}  {detail}",
             s.name, s.status, took
         );
-        if matches!(s.status.as_str(), "failed" | "timed-out") {
-            if let Some(out) = &s.output {
-                for line in out
-                    .lines()
-                    .rev()
-                    .take(10)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                {
-                    println!("      | {line}");
-                }
+        if matches!(s.status.as_str(), "failed" | "timed-out")
+            && let Some(out) = &s.output
+        {
+            for line in out
+                .lines()
+                .rev()
+                .take(10)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
+                println!("      | {line}");
             }
         }
     }

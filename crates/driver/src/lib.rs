@@ -315,10 +315,10 @@ impl Actor {
                 return;
             };
             let result = self.handle(event, false).await;
-            if let Err(e) = &result {
-                if !matches!(e, DriverError::Rejected(_)) {
-                    tracing::error!(launch = %self.id, error = %e, "transition failed");
-                }
+            if let Err(e) = &result
+                && !matches!(e, DriverError::Rejected(_))
+            {
+                tracing::error!(launch = %self.id, error = %e, "transition failed");
             }
             if let Some(reply) = reply {
                 let _ = reply.send(result);

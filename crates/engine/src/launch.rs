@@ -367,10 +367,10 @@ impl Launch {
                     Action::SetWeight(w) => Some(w),
                     Action::Step(_) => None,
                 };
-                if outcome.result == StepResult::Succeeded {
-                    if let Some(w) = weight {
-                        self.weight = Some(w);
-                    }
+                if outcome.result == StepResult::Succeeded
+                    && let Some(w) = weight
+                {
+                    self.weight = Some(w);
                 }
                 let s = self.step_mut(*step);
                 s.status = match outcome.result {

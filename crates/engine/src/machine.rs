@@ -204,15 +204,14 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                     status: status.as_str(),
                 });
             };
-            if let Action::Step(s) = launch.action(step) {
-                if let StepKind::Approve(a) = &s.kind {
-                    if a.role != role {
-                        return Err(Rejection::WrongRole {
-                            expected: a.role.clone(),
-                            given: role,
-                        });
-                    }
-                }
+            if let Action::Step(s) = launch.action(step)
+                && let StepKind::Approve(a) = &s.kind
+                && a.role != role
+            {
+                return Err(Rejection::WrongRole {
+                    expected: a.role.clone(),
+                    given: role,
+                });
             }
             let message = format!("approved by {by} as {role}");
             t.record(Record::Approved {

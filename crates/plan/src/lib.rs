@@ -77,14 +77,14 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
 
     if let Some(v) = top.require(dec, "version") {
         let max = *SUPPORTED_VERSIONS.last().unwrap_or(&1);
-        if let Some(n) = dec.integer(v, "version", 0, i64::MAX) {
-            if !SUPPORTED_VERSIONS.contains(&n) {
-                dec.error_hint(
-                    location(v),
-                    format!("version: plan format {n} is not supported"),
-                    format!("this liftoff reads plan format version {max}"),
-                );
-            }
+        if let Some(n) = dec.integer(v, "version", 0, i64::MAX)
+            && !SUPPORTED_VERSIONS.contains(&n)
+        {
+            dec.error_hint(
+                location(v),
+                format!("version: plan format {n} is not supported"),
+                format!("this liftoff reads plan format version {max}"),
+            );
         }
     }
     let name = top.require(dec, "name").and_then(|n| dec.string(n, "name"));
@@ -145,14 +145,14 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
                 Some(t) => dec.duration(t, "router.timeout"),
                 None => Some(defaults::ROUTER_COMMAND_TIMEOUT),
             };
-            if let Some(c) = &command {
-                if !c.template().contains("{weight}") {
-                    dec.error_hint(
+            if let Some(c) = &command
+                && !c.template().contains("{weight}")
+            {
+                dec.error_hint(
                         kind_node.map_or(f.at, location),
                         "router.command never mentions `{weight}`",
                         "the command must receive the weight, as `{weight}` or by reading $LIFTOFF_WEIGHT; add `{weight}` to make that explicit",
                     );
-                }
             }
             Some(RouterSpec::Command {
                 command: command?,
@@ -339,19 +339,19 @@ fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -
         .take("idempotent")
         .map_or(Some(false), |i| dec.boolean(i, "idempotent"));
     let mut env = Vec::new();
-    if let Some(node) = f.take("env") {
-        if let Some(mut vars) = dec.fields(node, &schema::ENV) {
-            // Every key of `env` is a variable name.
-            for (name, key_at, value) in vars.take_all() {
-                if !is_env_name(&name) {
-                    dec.error(
-                        key_at,
-                        format!("env: `{name}` is not a valid environment variable name"),
-                    );
-                }
-                if let Some(v) = dec.text(value, "env value") {
-                    env.push((name, v));
-                }
+    if let Some(node) = f.take("env")
+        && let Some(mut vars) = dec.fields(node, &schema::ENV)
+    {
+        // Every key of `env` is a variable name.
+        for (name, key_at, value) in vars.take_all() {
+            if !is_env_name(&name) {
+                dec.error(
+                    key_at,
+                    format!("env: `{name}` is not a valid environment variable name"),
+                );
+            }
+            if let Some(v) = dec.text(value, "env value") {
+                env.push((name, v));
             }
         }
     }

@@ -26,10 +26,10 @@ pub fn ensure_admin_token(store: &Store, state_dir: &Path) -> Result<(), StartEr
         .ok()
         .map(|s| s.trim().to_string());
     let stored = store.token_hash(ADMIN)?;
-    if let (Some(token), Some(stored)) = (&on_disk, &stored) {
-        if hash(token) == *stored {
-            return Ok(());
-        }
+    if let (Some(token), Some(stored)) = (&on_disk, &stored)
+        && hash(token) == *stored
+    {
+        return Ok(());
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| StartError::Random(e.to_string()))?;

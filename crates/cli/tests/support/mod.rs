@@ -41,10 +41,10 @@ impl Daemon {
             .expect("start liftoff serve");
         let started = Instant::now();
         let url = loop {
-            if let Ok(s) = std::fs::read_to_string(&addr_file) {
-                if s.ends_with('\n') {
-                    break s.trim().to_string();
-                }
+            if let Ok(s) = std::fs::read_to_string(&addr_file)
+                && s.ends_with('\n')
+            {
+                break s.trim().to_string();
             }
             assert!(
                 started.elapsed() < Duration::from_secs(20),
