@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
             listen,
             shutdown_grace,
         } => serve(*listen, &cli.state_dir, *shutdown_grace).await,
-        Command::Validate { plans } => Ok(validate(plans)),
+        Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Demo { keep } => demo::run(*keep).await,
         Command::DemoApp {
             port,
@@ -364,21 +364,57 @@ fn load(path: &Path) -> Result<(String, liftoff_plan::Plan), Failure> {
     }
 }
 
-fn validate(plans: &[PathBuf]) -> Exit {
+fn validate(plans: &[PathBuf], format: Format) -> Exit {
     let mut worst = Exit::Success;
+    let mut results = Vec::new();
     for path in plans {
-        match load(path) {
-            Ok((_, plan)) => println!(
-                "{}: ok ({} steps, {} rollback steps)",
-                path.display(),
-                plan.steps.len(),
-                plan.rollback.steps.len()
-            ),
-            Err(f) => {
-                eprintln!("error: {}", f.message);
+        let file = path.display().to_string();
+        let source = match std::fs::read_to_string(path) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: cannot read {file}: {e}");
+                results
+                    .push(serde_json::json!({ "file": file, "ok": false, "error": e.to_string() }));
                 worst = Exit::Invalid;
+                continue;
+            }
+        };
+        match liftoff_plan::parse(&source, &|name| std::env::var(name).ok()) {
+            Ok(plan) => {
+                if format == Format::Text {
+                    println!(
+                        "{file}: ok ({} steps, {} rollback steps)",
+                        plan.steps.len(),
+                        plan.rollback.steps.len()
+                    );
+                }
+                results.push(serde_json::json!({ "file": file, "ok": true, "problems": [] }));
+            }
+            Err(errors) => {
+                worst = Exit::Invalid;
+                if format == Format::Text {
+                    eprint!("{}", errors.render(&file));
+                }
+                let problems: Vec<_> = errors
+                    .0
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "line": d.location.line, "col": d.location.col,
+                            "message": d.message, "hint": d.hint,
+                        })
+                    })
+                    .collect();
+                results
+                    .push(serde_json::json!({ "file": file, "ok": false, "problems": problems }));
             }
         }
+    }
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&results).unwrap_or_default()
+        );
     }
     worst
 }

@@ -173,22 +173,28 @@ impl Driver {
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
             .cloned();
-        let Some(actor) = actor else {
-            // Not running here: finished, or unknown. Let the engine say why.
-            let snap = self.snapshot(id)?;
-            decide(&snap.launch, event, self.ports.clock.now())?;
-            return Err(DriverError::Invalid(format!(
-                "launch `{id}` is not active in this daemon"
-            )));
-        };
-        let (reply, answer) = oneshot::channel();
-        actor
-            .send(Msg {
-                event,
+        if let Some(actor) = actor {
+            let (reply, answer) = oneshot::channel();
+            let msg = Msg {
+                event: event.clone(),
                 reply: Some(reply),
-            })
-            .map_err(|_| DriverError::ShuttingDown)?;
-        answer.await.map_err(|_| DriverError::ShuttingDown)?
+            };
+            if actor.send(msg).is_ok() {
+                if let Ok(result) = answer.await {
+                    return result;
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                return Err(DriverError::ShuttingDown);
+            }
+            // The actor ended between the lookup and the send (its launch finished).
+        }
+        // Not running here: finished, or unknown. Let the engine say why.
+        let snap = self.snapshot(id)?;
+        decide(&snap.launch, event, self.ports.clock.now())?;
+        Err(DriverError::Invalid(format!(
+            "launch `{id}` is not active in this daemon"
+        )))
     }
 
     pub fn snapshot(&self, id: &str) -> Result<Snapshot, DriverError> {

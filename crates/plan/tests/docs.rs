@@ -2,9 +2,9 @@
 //! what the parser accepts (a key without a table row, a reserved key not mentioned, an
 //! example that no longer parses or no longer shows every key).
 
-use liftoff_plan::schema::{RESERVED, SECTIONS};
-
 use std::sync::LazyLock;
+
+use liftoff_plan::schema::{RESERVED, SECTIONS};
 
 static DOC: LazyLock<String> = LazyLock::new(|| {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plan.md");
