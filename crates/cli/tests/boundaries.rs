@@ -65,3 +65,12 @@ fn the_store_knows_nothing_of_the_engine_and_the_driver_nothing_of_http_serving(
         &["liftoff-engine", "liftoff-driver", "liftoff-store", "tokio"],
     );
 }
+
+#[test]
+fn the_tree_reading_sees_real_dependencies() {
+    // A control: if parsing `cargo tree` broke, the tests above would pass vacuously.
+    let driver = deps("liftoff-driver");
+    for expected in ["tokio", "liftoff-engine", "liftoff-store", "rusqlite"] {
+        assert!(driver.iter().any(|d| d == expected), "{expected} missing from {driver:?}");
+    }
+}
