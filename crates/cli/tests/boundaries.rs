@@ -71,6 +71,9 @@ fn the_tree_reading_sees_real_dependencies() {
     // A control: if parsing `cargo tree` broke, the tests above would pass vacuously.
     let driver = deps("liftoff-driver");
     for expected in ["tokio", "liftoff-engine", "liftoff-store", "rusqlite"] {
-        assert!(driver.iter().any(|d| d == expected), "{expected} missing from {driver:?}");
+        assert!(
+            driver.iter().any(|d| d == expected),
+            "{expected} missing from {driver:?}"
+        );
     }
 }

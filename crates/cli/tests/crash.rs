@@ -196,3 +196,35 @@ fn kill_dash_nine_at_twenty_moments_and_the_launch_still_completes_exactly_once(
     // The last daemon stops gracefully on SIGTERM.
     assert!(daemon.stop().success());
 }
+
+#[test]
+fn what_an_interrupted_step_started_in_the_background_does_not_finish_unobserved() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"(sleep 0.6; touch late) & sleep 30\" }\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(state.path());
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["current_step"] == "migrate"
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    daemon.kill9();
+    let daemon = Daemon::start(state.path());
+    let s = daemon.status_json(work.path(), &id);
+    assert_eq!(s["status"], "needs-decision", "{s:#}");
+    std::thread::sleep(Duration::from_millis(900));
+    assert!(
+        !work.path().join("late").exists(),
+        "the background child of the interrupted step kept running"
+    );
+    let log = read(&state.path().join("daemon.log"));
+    assert!(
+        log.contains("killed processes left by an interrupted step"),
+        "{log}"
+    );
+}

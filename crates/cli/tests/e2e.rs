@@ -379,3 +379,35 @@ fn the_demo_rolls_back_the_bad_release_and_promotes_the_good_one() {
         "the demo cleans up after itself"
     );
 }
+
+#[test]
+fn a_plan_without_a_router_rolls_back_cleanly_and_escaped_variables_stay_literal() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: n\nservice: s\nsteps:\n  - run: \"echo '$${NOT_EXPANDED}' $${ALSO_NOT} > literal.txt\"\n  - run: exit 4\nrollback:\n  steps:\n    - run: touch rolled-back\n",
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml", "--follow"]);
+    assert_eq!(out.status.code(), Some(1));
+    let id = stdout(&out)
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start_matches("launch ")
+        .to_string();
+    let s = daemon.status_json(work.path(), &id);
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    assert!(work.path().join("rolled-back").exists());
+    assert_eq!(
+        s["rollback"].as_array().unwrap().len(),
+        1,
+        "no traffic move without a router"
+    );
+    assert_eq!(
+        read(&work.path().join("literal.txt")),
+        "\\${NOT_EXPANDED} ${ALSO_NOT}\n"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use liftoff_engine::{Action, Outcome, StepResult};
+use liftoff_engine::{Action, Outcome, StepRef, StepResult};
 use liftoff_plan::{Plan, RunStep, StepKind, WaitStep, Weight};
 use tokio_util::sync::CancellationToken;
 
@@ -42,8 +42,21 @@ impl StepContext {
     }
 }
 
+/// The `LIFTOFF_ATTEMPT` tag of one attempt of one step.
+pub fn attempt_tag(launch_id: &str, step: StepRef, attempt: u32) -> String {
+    let step = match step {
+        StepRef::Baseline => "baseline".to_string(),
+        StepRef::Forward(i) => format!("step-{i}"),
+        StepRef::RevertTraffic => "revert".to_string(),
+        StepRef::Rollback(i) => format!("rollback-{i}"),
+        StepRef::Promote => "promote".to_string(),
+    };
+    format!("{launch_id}/{step}/{attempt}")
+}
+
 pub async fn execute(
     ctx: &StepContext,
+    tag: &str,
     action: Action<'_>,
     deadline: Option<Timestamp>,
     weight: Option<Weight>,
@@ -53,7 +66,9 @@ pub async fn execute(
         Action::SetWeight(w) => set_weight(ctx, w, cancel).await,
         Action::Step(step) => match &step.kind {
             StepKind::Traffic(w) => set_weight(ctx, *w, cancel).await,
-            StepKind::Run(run) => run_command(ctx, &step.name, run, deadline, weight, cancel).await,
+            StepKind::Run(run) => {
+                run_command(ctx, tag, &step.name, run, deadline, weight, cancel).await
+            }
             StepKind::Pause(d) => pause(ctx, *d, deadline, cancel).await,
             StepKind::Approve(a) => {
                 // Approval arrives as an event; this attempt only waits for the timeout.
@@ -94,6 +109,7 @@ async fn set_weight(ctx: &StepContext, weight: Weight, cancel: &CancellationToke
 
 async fn run_command(
     ctx: &StepContext,
+    tag: &str,
     name: &str,
     run: &RunStep,
     deadline: Option<Timestamp>,
@@ -102,6 +118,7 @@ async fn run_command(
 ) -> Outcome {
     let mut env = StepContext::base_env(&ctx.plan, &ctx.launch_id);
     env.push(("LIFTOFF_STEP".into(), name.to_string()));
+    env.push((crate::shell::ATTEMPT_ENV.into(), tag.to_string()));
     env.push((
         "LIFTOFF_WEIGHT".into(),
         weight.unwrap_or_default().to_string(),
@@ -117,7 +134,7 @@ async fn run_command(
         .unwrap_or(run.timeout);
     let spec = CommandSpec {
         // Variables reach the shell through the environment (see CommandRouter).
-        command: run.command.template().to_string(),
+        command: run.command.shell_command(),
         dir: resolve_dir(&ctx.workdir, run.dir.as_ref().map(|d| d.expose())),
         env,
         timeout,

@@ -218,6 +218,14 @@ impl Driver {
         let ids = self.store.unfinished_launches()?;
         for id in &ids {
             let snap = self.snapshot(id)?;
+            if let Some((step, attempt)) = snap.launch.in_flight() {
+                // Whatever the interrupted attempt started must not finish unobserved.
+                let tag = execute::attempt_tag(id, step, attempt);
+                let killed = shell::kill_attempt_leftovers(&tag);
+                if killed > 0 {
+                    tracing::warn!(launch = %id, attempt = %tag, killed, "killed processes left by an interrupted step");
+                }
+            }
             let workdir = PathBuf::from(&snap.row.workdir);
             self.spawn_actor(id, snap.launch, workdir);
             if let Err(e) = self.send(id, Event::Recover).await {
@@ -395,7 +403,8 @@ impl Actor {
         let (ctx, tx, weight) = (self.ctx.clone(), self.tx.clone(), self.state.weight());
         tokio::spawn(async move {
             let action = Action::of(&ctx.plan, step);
-            let outcome = execute::execute(&ctx, action, deadline, weight, &token).await;
+            let tag = execute::attempt_tag(&ctx.launch_id, step, attempt);
+            let outcome = execute::execute(&ctx, &tag, action, deadline, weight, &token).await;
             let event = Event::StepFinished {
                 step,
                 attempt,

@@ -140,6 +140,41 @@ fn set_parent_death_signal(cmd: &mut std::process::Command) {
     }
 }
 
+/// The environment variable that marks every process of one step attempt, so the
+/// processes an interrupted attempt left behind can be found after a crash.
+pub const ATTEMPT_ENV: &str = "LIFTOFF_ATTEMPT";
+
+/// SIGKILL every process whose environment carries `LIFTOFF_ATTEMPT=<tag>`: what an
+/// attempt interrupted by a daemon crash left running (the parent-death signal only
+/// reaches the shell itself, not what it started in the background). Returns how many.
+pub fn kill_attempt_leftovers(tag: &str) -> usize {
+    let needle = format!("{ATTEMPT_ENV}={tag}");
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut killed = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if environ
+            .split(|b| *b == 0)
+            .any(|var| var == needle.as_bytes())
+            && nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+        {
+            killed += 1;
+        }
+    }
+    killed
+}
+
 /// Keeps the first `OUTPUT_HEAD_BYTES` and the last `OUTPUT_TAIL_BYTES` of output:
 /// the command line echo and the error at the end are what an operator reads.
 #[derive(Default)]

@@ -32,7 +32,7 @@ impl TrafficControl for CommandRouter {
         // environment, so their values are never spliced into (or quoted by) the command.
         let command = self
             .command
-            .template()
+            .shell_command()
             .replace("{weight}", &weight.to_string());
         let mut env = self.env.clone();
         env.push(("LIFTOFF_WEIGHT".into(), weight.to_string()));

@@ -393,8 +393,10 @@ fn advance(t: &mut Transition, now: Timestamp) {
     }
     let first_unsettled =
         |states: &[crate::launch::StepState]| states.iter().position(|st| !st.status.is_settled());
+    // Without a router there is no traffic to move: no baseline, revert or promote.
+    let routed = s.plan().router.is_some();
     if let Some((cause, _)) = &s.rolling_back {
-        if !s.revert.status.is_settled() {
+        if routed && !s.revert.status.is_settled() {
             return start(t, StepRef::RevertTraffic, now);
         }
         if let Some(i) = first_unsettled(&s.rollback) {
@@ -432,10 +434,10 @@ fn advance(t: &mut Transition, now: Timestamp) {
         return;
     }
     if s.promoting.is_some() {
-        if !s.promote.status.is_settled() {
+        if routed && !s.promote.status.is_settled() {
             return start(t, StepRef::Promote, now);
         }
-    } else if s.plan().router.is_some() && !s.baseline.status.is_settled() {
+    } else if routed && !s.baseline.status.is_settled() {
         return start(t, StepRef::Baseline, now);
     } else if let Some(i) = first_unsettled(&s.forward) {
         return start(t, StepRef::Forward(i), now);

@@ -417,3 +417,27 @@ fn records_keep_their_journal_shape() {
     .unwrap();
     assert_eq!(revert.kind(), "step_started");
 }
+
+#[test]
+fn without_a_router_rollback_and_promote_move_no_traffic() {
+    let src = "version: 1\nname: t\nservice: svc\nsteps:\n  - run: a\n  - pause: 1h\nrollback:\n  steps:\n    - run: x\n";
+    let mut sim = Sim::new(src);
+    sim.send(Event::Start).unwrap();
+    sim.finish(StepResult::Failed, "exit status 1");
+    sim.ok();
+    assert_eq!(
+        sim.state.status(),
+        Status::RolledBack,
+        "{:?}",
+        sim.state.reason()
+    );
+    assert_eq!(sim.executed, [StepRef::Forward(0), StepRef::Rollback(0)]);
+
+    let mut sim = Sim::new(src);
+    sim.send(Event::Start).unwrap();
+    sim.ok();
+    sim.send(Event::Promote { by: "ana".into() }).unwrap();
+    sim.finish(StepResult::Cancelled, "cancelled");
+    assert_eq!(sim.state.status(), Status::Succeeded);
+    assert_eq!(sim.executed, [StepRef::Forward(0), StepRef::Forward(1)]);
+}

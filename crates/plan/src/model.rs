@@ -92,6 +92,13 @@ impl Text {
         &self.template
     }
 
+    /// The template for `sh -c`: `${VAR}` stays for the shell to expand from the
+    /// environment (where liftoff puts the plan's variables), and the plan's escape
+    /// `$${VAR}` becomes the shell's `\${VAR}`, a literal `${VAR}`.
+    pub fn shell_command(&self) -> String {
+        self.template.replace("$${", "\\${")
+    }
+
     /// The text with variables substituted. May contain secrets: use it only to act.
     pub fn expose(&self) -> &str {
         &self.resolved

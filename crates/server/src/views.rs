@@ -17,7 +17,9 @@ pub fn status(snap: &Snapshot) -> api::LaunchStatus {
     let touched = |s: &StepState| s.status != StepStatus::Pending;
     let mut rollback = Vec::new();
     if launch.rollback_cause().is_some() {
-        rollback.push(view(StepRef::RevertTraffic));
+        if plan.router.is_some() {
+            rollback.push(view(StepRef::RevertTraffic));
+        }
         rollback.extend((0..plan.rollback.steps.len()).map(|i| view(StepRef::Rollback(i))));
     }
     let status = launch.status();
