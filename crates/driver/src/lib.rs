@@ -179,10 +179,10 @@ impl Driver {
                 event: event.clone(),
                 reply: Some(reply),
             };
-            if actor.send(msg).is_ok() {
-                if let Ok(result) = answer.await {
-                    return result;
-                }
+            if actor.send(msg).is_ok()
+                && let Ok(result) = answer.await
+            {
+                return result;
             }
             if self.shutdown.is_cancelled() {
                 return Err(DriverError::ShuttingDown);
