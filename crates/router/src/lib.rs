@@ -1,0 +1,523 @@
+//! liftoff's data plane: an HTTP reverse proxy that splits traffic between a stable
+//! and a candidate upstream, sticky per user, and observes each version.
+//!
+//! Invariants:
+//! - the data plane runs on its own tokio runtime: a stalled control plane (engine,
+//!   store, API) cannot stall routing, and routing keeps the last split it was given;
+//! - the request path reads the routing table with one atomic load (`ArcSwap`) and
+//!   never takes a lock; control-plane changes build a new table and swap it in;
+//! - an upstream removed from the table drains: in-flight requests hold it until done;
+//! - this crate knows nothing of launches, plans or the journal.
+
+pub mod health;
+mod metrics;
+mod proxy;
+pub mod split;
+pub mod stats;
+pub mod table;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use http::HeaderName;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+
+pub use health::{HealthCheck, HealthReport};
+pub use split::{Role, Sticky};
+pub use stats::{ErrorSource, Window};
+pub use table::Maintenance;
+
+use table::{Route, Table, Upstream};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("upstream `{url}`: {why}")]
+    BadUpstream { url: String, why: String },
+    #[error("no route named `{0}`")]
+    NoSuchRoute(String),
+    #[error("route `{route}` has no candidate upstream")]
+    NoCandidate { route: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("weight {0} is above 10000 basis points (100%)")]
+    BadWeight(u16),
+    #[error("cannot start the data-plane runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub connect_timeout: Duration,
+    /// Until the upstream's response head.
+    pub request_timeout: Duration,
+    pub upstream_idle_timeout: Duration,
+    /// A client must send a complete request head within this time.
+    pub header_read_timeout: Duration,
+    /// At least 8 KiB.
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(30),
+            upstream_idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_connections: 10_000,
+        }
+    }
+}
+
+/// What the request path reads.
+pub(crate) struct Shared {
+    table: ArcSwap<Table>,
+    limits: Limits,
+    client: proxy::UpstreamClient,
+    epoch: Instant,
+}
+
+impl Shared {
+    /// Seconds since the router started: the stats clock.
+    fn second(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteSpec {
+    pub name: String,
+    /// Port 0 picks a free port (see [`Router::upsert_route`]'s result).
+    pub listen: SocketAddr,
+    pub host: Option<String>,
+    pub stable: String,
+    pub candidate: Option<String>,
+    pub sticky: Sticky,
+    /// The tester override header; `None` turns it off.
+    pub override_header: Option<HeaderName>,
+    pub health: Option<HealthCheck>,
+    /// Fixes the sticky hash salt (otherwise random per route, kept across updates).
+    pub salt: Option<u64>,
+}
+
+pub const DEFAULT_OVERRIDE_HEADER: &str = "x-liftoff-version";
+
+/// Control-plane state: only touched by route changes, never by requests.
+#[derive(Default)]
+struct Control {
+    upstreams: HashMap<String, Arc<Upstream>>,
+    listeners: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
+    health: HashMap<String, (HealthCheck, tokio::task::JoinHandle<()>)>,
+}
+
+pub struct Router {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    control: Mutex<Control>,
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Router {
+    /// Start the data plane with `threads` worker threads of its own.
+    pub fn start(limits: Limits, threads: usize) -> Result<Router, RouterError> {
+        let mut limits = limits;
+        limits.max_header_bytes = limits.max_header_bytes.max(8192);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("liftoff-router")
+            .enable_all()
+            .build()
+            .map_err(RouterError::Runtime)?;
+        let client = {
+            let _enter = runtime.enter();
+            proxy::upstream_client(&limits)
+        };
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(Table::default()),
+            limits,
+            client,
+            epoch: Instant::now(),
+        });
+        runtime.spawn(tick(shared.clone()));
+        Ok(Router {
+            shared,
+            runtime: Some(runtime),
+            control: Mutex::new(Control::default()),
+        })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("runtime lives as long as the router")
+    }
+
+    fn control(&self) -> std::sync::MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Create or update a route. A new route starts with all traffic on stable; an
+    /// existing one keeps its weight, salt and maintenance state. Returns the address
+    /// it listens on.
+    pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
+        let mut control = self.control();
+        let stable = upstream(&mut control, &spec.stable)?;
+        let candidate = spec
+            .candidate
+            .as_deref()
+            .map(|u| upstream(&mut control, u))
+            .transpose()?;
+        let table = self.shared.table.load();
+        let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
+        let listen = match &existing {
+            Some(r) if r.listen == spec.listen || spec.listen.port() == 0 => r.listen,
+            _ => self.listen(&mut control, spec.listen)?,
+        };
+        let route = Route {
+            name: spec.name.clone(),
+            listen,
+            host: spec.host.clone(),
+            stable: stable.clone(),
+            candidate: candidate.clone(),
+            weight_bp: existing.as_ref().map_or(0, |r| r.weight_bp),
+            salt: spec
+                .salt
+                .or(existing.as_ref().map(|r| r.salt))
+                .unwrap_or_else(|| fastrand::u64(..)),
+            sticky: spec.sticky.clone(),
+            override_header: spec.override_header.clone(),
+            maintenance: existing.as_ref().and_then(|r| r.maintenance.clone()),
+        };
+        let mut routes: Vec<Arc<Route>> = table
+            .routes
+            .iter()
+            .filter(|r| r.name != spec.name)
+            .cloned()
+            .collect();
+        routes.push(Arc::new(route));
+        self.shared.table.store(Arc::new(Table { routes }));
+        if let Some(check) = &spec.health {
+            for up in std::iter::once(&stable).chain(candidate.as_ref()) {
+                self.ensure_health_check(&mut control, up, check);
+            }
+        }
+        Ok(listen)
+    }
+
+    fn listen(&self, control: &mut Control, addr: SocketAddr) -> Result<SocketAddr, RouterError> {
+        if let Some((bound, _)) = control.listeners.iter().find(|(a, _)| **a == addr) {
+            return Ok(*bound);
+        }
+        let std_listener = std::net::TcpListener::bind(addr)
+            .map_err(|source| RouterError::Listen { addr, source })?;
+        std_listener
+            .set_nonblocking(true)
+            .map_err(|source| RouterError::Listen { addr, source })?;
+        let bound = std_listener
+            .local_addr()
+            .map_err(|source| RouterError::Listen { addr, source })?;
+        let listener = {
+            let _enter = self.runtime().enter();
+            tokio::net::TcpListener::from_std(std_listener)
+                .map_err(|source| RouterError::Listen { addr, source })?
+        };
+        let shared = self.shared.clone();
+        let task = self.runtime().spawn(accept_loop(listener, bound, shared));
+        control.listeners.insert(bound, task);
+        Ok(bound)
+    }
+
+    fn ensure_health_check(&self, control: &mut Control, up: &Arc<Upstream>, check: &HealthCheck) {
+        if control.health.get(&up.url).is_some_and(|(c, _)| c == check) {
+            return;
+        }
+        if let Some((_, old)) = control.health.remove(&up.url) {
+            old.abort();
+        }
+        let task =
+            self.runtime()
+                .spawn(health_loop(self.shared.clone(), up.clone(), check.clone()));
+        control.health.insert(up.url.clone(), (check.clone(), task));
+    }
+
+    fn change(
+        &self,
+        name: &str,
+        f: impl FnOnce(&Route) -> Result<Route, RouterError>,
+    ) -> Result<(), RouterError> {
+        let _control = self.control(); // serialises writers; readers never wait
+        let table = self.shared.table.load();
+        let Some(current) = table.routes.iter().find(|r| r.name == name) else {
+            return Err(RouterError::NoSuchRoute(name.to_string()));
+        };
+        let next = Arc::new(f(current)?);
+        let routes = table
+            .routes
+            .iter()
+            .map(|r| {
+                if r.name == name {
+                    next.clone()
+                } else {
+                    r.clone()
+                }
+            })
+            .collect();
+        self.shared.table.store(Arc::new(Table { routes }));
+        Ok(())
+    }
+
+    /// Candidate share in basis points (0..=10000).
+    pub fn set_weight(&self, route: &str, weight_bp: u16) -> Result<(), RouterError> {
+        if weight_bp > 10_000 {
+            return Err(RouterError::BadWeight(weight_bp));
+        }
+        self.change(route, |r| {
+            if weight_bp > 0 && r.candidate.is_none() {
+                return Err(RouterError::NoCandidate {
+                    route: route.to_string(),
+                });
+            }
+            Ok(r.with(|f| f.weight_bp = weight_bp))
+        })
+    }
+
+    /// Blue/green switch: the candidate becomes stable and stable the candidate; the
+    /// weight is mirrored so every request keeps its version (100% candidate becomes
+    /// 0% candidate on the swapped route).
+    pub fn swap(&self, route: &str) -> Result<(), RouterError> {
+        self.change(route, |r| {
+            let Some(candidate) = r.candidate.clone() else {
+                return Err(RouterError::NoCandidate {
+                    route: route.to_string(),
+                });
+            };
+            Ok(r.with(|f| {
+                f.candidate = Some(f.stable.clone());
+                f.stable = candidate;
+                f.weight_bp = 10_000 - f.weight_bp;
+            }))
+        })
+    }
+
+    /// Remove (or replace) the candidate. Requests in flight to the old one finish.
+    pub fn set_candidate(&self, route: &str, url: Option<&str>) -> Result<(), RouterError> {
+        let candidate = {
+            let mut control = self.control();
+            url.map(|u| upstream(&mut control, u)).transpose()?
+        };
+        self.change(route, |r| {
+            Ok(r.with(|f| {
+                if candidate.is_none() {
+                    f.weight_bp = 0;
+                }
+                f.candidate = candidate;
+            }))
+        })
+    }
+
+    pub fn set_maintenance(
+        &self,
+        route: &str,
+        maintenance: Option<Maintenance>,
+    ) -> Result<(), RouterError> {
+        self.change(route, |r| {
+            Ok(r.with(|f| f.maintenance = maintenance.map(Arc::new)))
+        })
+    }
+
+    /// What a version of a route saw in the last `secs` seconds.
+    pub fn window(
+        &self,
+        route: &str,
+        role: Role,
+        secs: u64,
+    ) -> Result<Option<Window>, RouterError> {
+        let table = self.shared.table.load();
+        let r = table
+            .routes
+            .iter()
+            .find(|r| r.name == route)
+            .ok_or_else(|| RouterError::NoSuchRoute(route.to_string()))?;
+        Ok(r.upstream(role)
+            .map(|u| u.stats.window(self.shared.second(), secs)))
+    }
+
+    pub fn status(&self) -> Vec<RouteStatus> {
+        let table = self.shared.table.load();
+        let now = self.shared.second();
+        table
+            .routes
+            .iter()
+            .map(|r| RouteStatus {
+                name: r.name.clone(),
+                listen: r.listen,
+                weight_bp: r.weight_bp,
+                maintenance: r.maintenance.is_some(),
+                versions: [Role::Stable, Role::Candidate]
+                    .into_iter()
+                    .filter_map(|role| {
+                        let u = r.upstream(role)?;
+                        Some(VersionStatus {
+                            role,
+                            url: u.url.clone(),
+                            in_flight: u.in_flight.load(Relaxed),
+                            health: u.health.report(),
+                            last_10s: u.stats.window(now, 10),
+                            last_60s: u.stats.window(now, 60),
+                        })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Prometheus text exposition of every route.
+    pub fn render_metrics(&self) -> String {
+        metrics::render(&self.shared.table.load())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RouteStatus {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub weight_bp: u16,
+    pub maintenance: bool,
+    pub versions: Vec<VersionStatus>,
+}
+
+#[derive(Clone, Debug)]
+pub struct VersionStatus {
+    pub role: Role,
+    pub url: String,
+    pub in_flight: i64,
+    pub health: HealthReport,
+    pub last_10s: Window,
+    pub last_60s: Window,
+}
+
+fn upstream(control: &mut Control, url: &str) -> Result<Arc<Upstream>, RouterError> {
+    let probe = Upstream::new(url)?;
+    Ok(control
+        .upstreams
+        .entry(probe.url.clone())
+        .or_insert_with(|| Arc::new(probe))
+        .clone())
+}
+
+/// Clears each stats slot a second before it is written.
+async fn tick(shared: Arc<Shared>) {
+    let mut interval = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        interval.tick().await;
+        let next = shared.second() + 1;
+        for route in &shared.table.load().routes {
+            route.stable.stats.prepare(next);
+            if let Some(c) = &route.candidate {
+                c.stats.prepare(next);
+            }
+        }
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.limits.max_connections));
+    loop {
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(%local, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            serve_connection(
+                stream,
+                proxy::ConnInfo {
+                    listen: local,
+                    peer,
+                },
+                shared,
+            )
+            .await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    conn: proxy::ConnInfo,
+    shared: Arc<Shared>,
+) {
+    let limits = shared.limits.clone();
+    let service =
+        hyper::service::service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
+    if let Err(e) = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!(error = %e, "client connection ended with an error");
+    }
+}
+
+async fn health_loop(shared: Arc<Shared>, up: Arc<Upstream>, check: HealthCheck) {
+    let url = format!("{}{}", up.url, check.path);
+    loop {
+        let result = probe(&shared, &url, check.timeout).await;
+        up.health.record(&check, result);
+        tokio::time::sleep(check.interval).await;
+    }
+}
+
+async fn probe(shared: &Shared, url: &str, timeout: Duration) -> Result<(), String> {
+    let uri: http::Uri = url.parse().map_err(|_| format!("bad health URL {url}"))?;
+    let req = http::Request::get(uri)
+        .header(http::header::USER_AGENT, "liftoff-health-check")
+        .body(proxy::empty_body())
+        .map_err(|e| e.to_string())?;
+    match tokio::time::timeout(timeout, shared.client.request(req)).await {
+        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
+        Ok(Ok(resp)) => Err(format!("status {}", resp.status().as_u16())),
+        Ok(Err(e)) if e.is_connect() => Err("connection refused".into()),
+        Ok(Err(e)) => Err(format!("request failed: {e}")),
+        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+    }
+}

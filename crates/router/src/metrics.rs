@@ -1,0 +1,173 @@
+//! Prometheus text exposition (format 0.0.4) of every route and version.
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering::Relaxed;
+
+use crate::split::Role;
+use crate::stats::{ErrorSource, PROM_BUCKETS, STATUS_CLASSES};
+use crate::table::Table;
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+pub fn render(table: &Table) -> String {
+    let mut out = String::with_capacity(4096);
+    let versions: Vec<_> = table
+        .routes
+        .iter()
+        .flat_map(|r| {
+            [Role::Stable, Role::Candidate]
+                .into_iter()
+                .filter_map(move |role| r.upstream(role).map(|u| (r, role, u)))
+        })
+        .collect();
+    let labels = |route: &str, role: Role, url: &str| {
+        format!(
+            "route=\"{}\",version=\"{}\",upstream=\"{}\"",
+            escape(route),
+            role.label(),
+            escape(url)
+        )
+    };
+
+    let family = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+
+    family(
+        &mut out,
+        "liftoff_router_requests_total",
+        "counter",
+        "Requests answered, by status class.",
+    );
+    for (r, role, u) in &versions {
+        let t = u.stats.totals();
+        for (class, n) in STATUS_CLASSES.iter().zip(&t.status) {
+            let _ = writeln!(
+                out,
+                "liftoff_router_requests_total{{{},class=\"{class}\"}} {n}",
+                labels(&r.name, *role, &u.url)
+            );
+        }
+    }
+    family(
+        &mut out,
+        "liftoff_router_errors_total",
+        "counter",
+        "Failed requests, by source: the upstream answered 5xx, could not be reached, timed out, or the client went away.",
+    );
+    for (r, role, u) in &versions {
+        let t = u.stats.totals();
+        for source in ErrorSource::ALL {
+            let n = t.errors[source as usize];
+            let _ = writeln!(
+                out,
+                "liftoff_router_errors_total{{{},source=\"{}\"}} {n}",
+                labels(&r.name, *role, &u.url),
+                source.label()
+            );
+        }
+    }
+    family(
+        &mut out,
+        "liftoff_router_request_duration_seconds",
+        "histogram",
+        "Time from receiving a request to the upstream's response head.",
+    );
+    for (r, role, u) in &versions {
+        let t = u.stats.totals();
+        let l = labels(&r.name, *role, &u.url);
+        let mut cumulative = 0;
+        for (bound, n) in PROM_BUCKETS.iter().zip(&t.prom_buckets) {
+            cumulative += n;
+            let _ = writeln!(
+                out,
+                "liftoff_router_request_duration_seconds_bucket{{{l},le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "liftoff_router_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+            t.count
+        );
+        let _ = writeln!(
+            out,
+            "liftoff_router_request_duration_seconds_sum{{{l}}} {}",
+            t.latency_sum_secs
+        );
+        let _ = writeln!(
+            out,
+            "liftoff_router_request_duration_seconds_count{{{l}}} {}",
+            t.count
+        );
+    }
+    family(
+        &mut out,
+        "liftoff_router_in_flight_requests",
+        "gauge",
+        "Requests being proxied now.",
+    );
+    for (r, role, u) in &versions {
+        let _ = writeln!(
+            out,
+            "liftoff_router_in_flight_requests{{{}}} {}",
+            labels(&r.name, *role, &u.url),
+            u.in_flight.load(Relaxed)
+        );
+    }
+    family(
+        &mut out,
+        "liftoff_router_upstream_healthy",
+        "gauge",
+        "1 if the last health checks passed (1 when unchecked).",
+    );
+    family(
+        &mut out,
+        "liftoff_router_health_check_failures",
+        "gauge",
+        "Consecutive failed health checks.",
+    );
+    for (r, role, u) in &versions {
+        let h = u.health.report();
+        let l = labels(&r.name, *role, &u.url);
+        let _ = writeln!(
+            out,
+            "liftoff_router_upstream_healthy{{{l}}} {}",
+            u8::from(h.healthy)
+        );
+        let _ = writeln!(
+            out,
+            "liftoff_router_health_check_failures{{{l}}} {}",
+            h.consecutive_failures
+        );
+    }
+    family(
+        &mut out,
+        "liftoff_router_candidate_weight_ratio",
+        "gauge",
+        "Share of traffic sent to the candidate (0-1).",
+    );
+    family(
+        &mut out,
+        "liftoff_router_maintenance",
+        "gauge",
+        "1 while the route serves its maintenance page.",
+    );
+    for r in &table.routes {
+        let name = escape(&r.name);
+        let _ = writeln!(
+            out,
+            "liftoff_router_candidate_weight_ratio{{route=\"{name}\"}} {}",
+            f64::from(r.weight_bp) / 10_000.0
+        );
+        let _ = writeln!(
+            out,
+            "liftoff_router_maintenance{{route=\"{name}\"}} {}",
+            u8::from(r.maintenance.is_some())
+        );
+    }
+    out
+}

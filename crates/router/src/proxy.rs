@@ -1,0 +1,356 @@
+//! The request path: pick a version, forward, stream back, observe.
+//!
+//! Invariant: nothing here takes a lock or waits on the control plane. The table is
+//! one atomic load; observations are relaxed atomic adds.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full, Limited};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+
+use crate::split::{self, Role, SplitRule};
+use crate::stats::{ErrorSource, Observation};
+use crate::table::{Route, Upstream};
+use crate::{Limits, Shared};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = BoxBody<Bytes, BoxError>;
+pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+
+/// Per connection: where it came in and from whom.
+#[derive(Clone)]
+pub struct ConnInfo {
+    pub listen: SocketAddr,
+    pub peer: SocketAddr,
+}
+
+pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
+    let mut resp = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+pub(crate) fn empty_body() -> ProxyBody {
+    Empty::new().map_err(|e| match e {}).boxed()
+}
+
+/// Counts a request as in flight on an upstream, and records a client abort if the
+/// request is dropped (the client went away) before an outcome was recorded.
+struct InFlight<'a> {
+    shared: &'a Shared,
+    upstream: Arc<Upstream>,
+    started: Instant,
+    done: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(shared: &'a Shared, upstream: Arc<Upstream>) -> Self {
+        upstream.in_flight.fetch_add(1, Relaxed);
+        Self {
+            shared,
+            upstream,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self, status: Option<u16>, error: Option<ErrorSource>) {
+        if !self.done {
+            self.done = true;
+            let obs = Observation {
+                status,
+                error,
+                latency: self.started.elapsed(),
+            };
+            self.upstream.stats.record(self.shared.second(), obs);
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.finish(None, Some(ErrorSource::ClientAbort));
+        self.upstream.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: ConnInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(route_request(&shared, &conn, req).await)
+}
+
+async fn route_request(
+    shared: &Shared,
+    conn: &ConnInfo,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let host = request_host(&req);
+    let table = shared.table.load();
+    let Some(route) = table.find(conn.listen, host.as_deref()).cloned() else {
+        return full(StatusCode::NOT_FOUND, "liftoff: no route for this host\n");
+    };
+    drop(table);
+    let client_ip = conn.peer.ip();
+    if let Some(m) = &route.maintenance
+        && !m.lets_through(client_ip, req.headers())
+    {
+        let mut resp = full(StatusCode::SERVICE_UNAVAILABLE, m.page.clone());
+        let h = resp.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        h.insert(header::RETRY_AFTER, HeaderValue::from(m.retry_after_secs));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return resp;
+    }
+    let limits = &shared.limits;
+    if let Some(len) = req
+        .body()
+        .size_hint()
+        .exact()
+        .or(req.body().size_hint().upper())
+        && len > limits.max_body_bytes as u64
+    {
+        return full(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "liftoff: request body too large\n",
+        );
+    }
+    let rule = SplitRule {
+        weight_bp: route.weight_bp,
+        salt: route.salt,
+        sticky: &route.sticky,
+        override_header: route.override_header.as_ref(),
+        has_candidate: route.candidate.is_some(),
+    };
+    let role = split::choose(&rule, req.headers(), client_ip);
+    forward(shared, conn, &route, role, host, req).await
+}
+
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+}
+
+async fn forward(
+    shared: &Shared,
+    conn: &ConnInfo,
+    route: &Route,
+    role: Role,
+    host: Option<String>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let limits = &shared.limits;
+    let (mut parts, body) = req.into_parts();
+    let bodyless = body.is_end_stream();
+    rewrite_request_headers(&mut parts.headers, conn, host.as_deref());
+    // A bodyless request can be replayed once on the other version when its upstream
+    // failed: a stopped backend must not be an outage. (A streamed body is gone.)
+    let replay = bodyless.then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
+    let body: ProxyBody = if bodyless {
+        empty_body()
+    } else {
+        Limited::new(body, limits.max_body_bytes).boxed()
+    };
+
+    let Some(upstream) = route.upstream(role).cloned() else {
+        return full(StatusCode::BAD_GATEWAY, "liftoff: no upstream\n");
+    };
+    let first = send(shared, &upstream, Request::from_parts(parts, body)).await;
+    match first {
+        Sent::Response(resp) => resp,
+        Sent::Failed {
+            status,
+            message,
+            never_sent,
+        } => {
+            let fallback = route
+                .upstream(role.other())
+                .filter(|u| !Arc::ptr_eq(u, &upstream))
+                .cloned();
+            match (replay, fallback) {
+                (Some((method, uri, headers)), Some(other))
+                    if never_sent || is_idempotent(&method) =>
+                {
+                    let mut again = Request::new(empty_body());
+                    *again.method_mut() = method;
+                    *again.uri_mut() = uri;
+                    *again.headers_mut() = headers;
+                    match send(shared, &other, again).await {
+                        Sent::Response(resp) => resp,
+                        Sent::Failed {
+                            status, message, ..
+                        } => full(status, message),
+                    }
+                }
+                _ => full(status, message),
+            }
+        }
+    }
+}
+
+enum Sent {
+    Response(Response<ProxyBody>),
+    Failed {
+        status: StatusCode,
+        message: &'static str,
+        /// The request certainly did not reach the upstream (connecting failed).
+        never_sent: bool,
+    },
+}
+
+async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<ProxyBody>) -> Sent {
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build();
+    match uri {
+        Ok(uri) => *req.uri_mut() = uri,
+        Err(_) => {
+            return Sent::Failed {
+                status: StatusCode::BAD_REQUEST,
+                message: "liftoff: bad request target\n",
+                never_sent: false,
+            };
+        }
+    }
+    *req.version_mut() = http::Version::HTTP_11;
+    let mut flight = InFlight::new(shared, upstream.clone());
+    let answer =
+        tokio::time::timeout(shared.limits.request_timeout, shared.client.request(req)).await;
+    match answer {
+        Ok(Ok(resp)) => {
+            let status = resp.status();
+            let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
+            flight.finish(Some(status.as_u16()), error);
+            let (mut parts, body) = resp.into_parts();
+            strip_hop_by_hop(&mut parts.headers);
+            Sent::Response(Response::from_parts(
+                parts,
+                body.map_err(BoxError::from).boxed(),
+            ))
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
+            flight.finish(Some(502), Some(ErrorSource::Connect));
+            Sent::Failed {
+                status: StatusCode::BAD_GATEWAY,
+                message: "liftoff: upstream unreachable\n",
+                never_sent: e.is_connect(),
+            }
+        }
+        Err(_) => {
+            flight.finish(Some(504), Some(ErrorSource::Timeout));
+            Sent::Failed {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message: "liftoff: upstream timed out\n",
+                never_sent: false,
+            }
+        }
+    }
+}
+
+fn is_idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers named in `Connection` are hop-by-hop too.
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&str>) {
+    strip_hop_by_hop(headers);
+    let ip = conn.peer.ip().to_canonical();
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {ip}"),
+        None => ip.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", v);
+    }
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    let for_ = if ip.is_ipv6() {
+        format!("\"[{ip}]\"")
+    } else {
+        ip.to_string()
+    };
+    let mut forwarded = format!("for={for_};proto=http");
+    if let Some(host) = host {
+        if let Ok(v) = HeaderValue::from_str(host) {
+            headers.insert("x-forwarded-host", v.clone());
+            // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
+            headers.entry(header::HOST).or_insert(v);
+        }
+        forwarded.push_str(&format!(";host=\"{host}\""));
+    }
+    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {forwarded}"),
+        None => forwarded,
+    };
+    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+        headers.insert(header::FORWARDED, v);
+    }
+}
+
+/// The upstream connection pool: grows with concurrency (no fixed keep-alive cap).
+pub fn upstream_client(limits: &Limits) -> UpstreamClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(limits.connect_timeout));
+    connector.set_nodelay(true);
+    Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_idle_timeout(limits.upstream_idle_timeout)
+        .pool_timer(hyper_util::rt::TokioTimer::new())
+        .build(connector)
+}

@@ -1,0 +1,161 @@
+//! Test backends and a load generator, on port 0, in-process.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A backend that answers its name, failing every `fail_every`-th request with 500.
+#[derive(Clone)]
+pub struct Backend {
+    pub name: &'static str,
+    pub fail_every: u64,
+    pub delay: Duration,
+}
+
+pub fn backend(name: &'static str) -> Backend {
+    Backend {
+        name,
+        fail_every: 0,
+        delay: Duration::ZERO,
+    }
+}
+
+impl Backend {
+    pub fn fail_every(mut self, n: u64) -> Self {
+        self.fail_every = n;
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+
+    /// Serve until the returned handle is dropped. Returns `http://addr` and the count
+    /// of requests served.
+    pub async fn run(self) -> (String, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let served = Arc::new(AtomicU64::new(0));
+        let counter = served.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let me = self.clone();
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        let me = me.clone();
+                        let n = counter.fetch_add(1, Relaxed) + 1;
+                        async move {
+                            if !me.delay.is_zero() {
+                                tokio::time::sleep(me.delay).await;
+                            }
+                            let status = if me.fail_every > 0 && n.is_multiple_of(me.fail_every) {
+                                StatusCode::INTERNAL_SERVER_ERROR
+                            } else {
+                                StatusCode::OK
+                            };
+                            let mut resp = Response::new(Full::new(Bytes::from(me.name)));
+                            *resp.status_mut() = status;
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (format!("http://{addr}"), served, task)
+    }
+}
+
+/// An address nothing listens on.
+pub fn closed_port() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    format!("http://{addr}")
+}
+
+pub type TestClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub fn client() -> TestClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+/// GET through the router: status and body, or the client error.
+pub async fn get(
+    client: &TestClient,
+    at: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
+    let mut req = Request::get(format!("http://{at}/checkout"))
+        .body(Empty::new())
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    let resp = client.request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[derive(Default)]
+pub struct LoadReport {
+    pub ok: AtomicU64,
+    pub failed: AtomicU64,
+    pub failures: std::sync::Mutex<Vec<String>>,
+}
+
+/// `concurrency` workers sending GETs back to back until `stop` is set.
+pub fn load(
+    at: SocketAddr,
+    concurrency: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Arc<LoadReport>, Vec<tokio::task::JoinHandle<()>>) {
+    let report = Arc::new(LoadReport::default());
+    let client = client();
+    let workers = (0..concurrency)
+        .map(|i| {
+            let (report, stop, client) = (report.clone(), stop.clone(), client.clone());
+            tokio::spawn(async move {
+                let user = format!("user-{i}");
+                while !stop.load(Relaxed) {
+                    match get(&client, at, &[("x-user-id", &user)]).await {
+                        Ok((200, _)) => {
+                            report.ok.fetch_add(1, Relaxed);
+                        }
+                        other => {
+                            report.failed.fetch_add(1, Relaxed);
+                            report.failures.lock().unwrap().push(format!("{other:?}"));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    (report, workers)
+}
