@@ -136,6 +136,22 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
     let mut f = dec.fields(node, &schema::ROUTER)?;
     let kind_node = f.require(dec, "kind");
     let kind = kind_node.and_then(|k| dec.string(k, "router.kind"));
+    // Keys of the other kind are mistakes, not options.
+    for key in schema::ROUTER.keys.iter().filter(|k| **k != "kind") {
+        let for_command = schema::COMMAND_ROUTER_KEYS.contains(key);
+        let wrong = match kind.as_deref() {
+            Some("command") => !for_command,
+            Some("builtin") => for_command,
+            _ => false,
+        };
+        if wrong && f.take(key).is_some() {
+            let owner = if for_command { "command" } else { "builtin" };
+            dec.error(
+                f.key_location(key).unwrap_or(f.at),
+                format!("router: `{key}` applies to `kind: {owner}` routers only"),
+            );
+        }
+    }
     let spec = match kind.as_deref() {
         Some("command") => {
             let command = f
@@ -159,11 +175,12 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
                 timeout: timeout?,
             })
         }
-        Some(other @ ("builtin" | "nginx" | "haproxy" | "kubernetes")) => {
+        Some("builtin") => decode_builtin(dec, &mut f).map(RouterSpec::Builtin),
+        Some(other @ ("nginx" | "haproxy" | "kubernetes")) => {
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind `{other}` is not available in this version of liftoff"),
-                "use `kind: command` with a script that applies the weight",
+                "use `kind: builtin` (liftoff's own router) or `kind: command` with a script",
             );
             None
         }
@@ -171,7 +188,7 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind: unknown router kind `{other}`"),
-                "known kinds: command",
+                "known kinds: builtin, command",
             );
             None
         }
@@ -179,6 +196,140 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
     };
     f.finish(dec);
     spec
+}
+
+fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<BuiltinRouter> {
+    let listen = f.require(dec, "listen").and_then(|n| {
+        let text = dec.string(n, "router.listen")?;
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                dec.error_hint(
+                    location(n),
+                    format!("router.listen: `{text}` is not an address:port"),
+                    "e.g. `127.0.0.1:8080` or `0.0.0.0:80`",
+                );
+                None
+            }
+        }
+    });
+    let host = f.take("host").and_then(|n| dec.string(n, "router.host"));
+    let mut upstream = |key: &'static str| {
+        let node = f.require(dec, key)?;
+        let url = dec.text(node, key)?;
+        if let Err(why) = check_upstream_url(url.expose()) {
+            dec.error_hint(location(node), format!("router.{key}: `{url}` {why}"), "e.g. `http://127.0.0.1:9001`");
+            return None;
+        }
+        Some(url)
+    };
+    let stable = upstream("stable");
+    let candidate = upstream("candidate");
+    let sticky = match f.take("sticky") {
+        None => Some(Sticky::None),
+        Some(n) => decode_sticky(dec, n),
+    };
+    let override_header = match f.take("override_header") {
+        None => Some(Some(defaults::OVERRIDE_HEADER.to_string())),
+        Some(n) if matches!(&n.data, saphyr::YamlData::Value(saphyr::Scalar::Boolean(false))) => Some(None),
+        Some(n) => dec.string(n, "router.override_header").and_then(|h| header_name(dec, n, h)).map(Some),
+    };
+    let health = f.take("health").map(|n| decode_health(dec, n));
+    Some(BuiltinRouter {
+        listen: listen?,
+        host,
+        stable: stable?,
+        candidate: candidate?,
+        sticky: sticky?,
+        override_header: override_header?,
+        health: match health {
+            Some(h) => Some(h?),
+            None => None,
+        },
+    })
+}
+
+fn check_upstream_url(url: &str) -> Result<(), &'static str> {
+    let rest = url.strip_prefix("http://").ok_or("is not an http:// URL (https upstreams are not supported)")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err("has a path; give only scheme, host and port");
+    }
+    let port = rest.rsplit_once(':').map(|(_, p)| p).ok_or("has no port")?;
+    port.parse::<u16>().map(|_| ()).map_err(|_| "has no valid port")
+}
+
+fn header_name(dec: &mut Decoder<'_>, node: &Node<'_>, name: String) -> Option<String> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Some(name.to_ascii_lowercase())
+    } else {
+        dec.error(location(node), format!("`{name}` is not a valid HTTP header name"));
+        None
+    }
+}
+
+fn decode_sticky(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Sticky> {
+    let mut f = dec.fields(node, &schema::STICKY)?;
+    let header = f.take("header");
+    let cookie = f.take("cookie");
+    let client_ip = f.take("client_ip");
+    let given = [header.is_some(), cookie.is_some(), client_ip.is_some()].iter().filter(|g| **g).count();
+    let at = f.at;
+    f.finish(dec);
+    if given != 1 {
+        dec.error_hint(at, "router.sticky: give exactly one of `header`, `cookie`, `client_ip`", "e.g. `sticky: { header: X-User-Id }`");
+        return None;
+    }
+    if let Some(n) = header {
+        let name = dec.string(n, "router.sticky.header")?;
+        return header_name(dec, n, name).map(Sticky::Header);
+    }
+    if let Some(n) = cookie {
+        return dec.string(n, "router.sticky.cookie").map(Sticky::Cookie);
+    }
+    match client_ip.and_then(|n| dec.boolean(n, "router.sticky.client_ip")) {
+        Some(true) => Some(Sticky::ClientIp),
+        Some(false) => Some(Sticky::None),
+        None => None,
+    }
+}
+
+fn decode_health(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<HealthSpec> {
+    let mut f = dec.fields(node, &schema::HEALTH)?;
+    let path = match f.take("path") {
+        Some(n) => dec.string(n, "router.health.path").and_then(|p| {
+            if p.starts_with('/') {
+                Some(p)
+            } else {
+                dec.error(location(n), format!("router.health.path: `{p}` must start with `/`"));
+                None
+            }
+        }),
+        None => Some(defaults::HEALTH_PATH.to_string()),
+    };
+    let mut duration = |key: &'static str, what: &str, default| match f.take(key) {
+        Some(n) => dec.duration(n, what),
+        None => Some(default),
+    };
+    let interval = duration("interval", "router.health.interval", defaults::HEALTH_INTERVAL);
+    let timeout = duration("timeout", "router.health.timeout", defaults::HEALTH_TIMEOUT);
+    let mut threshold = |key: &'static str, what: &str, default| match f.take(key) {
+        Some(n) => dec.integer(n, what, 1, 100).map(|v| v as u32),
+        None => Some(default),
+    };
+    let healthy_threshold = threshold("healthy_threshold", "router.health.healthy_threshold", defaults::HEALTHY_THRESHOLD);
+    let unhealthy_threshold =
+        threshold("unhealthy_threshold", "router.health.unhealthy_threshold", defaults::UNHEALTHY_THRESHOLD);
+    f.finish(dec);
+    Some(HealthSpec {
+        path: path?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy_threshold: healthy_threshold?,
+        unhealthy_threshold: unhealthy_threshold?,
+    })
 }
 
 fn decode_rollback(dec: &mut Decoder<'_>, node: &Node<'_>) -> RollbackSpec {

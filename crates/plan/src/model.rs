@@ -156,6 +156,41 @@ pub enum RouterSpec {
     /// Runs a command for every weight change: `{weight}` is replaced by the candidate
     /// percentage, also exported as `LIFTOFF_WEIGHT`.
     Command { command: Text, timeout: Duration },
+    /// liftoff's own L7 router, hosted by the daemon.
+    Builtin(BuiltinRouter),
+}
+
+#[derive(Clone, Debug)]
+pub struct BuiltinRouter {
+    pub listen: std::net::SocketAddr,
+    /// Only requests for this Host match, when set (several services on one port).
+    pub host: Option<String>,
+    /// `http://host:port` of each version.
+    pub stable: Text,
+    pub candidate: Text,
+    pub sticky: Sticky,
+    /// The header testers use to pick a version (`candidate`/`stable`); `None` when
+    /// turned off.
+    pub override_header: Option<String>,
+    pub health: Option<HealthSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sticky {
+    /// A per-request random draw.
+    None,
+    Header(String),
+    Cookie(String),
+    ClientIp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSpec {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -240,6 +275,12 @@ pub mod defaults {
 
     pub const RUN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
     pub const ROUTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+    pub const OVERRIDE_HEADER: &str = "x-liftoff-version";
+    pub const HEALTH_PATH: &str = "/health";
+    pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+    pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+    pub const HEALTHY_THRESHOLD: u32 = 2;
+    pub const UNHEALTHY_THRESHOLD: u32 = 3;
     pub const WAIT_STATUS: u16 = 200;
     pub const WAIT_CONSECUTIVE: u32 = 1;
     pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);

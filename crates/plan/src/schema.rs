@@ -19,7 +19,33 @@ pub const PLAN: Section = Section {
 pub const ROUTER: Section = Section {
     name: "router",
     path: "router.",
-    keys: &["kind", "command", "timeout"],
+    keys: &[
+        "kind",
+        "command",
+        "timeout",
+        "listen",
+        "host",
+        "stable",
+        "candidate",
+        "sticky",
+        "override_header",
+        "health",
+    ],
+};
+
+/// Keys only `kind: command` routers take; the rest of ROUTER (but `kind`) are builtin's.
+pub const COMMAND_ROUTER_KEYS: &[&str] = &["command", "timeout"];
+
+pub const STICKY: Section = Section {
+    name: "sticky",
+    path: "router.sticky.",
+    keys: &["header", "cookie", "client_ip"],
+};
+
+pub const HEALTH: Section = Section {
+    name: "health",
+    path: "router.health.",
+    keys: &["path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"],
 };
 
 pub const ROLLBACK: Section = Section {
@@ -71,7 +97,7 @@ pub const ENV: Section = Section {
     keys: &[],
 };
 
-pub const SECTIONS: &[&Section] = &[&PLAN, &ROUTER, &ROLLBACK, &STEP, &APPROVE, &WAIT];
+pub const SECTIONS: &[&Section] = &[&PLAN, &ROUTER, &STICKY, &HEALTH, &ROLLBACK, &STEP, &APPROVE, &WAIT];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
 /// a plan using them is rejected (never half-enforced).
