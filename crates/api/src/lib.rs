@@ -123,6 +123,51 @@ pub struct LaunchStatus {
     /// rollback has begun.
     pub rollback: Vec<StepView>,
     pub promote: Option<StepView>,
+    /// The live split and per-version figures, for plans with the builtin router.
+    #[serde(default)]
+    pub traffic: Option<RouteView>,
+}
+
+/// A builtin router route: its split and what each version saw.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RouteView {
+    pub name: String,
+    pub listen: String,
+    /// Candidate share, percent.
+    pub weight: f64,
+    pub maintenance: bool,
+    pub versions: Vec<VersionView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionView {
+    /// `stable` or `candidate`.
+    pub version: String,
+    pub upstream: String,
+    pub in_flight: i64,
+    pub healthy: bool,
+    /// The `health_failures` signal: failed health checks in a row.
+    pub health_failures: u32,
+    pub health_checked: bool,
+    pub last_health_error: Option<String>,
+    pub last_10s: WindowView,
+    pub last_60s: WindowView,
+}
+
+/// Figures over a window. Rates and latencies are null without requests.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WindowView {
+    pub seconds: u64,
+    pub requests: u64,
+    pub rps: f64,
+    pub error_rate: Option<f64>,
+    pub errors_upstream_5xx: u64,
+    pub errors_connect: u64,
+    pub errors_timeout: u64,
+    pub client_aborts: u64,
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

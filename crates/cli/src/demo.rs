@@ -76,6 +76,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
         listen: "127.0.0.1:0".parse().map_err(fail)?,
         state_dir: state_dir.clone(),
         shutdown_grace: Duration::from_secs(5),
+        router_threads: 1,
     };
     let daemon = tokio::spawn(liftoff_server::serve(config, async {
         let _ = stopped.await;

@@ -66,6 +66,9 @@ enum Command {
         /// How long a stopping daemon lets in-flight commands finish.
         #[arg(long, default_value = "30s", value_parser = humantime_arg)]
         shutdown_grace: Duration,
+        /// Worker threads of the builtin router (default: one per CPU).
+        #[arg(long)]
+        router_threads: Option<usize>,
     },
     /// Check plans without running them (no daemon needed).
     Validate {
@@ -212,7 +215,12 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Serve {
             listen,
             shutdown_grace,
-        } => serve(*listen, &cli.state_dir, *shutdown_grace).await,
+            router_threads,
+        } => {
+            let threads = router_threads
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            serve(*listen, &cli.state_dir, *shutdown_grace, threads).await
+        }
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Demo { keep } => demo::run(*keep).await,
         Command::DemoApp {
@@ -325,7 +333,12 @@ async fn newest(c: &Client) -> Result<String, Failure> {
         .ok_or_else(|| Failure::new(Exit::Invalid, "there are no launches yet"))
 }
 
-async fn serve(listen: SocketAddr, state_dir: &Path, grace: Duration) -> Result<Exit, Failure> {
+async fn serve(
+    listen: SocketAddr,
+    state_dir: &Path,
+    grace: Duration,
+    router_threads: usize,
+) -> Result<Exit, Failure> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -337,6 +350,7 @@ async fn serve(listen: SocketAddr, state_dir: &Path, grace: Duration) -> Result<
         listen,
         state_dir: state_dir.to_path_buf(),
         shutdown_grace: grace,
+        router_threads,
     };
     liftoff_server::serve(config, liftoff_server::shutdown_signal())
         .await

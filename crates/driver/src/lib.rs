@@ -7,6 +7,7 @@
 //!   snapshots rebuilt from the journal;
 //! - step effects go through ports ([`ports`]), never directly to processes or sockets.
 
+mod builtin;
 mod execute;
 mod http;
 pub mod ports;
@@ -52,6 +53,8 @@ pub enum DriverError {
     Journal { launch: String, message: String },
     #[error("the daemon is shutting down")]
     ShuttingDown,
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl From<StoreError> for DriverError {
@@ -68,6 +71,8 @@ pub struct Ports {
     pub runner: Arc<dyn CommandRunner>,
     pub http: Arc<dyn HttpProbe>,
     pub clock: Arc<dyn Clock>,
+    /// The daemon's data plane, for plans with `router: { kind: builtin }`.
+    pub router: Option<Arc<liftoff_router::Router>>,
 }
 
 impl Default for Ports {
@@ -76,6 +81,7 @@ impl Default for Ports {
             runner: Arc::new(ShellRunner),
             http: Arc::new(ReqwestProbe::new()),
             clock: Arc::new(SystemClock),
+            router: None,
         }
     }
 }
@@ -139,6 +145,21 @@ impl Driver {
             return Err(DriverError::Invalid(format!(
                 "workdir `{}` is not an existing absolute directory",
                 req.workdir
+            )));
+        }
+        if let Some(RouterSpec::Builtin(_)) = &plan.router
+            && self.ports.router.is_none()
+        {
+            return Err(DriverError::Invalid(
+                "this daemon runs without the builtin router".into(),
+            ));
+        }
+        let store = self.store.clone();
+        let service = plan.service.clone();
+        if let Some(other) = blocking(move || store.unfinished_launch_of(&service)).await? {
+            return Err(DriverError::Conflict(format!(
+                "service `{}` already has launch `{other}` in progress; one launch per service at a time",
+                plan.service
             )));
         }
         let id = new_launch_id();
@@ -211,6 +232,42 @@ impl Driver {
 
     pub fn list(&self, limit: usize) -> Result<Vec<LaunchRow>, DriverError> {
         Ok(self.store.launches(limit)?)
+    }
+
+    /// Serve every builtin route's last split again (after a restart), before any
+    /// launch resumes. Returns how many routes came back.
+    pub fn restore_routes(&self) -> usize {
+        let Some(router) = &self.ports.router else {
+            return 0;
+        };
+        let rows = match self.store.routes() {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read saved routes");
+                return 0;
+            }
+        };
+        let mut restored = 0;
+        for row in rows {
+            let result = self
+                .snapshot(&row.launch_id)
+                .map_err(|e| e.to_string())
+                .and_then(|snap| {
+                    let Some(RouterSpec::Builtin(b)) = &snap.launch.plan().router else {
+                        return Err("its launch no longer has a builtin router".to_string());
+                    };
+                    let spec = builtin::route_spec(&row.name, b, row.salt)?;
+                    router.upsert_route(spec).map_err(|e| e.to_string())?;
+                    router
+                        .set_weight(&row.name, row.weight_bp)
+                        .map_err(|e| e.to_string())
+                });
+            match result {
+                Ok(()) => restored += 1,
+                Err(e) => tracing::error!(route = %row.name, error = %e, "could not restore route"),
+            }
+        }
+        restored
     }
 
     /// Resume every unfinished launch from its journal. Returns how many.
@@ -289,6 +346,21 @@ impl Driver {
                 runner: self.ports.runner.clone(),
                 redactor: redactor.clone(),
             })),
+            Some(RouterSpec::Builtin(b)) => self.ports.router.as_ref().and_then(|router| {
+                let salt = builtin::salt_for(&self.store, &plan.service);
+                match builtin::route_spec(&plan.service, b, salt) {
+                    Ok(spec) => Some(Arc::new(builtin::BuiltinTraffic {
+                        router: router.clone(),
+                        store: self.store.clone(),
+                        spec,
+                        launch_id: id.to_string(),
+                    }) as Arc<dyn TrafficControl>),
+                    Err(e) => {
+                        tracing::error!(launch = %id, error = %e, "bad builtin router settings");
+                        None
+                    }
+                }
+            }),
             None => None,
         };
         StepContext {

@@ -218,7 +218,11 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         let node = f.require(dec, key)?;
         let url = dec.text(node, key)?;
         if let Err(why) = check_upstream_url(url.expose()) {
-            dec.error_hint(location(node), format!("router.{key}: `{url}` {why}"), "e.g. `http://127.0.0.1:9001`");
+            dec.error_hint(
+                location(node),
+                format!("router.{key}: `{url}` {why}"),
+                "e.g. `http://127.0.0.1:9001`",
+            );
             return None;
         }
         Some(url)
@@ -231,8 +235,18 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
     };
     let override_header = match f.take("override_header") {
         None => Some(Some(defaults::OVERRIDE_HEADER.to_string())),
-        Some(n) if matches!(&n.data, saphyr::YamlData::Value(saphyr::Scalar::Boolean(false))) => Some(None),
-        Some(n) => dec.string(n, "router.override_header").and_then(|h| header_name(dec, n, h)).map(Some),
+        Some(n)
+            if matches!(
+                &n.data,
+                saphyr::YamlData::Value(saphyr::Scalar::Boolean(false))
+            ) =>
+        {
+            Some(None)
+        }
+        Some(n) => dec
+            .string(n, "router.override_header")
+            .and_then(|h| header_name(dec, n, h))
+            .map(Some),
     };
     let health = f.take("health").map(|n| decode_health(dec, n));
     Some(BuiltinRouter {
@@ -250,22 +264,31 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
 }
 
 fn check_upstream_url(url: &str) -> Result<(), &'static str> {
-    let rest = url.strip_prefix("http://").ok_or("is not an http:// URL (https upstreams are not supported)")?;
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("is not an http:// URL (https upstreams are not supported)")?;
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
         return Err("has a path; give only scheme, host and port");
     }
     let port = rest.rsplit_once(':').map(|(_, p)| p).ok_or("has no port")?;
-    port.parse::<u16>().map(|_| ()).map_err(|_| "has no valid port")
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| "has no valid port")
 }
 
 fn header_name(dec: &mut Decoder<'_>, node: &Node<'_>, name: String) -> Option<String> {
     let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if valid {
         Some(name.to_ascii_lowercase())
     } else {
-        dec.error(location(node), format!("`{name}` is not a valid HTTP header name"));
+        dec.error(
+            location(node),
+            format!("`{name}` is not a valid HTTP header name"),
+        );
         None
     }
 }
@@ -275,11 +298,18 @@ fn decode_sticky(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Sticky> {
     let header = f.take("header");
     let cookie = f.take("cookie");
     let client_ip = f.take("client_ip");
-    let given = [header.is_some(), cookie.is_some(), client_ip.is_some()].iter().filter(|g| **g).count();
+    let given = [header.is_some(), cookie.is_some(), client_ip.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
     let at = f.at;
     f.finish(dec);
     if given != 1 {
-        dec.error_hint(at, "router.sticky: give exactly one of `header`, `cookie`, `client_ip`", "e.g. `sticky: { header: X-User-Id }`");
+        dec.error_hint(
+            at,
+            "router.sticky: give exactly one of `header`, `cookie`, `client_ip`",
+            "e.g. `sticky: { header: X-User-Id }`",
+        );
         return None;
     }
     if let Some(n) = header {
@@ -303,7 +333,10 @@ fn decode_health(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<HealthSpec> {
             if p.starts_with('/') {
                 Some(p)
             } else {
-                dec.error(location(n), format!("router.health.path: `{p}` must start with `/`"));
+                dec.error(
+                    location(n),
+                    format!("router.health.path: `{p}` must start with `/`"),
+                );
                 None
             }
         }),
@@ -313,15 +346,26 @@ fn decode_health(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<HealthSpec> {
         Some(n) => dec.duration(n, what),
         None => Some(default),
     };
-    let interval = duration("interval", "router.health.interval", defaults::HEALTH_INTERVAL);
+    let interval = duration(
+        "interval",
+        "router.health.interval",
+        defaults::HEALTH_INTERVAL,
+    );
     let timeout = duration("timeout", "router.health.timeout", defaults::HEALTH_TIMEOUT);
     let mut threshold = |key: &'static str, what: &str, default| match f.take(key) {
         Some(n) => dec.integer(n, what, 1, 100).map(|v| v as u32),
         None => Some(default),
     };
-    let healthy_threshold = threshold("healthy_threshold", "router.health.healthy_threshold", defaults::HEALTHY_THRESHOLD);
-    let unhealthy_threshold =
-        threshold("unhealthy_threshold", "router.health.unhealthy_threshold", defaults::UNHEALTHY_THRESHOLD);
+    let healthy_threshold = threshold(
+        "healthy_threshold",
+        "router.health.healthy_threshold",
+        defaults::HEALTHY_THRESHOLD,
+    );
+    let unhealthy_threshold = threshold(
+        "unhealthy_threshold",
+        "router.health.unhealthy_threshold",
+        defaults::UNHEALTHY_THRESHOLD,
+    );
     f.finish(dec);
     Some(HealthSpec {
         path: path?,

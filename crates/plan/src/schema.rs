@@ -45,7 +45,13 @@ pub const STICKY: Section = Section {
 pub const HEALTH: Section = Section {
     name: "health",
     path: "router.health.",
-    keys: &["path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"],
+    keys: &[
+        "path",
+        "interval",
+        "timeout",
+        "healthy_threshold",
+        "unhealthy_threshold",
+    ],
 };
 
 pub const ROLLBACK: Section = Section {
@@ -97,7 +103,9 @@ pub const ENV: Section = Section {
     keys: &[],
 };
 
-pub const SECTIONS: &[&Section] = &[&PLAN, &ROUTER, &STICKY, &HEALTH, &ROLLBACK, &STEP, &APPROVE, &WAIT];
+pub const SECTIONS: &[&Section] = &[
+    &PLAN, &ROUTER, &STICKY, &HEALTH, &ROLLBACK, &STEP, &APPROVE, &WAIT,
+];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
 /// a plan using them is rejected (never half-enforced).

@@ -56,10 +56,17 @@ fn every_reserved_key_is_documented() {
 fn every_example_plan_parses() {
     let env = |name: &str| Some(format!("value-of-{name}"));
     let examples = examples();
-    assert!(examples.len() >= 2, "docs/plan.md should show a command-router and a builtin-router plan");
+    assert!(
+        examples.len() >= 2,
+        "docs/plan.md should show a command-router and a builtin-router plan"
+    );
     for (i, example) in examples.iter().enumerate() {
         if let Err(e) = liftoff_plan::parse(example, &env) {
-            panic!("example {} in docs/plan.md does not parse:\n{}", i + 1, e.render("docs/plan.md"));
+            panic!(
+                "example {} in docs/plan.md does not parse:\n{}",
+                i + 1,
+                e.render("docs/plan.md")
+            );
         }
     }
 }
@@ -73,5 +80,8 @@ fn the_examples_together_use_every_key() {
         .filter(|(_, key)| !examples.iter().any(|e| e.contains(&format!("{key}:"))))
         .map(|(path, key)| format!("{path}{key}"))
         .collect();
-    assert!(unused.is_empty(), "no example in docs/plan.md uses: {unused:?}");
+    assert!(
+        unused.is_empty(),
+        "no example in docs/plan.md uses: {unused:?}"
+    );
 }

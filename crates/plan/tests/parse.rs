@@ -243,25 +243,58 @@ fn defaults_are_applied() {
 
 #[test]
 fn builtin_router_with_every_option() {
-    let plan = ok("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  host: shop.example\n  stable: http://127.0.0.1:9000\n  candidate: 'http://127.0.0.1:9001/'\n  sticky: { cookie: uid }\n  override_header: X-Tester\n  health: { path: /ready, interval: 500ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }\nsteps:\n  - traffic: 5%\n");
-    let Some(RouterSpec::Builtin(b)) = &plan.router else { panic!("{:?}", plan.router) };
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  host: shop.example\n  stable: http://127.0.0.1:9000\n  candidate: 'http://127.0.0.1:9001/'\n  sticky: { cookie: uid }\n  override_header: X-Tester\n  health: { path: /ready, interval: 500ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!("{:?}", plan.router)
+    };
     assert_eq!(b.listen.port(), 8080);
     assert_eq!(b.sticky, Sticky::Cookie("uid".into()));
     assert_eq!(b.override_header.as_deref(), Some("x-tester"));
     assert_eq!(b.health.as_ref().unwrap().unhealthy_threshold, 2);
-    let plan = ok("version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://a:1', candidate: 'http://b:2', override_header: false }\nsteps:\n  - traffic: 5%\n");
-    let Some(RouterSpec::Builtin(b)) = &plan.router else { panic!() };
-    assert_eq!((b.override_header.clone(), b.sticky.clone(), b.health.clone()), (None, Sticky::None, None));
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://a:1', candidate: 'http://b:2', override_header: false }\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            b.override_header.clone(),
+            b.sticky.clone(),
+            b.health.clone()
+        ),
+        (None, Sticky::None, None)
+    );
 }
 
 #[test]
 fn builtin_router_mistakes() {
     let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: localhost\n  stable: https://a:1\n  candidate: http://b\n  command: ./x.sh {weight}\n  sticky: { header: X-User, cookie: c }\nsteps:\n  - traffic: 5%\n").render("p");
-    assert!(e.contains("p:6:11: router.listen: `localhost` is not an address:port"), "{e}");
-    assert!(e.contains("p:7:11: router.stable: `https://a:1` is not an http:// URL"), "{e}");
-    assert!(e.contains("p:8:14: router.candidate: `http://b` has no port"), "{e}");
-    assert!(e.contains("p:9:3: router: `command` applies to `kind: command` routers only"), "{e}");
-    assert!(e.contains("p:10:11: router.sticky: give exactly one of"), "{e}");
+    assert!(
+        e.contains("p:6:11: router.listen: `localhost` is not an address:port"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:7:11: router.stable: `https://a:1` is not an http:// URL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:8:14: router.candidate: `http://b` has no port"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:9:3: router: `command` applies to `kind: command` routers only"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:10:11: router.sticky: give exactly one of"),
+        "{e}"
+    );
     let e = errors("version: 1\nname: n\nservice: s\nrouter: { kind: command, command: 'x {weight}', listen: '1.2.3.4:5' }\nsteps:\n  - traffic: 5%\n").render("p");
-    assert!(e.contains("router: `listen` applies to `kind: builtin` routers only"), "{e}");
+    assert!(
+        e.contains("router: `listen` applies to `kind: builtin` routers only"),
+        "{e}"
+    );
 }

@@ -42,6 +42,8 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Router(#[from] liftoff_router::RouterError),
     #[error("recovering launches from the journal: {0}")]
     Recovery(#[from] liftoff_driver::DriverError),
 }
@@ -50,6 +52,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
+    /// Worker threads of the builtin router's own runtime.
+    pub router_threads: usize,
 }
 
 pub async fn serve(
@@ -68,7 +72,17 @@ pub async fn serve(
     let store = Arc::new(Store::open(&dir.join(DB_FILE))?);
     auth::ensure_admin_token(&store, dir)?;
     let admin_hash = store.token_hash(auth::ADMIN)?.unwrap_or_default();
-    let driver = Driver::new(store, Ports::default(), config.shutdown_grace);
+    // The data plane gets its own runtime: routing goes on whatever the API does.
+    let router = Arc::new(liftoff_router::Router::start(
+        liftoff_router::Limits::default(),
+        config.router_threads,
+    )?);
+    let ports = Ports {
+        router: Some(router.clone()),
+        ..Ports::default()
+    };
+    let driver = Driver::new(store, ports, config.shutdown_grace);
+    let routes = driver.restore_routes();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -86,11 +100,12 @@ pub async fn serve(
         path: addr_file.clone(),
         source,
     })?;
-    tracing::info!(%addr, recovered, "liftoff daemon listening");
+    tracing::info!(%addr, recovered, routes, "liftoff daemon listening");
 
     let app = routes::router(routes::AppState {
         driver: driver.clone(),
         admin_hash: Arc::from(admin_hash),
+        router: router.clone(),
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

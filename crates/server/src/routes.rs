@@ -17,6 +17,7 @@ use crate::{auth, views};
 pub struct AppState {
     pub driver: Arc<Driver>,
     pub admin_hash: Arc<str>,
+    pub router: Arc<liftoff_router::Router>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,12 +32,14 @@ pub fn router(state: AppState) -> Router {
     let reads = Router::new()
         .route("/launches", get(list_launches))
         .route("/launches/{id}", get(launch_status))
-        .route("/launches/{id}/journal", get(journal));
+        .route("/launches/{id}/journal", get(journal))
+        .route("/routes", get(list_routes));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
+        .route("/metrics", get(metrics))
         .nest(api::API_PREFIX, mutating.merge(reads))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -127,6 +130,9 @@ impl From<DriverError> for ApiError {
                 "not_found",
                 format!("no launch with id `{id}`"),
             ),
+            DriverError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "launch_in_progress", m)
+            }
             DriverError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -182,7 +188,7 @@ async fn create_launch(
 
 async fn send(s: &AppState, id: &str, event: Event) -> ApiResult<Json<api::LaunchStatus>> {
     s.driver.send(id, event).await?;
-    Ok(Json(views::status(&s.driver.snapshot(id)?)))
+    Ok(Json(views::status(&s.driver.snapshot(id)?, &s.router)))
 }
 
 async fn approve(
@@ -277,7 +283,21 @@ async fn launch_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::LaunchStatus>> {
-    Ok(Json(views::status(&s.driver.snapshot(&id)?)))
+    Ok(Json(views::status(&s.driver.snapshot(&id)?, &s.router)))
+}
+
+async fn list_routes(State(s): State<AppState>) -> Json<Vec<api::RouteView>> {
+    Json(s.router.status().iter().map(views::route).collect())
+}
+
+async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.router.render_metrics(),
+    )
 }
 
 #[derive(Deserialize)]

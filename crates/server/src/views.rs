@@ -4,7 +4,7 @@ use liftoff_api as api;
 use liftoff_driver::Snapshot;
 use liftoff_engine::{Action, StepRef, StepState, StepStatus};
 
-pub fn status(snap: &Snapshot) -> api::LaunchStatus {
+pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchStatus {
     let launch = &snap.launch;
     let plan = launch.plan();
     let view = |step: StepRef| {
@@ -43,6 +43,57 @@ pub fn status(snap: &Snapshot) -> api::LaunchStatus {
             .collect(),
         rollback,
         promote: touched(launch.promote_step()).then(|| view(StepRef::Promote)),
+        traffic: match plan.router {
+            Some(liftoff_plan::RouterSpec::Builtin(_)) => router
+                .status()
+                .iter()
+                .find(|r| r.name == plan.service)
+                .map(route),
+            _ => None,
+        },
+    }
+}
+
+pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
+    api::RouteView {
+        name: r.name.clone(),
+        listen: r.listen.to_string(),
+        weight: f64::from(r.weight_bp) / 100.0,
+        maintenance: r.maintenance,
+        versions: r
+            .versions
+            .iter()
+            .map(|v| api::VersionView {
+                version: v.role.label().into(),
+                upstream: v.url.clone(),
+                in_flight: v.in_flight,
+                healthy: v.health.healthy,
+                health_failures: v.health.consecutive_failures,
+                health_checked: v.health.checked,
+                last_health_error: v.health.last_error.clone(),
+                last_10s: window(&v.last_10s),
+                last_60s: window(&v.last_60s),
+            })
+            .collect(),
+    }
+}
+
+fn window(w: &liftoff_router::Window) -> api::WindowView {
+    use liftoff_router::ErrorSource;
+    let ms = |q| w.quantile(q).map(|d| d.as_secs_f64() * 1000.0);
+    let rate = w.error_rate();
+    api::WindowView {
+        seconds: w.seconds,
+        requests: w.requests,
+        rps: w.rps(),
+        error_rate: (!rate.is_nan()).then_some(rate),
+        errors_upstream_5xx: w.errors[ErrorSource::Upstream5xx as usize],
+        errors_connect: w.errors[ErrorSource::Connect as usize],
+        errors_timeout: w.errors[ErrorSource::Timeout as usize],
+        client_aborts: w.errors[ErrorSource::ClientAbort as usize],
+        p50_ms: ms(0.5),
+        p95_ms: ms(0.95),
+        p99_ms: ms(0.99),
     }
 }
 

@@ -111,6 +111,13 @@ CREATE TABLE IF NOT EXISTS launch_variables (
     value     TEXT NOT NULL,
     PRIMARY KEY (launch_id, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS routes (
+    name       TEXT PRIMARY KEY,
+    launch_id  TEXT NOT NULL REFERENCES launches(id),
+    weight_bp  INTEGER NOT NULL,
+    salt       INTEGER NOT NULL,
+    updated_at TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_tokens (
     name       TEXT PRIMARY KEY,
     sha256     TEXT NOT NULL,
@@ -274,6 +281,49 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(Into::into)
     }
 
+    /// The launch of `service` that has not finished, if any.
+    pub fn unfinished_launch_of(&self, service: &str) -> Result<Option<String>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT id FROM launches WHERE service = ?1 AND finished = 0 LIMIT 1",
+            [service],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    /// Remember a builtin route's split, so a restarted daemon serves it at once.
+    pub fn save_route(&self, route: &RouteRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO routes (name, launch_id, weight_bp, salt, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(name) DO UPDATE SET launch_id = excluded.launch_id, weight_bp = excluded.weight_bp,
+                 salt = excluded.salt, updated_at = excluded.updated_at",
+            params![route.name, route.launch_id, route.weight_bp, route.salt as i64, route.updated_at],
+        )?;
+        Ok(())
+    }
+
+    pub fn route(&self, name: &str) -> Result<Option<RouteRow>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT name, launch_id, weight_bp, salt, updated_at FROM routes WHERE name = ?1",
+            [name],
+            route_row,
+        )
+        .optional()
+        .map_err(Into::into)
+    }
+
+    pub fn routes(&self) -> Result<Vec<RouteRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, launch_id, weight_bp, salt, updated_at FROM routes ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], route_row)?;
+        rows.collect::<Result<_, _>>().map_err(Into::into)
+    }
+
     pub fn token_hash(&self, name: &str) -> Result<Option<String>> {
         let conn = self.conn();
         conn.query_row(
@@ -293,6 +343,27 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// A builtin router route: which launch configured it last, and its split.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteRow {
+    pub name: String,
+    pub launch_id: String,
+    pub weight_bp: u16,
+    /// The sticky-hash salt: kept, so users keep their version across restarts.
+    pub salt: u64,
+    pub updated_at: String,
+}
+
+fn route_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RouteRow> {
+    Ok(RouteRow {
+        name: r.get(0)?,
+        launch_id: r.get(1)?,
+        weight_bp: r.get(2)?,
+        salt: r.get::<_, i64>(3)? as u64,
+        updated_at: r.get(4)?,
+    })
 }
 
 const LAUNCH_COLUMNS: &str =

@@ -1,0 +1,98 @@
+//! The builtin router as a traffic port: a launch's `traffic` steps move the weight of
+//! the route named after its service, and every applied split is remembered in the
+//! store so a restarted daemon serves it again before anything else happens.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
+use liftoff_router::{HealthCheck, RouteSpec, Router};
+use liftoff_store::{RouteRow, Store};
+use tokio_util::sync::CancellationToken;
+
+use crate::ports::TrafficControl;
+
+pub struct BuiltinTraffic {
+    pub router: Arc<Router>,
+    pub store: Arc<Store>,
+    pub spec: RouteSpec,
+    pub launch_id: String,
+}
+
+/// The router's view of a plan's `router: { kind: builtin }`.
+pub fn route_spec(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteSpec, String> {
+    let header = |name: &str| {
+        http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a valid header name"))
+    };
+    Ok(RouteSpec {
+        name: service.to_string(),
+        listen: b.listen,
+        host: b.host.clone(),
+        stable: b.stable.expose().to_string(),
+        candidate: Some(b.candidate.expose().to_string()),
+        sticky: match &b.sticky {
+            Sticky::None => liftoff_router::Sticky::None,
+            Sticky::Header(h) => liftoff_router::Sticky::Header(header(h)?),
+            Sticky::Cookie(c) => liftoff_router::Sticky::Cookie(c.clone()),
+            Sticky::ClientIp => liftoff_router::Sticky::ClientIp,
+        },
+        override_header: b.override_header.as_deref().map(header).transpose()?,
+        health: b.health.as_ref().map(|h: &HealthSpec| HealthCheck {
+            path: h.path.clone(),
+            interval: h.interval,
+            timeout: h.timeout,
+            healthy_threshold: h.healthy_threshold,
+            unhealthy_threshold: h.unhealthy_threshold,
+        }),
+        salt: Some(salt),
+    })
+}
+
+/// The salt a service's route keeps for life: the stored one, or a fresh one.
+pub fn salt_for(store: &Store, service: &str) -> u64 {
+    match store.route(service) {
+        Ok(Some(row)) => row.salt,
+        _ => {
+            let mut bytes = [0u8; 8];
+            let _ = getrandom::fill(&mut bytes);
+            u64::from_le_bytes(bytes)
+        }
+    }
+}
+
+#[async_trait]
+impl TrafficControl for BuiltinTraffic {
+    async fn set_weight(
+        &self,
+        weight: Weight,
+        _cancel: &CancellationToken,
+    ) -> Result<String, String> {
+        let name = self.spec.name.clone();
+        let listen = self
+            .router
+            .upsert_route(self.spec.clone())
+            .map_err(|e| e.to_string())?;
+        self.router
+            .set_weight(&name, weight.basis_points())
+            .map_err(|e| e.to_string())?;
+        let row = RouteRow {
+            name,
+            launch_id: self.launch_id.clone(),
+            weight_bp: weight.basis_points(),
+            salt: self.spec.salt.unwrap_or_default(),
+            updated_at: jiff::Timestamp::now().to_string(),
+        };
+        let store = self.store.clone();
+        // The split is live either way; failing to remember it only matters after a
+        // restart, and the journal still records the weight the launch applied.
+        match tokio::task::spawn_blocking(move || store.save_route(&row)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not persist the route's split"),
+            Err(e) => tracing::error!(error = %e, "could not persist the route's split"),
+        }
+        Ok(format!(
+            "candidate weight set to {weight}% (builtin router on {listen})"
+        ))
+    }
+}
