@@ -1,0 +1,153 @@
+//! A launch through liftoff's own router, end to end: real daemon, real backends.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use support::{BIN, Daemon, stderr};
+
+struct App(Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn app(version: &str) -> (App, u16) {
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args([
+            "demo-app",
+            "--port",
+            &port.to_string(),
+            "--version",
+            version,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (App(child), port);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("demo-app {version} did not start");
+}
+
+/// Which version served each user: "1" or "2". One curl, one connection.
+fn versions(listen: &str, users: std::ops::Range<usize>) -> Vec<String> {
+    let mut cmd = Command::new("curl");
+    cmd.arg("-s");
+    for (n, i) in users.enumerate() {
+        if n > 0 {
+            cmd.arg("--next");
+        }
+        cmd.args([
+            "-H",
+            &format!("X-User-Id: user-{i}"),
+            &format!("http://{listen}/checkout"),
+        ]);
+    }
+    let out = cmd.output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim_start_matches("hello from v").to_string())
+        .collect()
+}
+
+#[test]
+fn a_launch_splits_real_traffic_sticky_and_the_split_survives_a_crash() {
+    let (_v1, p1) = app("1");
+    let (_v2, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let mut daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        format!(
+            "version: 1\nname: shop-2\nservice: shop\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:0\n  stable: http://127.0.0.1:{p1}\n  candidate: http://127.0.0.1:{p2}\n  sticky: {{ header: X-User-Id }}\n  health: {{ interval: 100ms }}\nsteps:\n  - traffic: 50%\n  - approve: {{ role: sre }}\n  - traffic: 100%\n"
+        ),
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let listen = s["traffic"]["listen"].as_str().unwrap().to_string();
+    assert_eq!(s["traffic"]["weight"], 50.0);
+
+    let before = versions(&listen, 0..400);
+    assert_eq!(before.len(), 400);
+    let on_v2 = before.iter().filter(|v| *v == "2").count();
+    assert!(
+        (140..=260).contains(&on_v2),
+        "about half the users on the candidate, got {on_v2}/400"
+    );
+    assert_eq!(
+        versions(&listen, 0..400),
+        before,
+        "every user keeps their version"
+    );
+
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(5), |s| {
+        s["traffic"]["versions"][1]["health_checked"] == true
+    });
+    let figures = &s["traffic"]["versions"];
+    assert_eq!(figures[0]["version"], "stable");
+    assert_eq!(figures[1]["version"], "candidate");
+    let total = figures[0]["last_60s"]["requests"].as_u64().unwrap()
+        + figures[1]["last_60s"]["requests"].as_u64().unwrap();
+    assert_eq!(total, 800, "{figures:#}");
+    assert_eq!(figures[1]["last_60s"]["error_rate"], 0.0);
+    assert!(figures[1]["last_60s"]["p95_ms"].as_f64().is_some());
+    assert_eq!(figures[1]["healthy"], true);
+
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", daemon.url)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    assert!(
+        metrics.contains("liftoff_router_candidate_weight_ratio{route=\"shop\"} 0.5"),
+        "{metrics}"
+    );
+
+    // kill -9: the restarted daemon serves the same split to the same users.
+    daemon.kill9();
+    let daemon = Daemon::start(state.path());
+    let s = daemon.status_json(work.path(), &id);
+    assert_eq!(s["status"], "waiting-approval");
+    let listen = s["traffic"]["listen"].as_str().unwrap().to_string();
+    assert_eq!(s["traffic"]["weight"], 50.0);
+    assert_eq!(
+        versions(&listen, 0..400),
+        before,
+        "same users, same versions after a restart"
+    );
+
+    let ok = daemon.cli(work.path(), &["approve", &id, "--as", "sre", "--by", "ana"]);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "succeeded"
+    });
+    assert!(
+        versions(&listen, 0..50).iter().all(|v| v == "2"),
+        "100% on the candidate"
+    );
+}
