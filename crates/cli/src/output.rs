@@ -30,8 +30,50 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
     if !s.rollback.is_empty() {
         print_steps("rollback", &s.rollback.iter().collect::<Vec<_>>());
     }
+    if let Some(t) = &s.traffic {
+        print_traffic(t);
+    }
     if let Some(r) = &s.reason {
         println!("reason: {r}");
+    }
+}
+
+/// The live split: what each version saw over the last 60 seconds.
+fn print_traffic(t: &api::RouteView) {
+    let maintenance = if t.maintenance { "  MAINTENANCE" } else { "" };
+    println!(
+        "traffic: builtin router on {}, candidate {}%{maintenance}",
+        t.listen, t.weight
+    );
+    println!(
+        "  {:<10} {:<24} {:>8} {:>7} {:>9} {:>9} {:>9}  health",
+        "version", "upstream", "req/60s", "rps", "errors", "p50", "p95"
+    );
+    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}ms"));
+    for v in &t.versions {
+        let w = &v.last_60s;
+        let errors = w
+            .error_rate
+            .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+        let health = match (v.health_checked, v.healthy) {
+            (false, _) => "unchecked".to_string(),
+            (true, true) => "healthy".to_string(),
+            (true, false) => format!(
+                "UNHEALTHY ({} failures: {})",
+                v.health_failures,
+                v.last_health_error.as_deref().unwrap_or("?")
+            ),
+        };
+        println!(
+            "  {:<10} {:<24} {:>8} {:>7.1} {:>9} {:>9} {:>9}  {health}",
+            v.version,
+            v.upstream,
+            w.requests,
+            w.rps,
+            errors,
+            ms(w.p50_ms),
+            ms(w.p95_ms)
+        );
     }
 }
 

@@ -118,6 +118,19 @@ fn a_launch_splits_real_traffic_sticky_and_the_split_survives_a_crash() {
     assert!(figures[1]["last_60s"]["p95_ms"].as_f64().is_some());
     assert_eq!(figures[1]["healthy"], true);
 
+    let text = String::from_utf8(daemon.cli(work.path(), &["status", &id]).stdout).unwrap();
+    assert!(
+        text.contains(&format!(
+            "traffic: builtin router on {listen}, candidate 50%"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("candidate") && l.contains("healthy")),
+        "{text}"
+    );
+
     let metrics = Command::new("curl")
         .args(["-s", &format!("{}/metrics", daemon.url)])
         .output()

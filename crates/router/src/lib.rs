@@ -12,6 +12,7 @@
 pub mod health;
 mod metrics;
 mod proxy;
+mod slow;
 pub mod split;
 pub mod stats;
 pub mod table;
@@ -457,22 +458,22 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            serve_connection(
-                stream,
-                proxy::ConnInfo {
-                    listen: local,
-                    peer,
-                },
-                shared,
-            )
-            .await;
+            let head_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let conn = proxy::ConnInfo {
+                listen: local,
+                peer,
+                head_seen: head_seen.clone(),
+            };
+            let io =
+                slow::FirstHeadDeadline::new(stream, shared.limits.header_read_timeout, head_seen);
+            serve_connection(io, conn, shared).await;
             drop(permit);
         });
     }
 }
 
 async fn serve_connection(
-    stream: tokio::net::TcpStream,
+    stream: slow::FirstHeadDeadline,
     conn: proxy::ConnInfo,
     shared: Arc<Shared>,
 ) {
@@ -483,7 +484,8 @@ async fn serve_connection(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
+        // Ours (408) fires first for the first request; hyper's covers the later ones.
+        .header_read_timeout(limits.header_read_timeout + Duration::from_millis(500))
         .max_buf_size(limits.max_header_bytes)
         .keep_alive(true);
     builder

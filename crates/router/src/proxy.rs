@@ -32,6 +32,8 @@ pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
 pub struct ConnInfo {
     pub listen: SocketAddr,
     pub peer: SocketAddr,
+    /// Set once a request head arrived (disarms the slow-client deadline).
+    pub head_seen: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
@@ -93,6 +95,7 @@ pub async fn handle(
     conn: ConnInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    conn.head_seen.store(true, Relaxed);
     Ok(route_request(&shared, &conn, req).await)
 }
 
