@@ -26,7 +26,8 @@ fn free_port() -> u16 {
 
 fn app(version: &str) -> (App, u16) {
     let port = free_port();
-    let child = Command::new(BIN)
+    // Owned by `App` at once: killed and reaped however this function ends.
+    let app = App(Command::new(BIN)
         .args([
             "demo-app",
             "--port",
@@ -37,10 +38,10 @@ fn app(version: &str) -> (App, u16) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap();
+        .unwrap());
     for _ in 0..200 {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (App(child), port);
+            return (app, port);
         }
         std::thread::sleep(Duration::from_millis(10));
     }

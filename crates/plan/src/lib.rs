@@ -175,7 +175,7 @@ fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
                 timeout: timeout?,
             })
         }
-        Some("builtin") => decode_builtin(dec, &mut f).map(RouterSpec::Builtin),
+        Some("builtin") => decode_builtin(dec, &mut f).map(|b| RouterSpec::Builtin(Box::new(b))),
         Some(other @ ("nginx" | "haproxy" | "kubernetes")) => {
             dec.error_hint(
                 kind_node.map_or(f.at, location),

@@ -157,7 +157,7 @@ pub enum RouterSpec {
     /// percentage, also exported as `LIFTOFF_WEIGHT`.
     Command { command: Text, timeout: Duration },
     /// liftoff's own L7 router, hosted by the daemon.
-    Builtin(BuiltinRouter),
+    Builtin(Box<BuiltinRouter>),
 }
 
 #[derive(Clone, Debug)]
