@@ -128,6 +128,14 @@ enum Command {
         #[command(flatten)]
         who: Who,
     },
+    /// Switch a service's maintenance page (builtin router) on or off.
+    Maintenance {
+        service: String,
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        #[command(flatten)]
+        who: Who,
+    },
     /// See liftoff work: a bad release caught and rolled back, a good one promoted.
     /// Needs nothing but this binary; leaves nothing running.
     Demo {
@@ -223,6 +231,30 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Demo { keep } => demo::run(*keep).await,
+        Command::Maintenance {
+            service,
+            state,
+            who,
+        } => {
+            let body = api::MaintenanceRequest {
+                on: state == "on",
+                by: who.name(),
+            };
+            let route: api::RouteView = client()
+                .post(&format!("/routes/{service}/maintenance"), &body)
+                .await?;
+            match cli.output {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&route).unwrap_or_default()
+                ),
+                Format::Text => println!(
+                    "{service}: maintenance {state} (router on {})",
+                    route.listen
+                ),
+            }
+            Ok(Exit::Success)
+        }
         Command::DemoApp {
             port,
             version,

@@ -411,3 +411,36 @@ fn a_plan_without_a_router_rolls_back_cleanly_and_escaped_variables_stay_literal
         "\\${NOT_EXPANDED} ${ALSO_NOT}\n"
     );
 }
+
+#[test]
+fn one_launch_per_service_at_a_time() {
+    let work = workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: n\nservice: billing\nsteps:\n  - approve: { role: sre }\n",
+    )
+    .unwrap();
+    let first = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert!(first.status.success());
+    let second = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert_eq!(second.status.code(), Some(2));
+    assert!(
+        stderr(&second).contains("launch_in_progress"),
+        "{}",
+        stderr(&second)
+    );
+    let id = stdout(&first).trim().to_string();
+    assert!(daemon.cli(work.path(), &["abort", &id]).status.success());
+    daemon.wait_for(work.path(), &id, Duration::from_secs(5), |s| {
+        s["terminal"] == true
+    });
+    assert!(
+        daemon
+            .cli(work.path(), &["launch", "plan.yaml"])
+            .status
+            .success(),
+        "free again once it ended"
+    );
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
-use liftoff_router::{HealthCheck, RouteSpec, Router};
+use liftoff_router::{HealthCheck, Maintenance, RouteSpec, Router};
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -16,7 +16,17 @@ pub struct BuiltinTraffic {
     pub router: Arc<Router>,
     pub store: Arc<Store>,
     pub spec: RouteSpec,
+    pub plan: Arc<liftoff_plan::Plan>,
     pub launch_id: String,
+}
+
+impl BuiltinTraffic {
+    fn settings(&self) -> Option<&BuiltinRouter> {
+        match &self.plan.router {
+            Some(liftoff_plan::RouterSpec::Builtin(b)) => Some(b),
+            _ => None,
+        }
+    }
 }
 
 /// The router's view of a plan's `router: { kind: builtin }`.
@@ -47,6 +57,34 @@ pub fn route_spec(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteSp
         }),
         salt: Some(salt),
     })
+}
+
+/// The router's maintenance settings from the plan's.
+pub fn maintenance(b: &BuiltinRouter) -> Result<Maintenance, String> {
+    let m = &b.maintenance;
+    let secs = u32::try_from(m.retry_after.as_secs()).unwrap_or(u32::MAX);
+    let bypass = m
+        .bypass_header
+        .as_ref()
+        .map(|(name, value)| (name.as_str(), value.expose()));
+    Maintenance::new(secs, &m.page, &m.allow, bypass).map_err(|e| e.to_string())
+}
+
+/// Switch a route's maintenance page and remember the switch.
+pub fn apply_maintenance(
+    router: &Router,
+    store: &Store,
+    service: &str,
+    b: &BuiltinRouter,
+    on: bool,
+) -> Result<(), String> {
+    let setting = if on { Some(maintenance(b)?) } else { None };
+    router
+        .set_maintenance(service, setting)
+        .map_err(|e| e.to_string())?;
+    store
+        .set_route_maintenance(service, on, &jiff::Timestamp::now().to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// The salt a service's route keeps for life: the stored one, or a fresh one.
@@ -81,6 +119,7 @@ impl TrafficControl for BuiltinTraffic {
             launch_id: self.launch_id.clone(),
             weight_bp: weight.basis_points(),
             salt: self.spec.salt.unwrap_or_default(),
+            maintenance: false,
             updated_at: jiff::Timestamp::now().to_string(),
         };
         let store = self.store.clone();
@@ -94,5 +133,46 @@ impl TrafficControl for BuiltinTraffic {
         Ok(format!(
             "candidate weight set to {weight}% (builtin router on {listen})"
         ))
+    }
+
+    async fn set_maintenance(&self, on: bool) -> Result<String, String> {
+        let settings = self
+            .settings()
+            .ok_or("the plan has no builtin router")?
+            .clone();
+        let listen = self
+            .router
+            .upsert_route(self.spec.clone())
+            .map_err(|e| e.to_string())?;
+        let (router, store, spec) = (self.router.clone(), self.store.clone(), self.spec.clone());
+        let launch_id = self.launch_id.clone();
+        tokio::task::spawn_blocking(move || {
+            // A route is saved on its first weight change; make sure it exists before
+            // its switch is remembered.
+            if store
+                .route(&spec.name)
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                let row = RouteRow {
+                    name: spec.name.clone(),
+                    launch_id,
+                    weight_bp: 0,
+                    salt: spec.salt.unwrap_or_default(),
+                    maintenance: false,
+                    updated_at: jiff::Timestamp::now().to_string(),
+                };
+                store.save_route(&row).map_err(|e| e.to_string())?;
+            }
+            apply_maintenance(&router, &store, &spec.name, &settings, on)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let state = if on {
+            "on: clients get the maintenance page"
+        } else {
+            "off"
+        };
+        Ok(format!("maintenance {state} (builtin router on {listen})"))
     }
 }

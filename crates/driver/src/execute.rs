@@ -88,6 +88,15 @@ pub async fn execute(
                 }
             }
             StepKind::Wait(w) => wait_http(ctx, w, deadline, cancel).await,
+            StepKind::Maintenance(on) => {
+                let Some(traffic) = &ctx.traffic else {
+                    return Outcome::new(StepResult::Failed, "the plan has no router");
+                };
+                match traffic.set_maintenance(*on).await {
+                    Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
+                    Err(e) => Outcome::new(StepResult::Failed, e),
+                }
+            }
         },
     }
 }

@@ -47,6 +47,8 @@ pub enum DriverError {
     Rejected(#[from] Rejection),
     #[error("no launch with id `{0}`")]
     NoSuchLaunch(String),
+    #[error("no builtin route named `{0}`")]
+    NoSuchRoute(String),
     #[error(transparent)]
     Store(StoreError),
     #[error("journal of launch {launch}: {message}")]
@@ -61,6 +63,7 @@ impl From<StoreError> for DriverError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NoSuchLaunch(id) => DriverError::NoSuchLaunch(id),
+            StoreError::NoSuchRoute(name) => DriverError::NoSuchRoute(name),
             other => DriverError::Store(other),
         }
     }
@@ -260,6 +263,13 @@ impl Driver {
                     router.upsert_route(spec).map_err(|e| e.to_string())?;
                     router
                         .set_weight(&row.name, row.weight_bp)
+                        .map_err(|e| e.to_string())?;
+                    let maintenance = match row.maintenance {
+                        true => Some(builtin::maintenance(b)?),
+                        false => None,
+                    };
+                    router
+                        .set_maintenance(&row.name, maintenance)
                         .map_err(|e| e.to_string())
                 });
             match result {
@@ -268,6 +278,34 @@ impl Driver {
             }
         }
         restored
+    }
+
+    /// Switch a builtin route's maintenance page by hand (API, CLI), with the settings
+    /// of the plan that configured the route.
+    pub async fn set_route_maintenance(&self, route: &str, on: bool) -> Result<(), DriverError> {
+        let Some(router) = self.ports.router.clone() else {
+            return Err(DriverError::Invalid(
+                "this daemon runs without the builtin router".into(),
+            ));
+        };
+        let store = self.store.clone();
+        let name = route.to_string();
+        let row = blocking(move || store.route(&name))
+            .await?
+            .ok_or_else(|| DriverError::NoSuchRoute(route.to_string()))?;
+        let snap = self.snapshot(&row.launch_id)?;
+        let Some(RouterSpec::Builtin(b)) = snap.launch.plan().router.clone() else {
+            return Err(DriverError::NoSuchRoute(route.to_string()));
+        };
+        let (store, name) = (self.store.clone(), route.to_string());
+        tokio::task::spawn_blocking(move || {
+            builtin::apply_maintenance(&router, &store, &name, &b, on)
+        })
+        .await
+        .map_err(|e| DriverError::Invalid(e.to_string()))?
+        .map_err(DriverError::Invalid)?;
+        tracing::info!(route, on, "maintenance switched");
+        Ok(())
     }
 
     /// Resume every unfinished launch from its journal. Returns how many.
@@ -353,6 +391,7 @@ impl Driver {
                         router: router.clone(),
                         store: self.store.clone(),
                         spec,
+                        plan: plan.clone(),
                         launch_id: id.to_string(),
                     }) as Arc<dyn TrafficControl>),
                     Err(e) => {

@@ -18,6 +18,12 @@ pub trait TrafficControl: Send + Sync {
         weight: Weight,
         cancel: &CancellationToken,
     ) -> Result<String, String>;
+
+    /// Serve the maintenance page (or stop). Only routers that serve traffic can.
+    async fn set_maintenance(&self, on: bool) -> Result<String, String> {
+        let _ = on;
+        Err("this router has no maintenance mode".into())
+    }
 }
 
 #[derive(Clone, Debug)]

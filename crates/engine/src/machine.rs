@@ -468,7 +468,7 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
             StepKind::Approve(a) => a.timeout.and_then(|d| after(first, d)),
             StepKind::Run(r) => after(now, r.timeout),
             StepKind::Wait(w) => after(now, w.timeout),
-            StepKind::Traffic(_) => None,
+            StepKind::Traffic(_) | StepKind::Maintenance(_) => None,
         },
         Action::SetWeight(_) => None,
     };

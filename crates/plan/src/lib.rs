@@ -20,7 +20,7 @@ use saphyr::{LoadableYamlNode, MarkedYaml};
 pub const SUPPORTED_VERSIONS: &[i64] = &[1];
 
 /// The step kinds this build runs, in documentation order.
-pub const STEP_KINDS: &[&str] = &["run", "traffic", "pause", "approve", "wait"];
+pub const STEP_KINDS: &[&str] = &["run", "traffic", "pause", "approve", "wait", "maintenance"];
 
 /// Keys only a `run` step takes.
 const RUN_KEYS: &[&str] = &["timeout", "env", "dir", "idempotent"];
@@ -109,6 +109,16 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         .unwrap_or_default();
     top.finish(dec);
 
+    let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
+    for step in steps.iter().chain(&rollback.steps) {
+        if matches!(step.kind, StepKind::Maintenance(_)) && !builtin {
+            dec.error_hint(
+                step.location,
+                format!("step `{}` needs the builtin router", step.name),
+                "maintenance mode is served by `router: { kind: builtin }`",
+            );
+        }
+    }
     let needs_router = steps
         .iter()
         .find(|s| matches!(s.kind, StepKind::Traffic(_)));
@@ -249,6 +259,10 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
             .map(Some),
     };
     let health = f.take("health").map(|n| decode_health(dec, n));
+    let maintenance = match f.take("maintenance") {
+        Some(n) => decode_maintenance(dec, n),
+        None => Some(MaintenanceSpec::default()),
+    };
     Some(BuiltinRouter {
         listen: listen?,
         host,
@@ -260,7 +274,86 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
             Some(h) => Some(h?),
             None => None,
         },
+        maintenance: maintenance?,
     })
+}
+
+/// `on`/`off` (or `true`/`false`).
+fn decode_switch(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<bool> {
+    match &node.data {
+        saphyr::YamlData::Value(saphyr::Scalar::Boolean(b)) => Some(*b),
+        saphyr::YamlData::Value(saphyr::Scalar::String(s)) if s == "on" => Some(true),
+        saphyr::YamlData::Value(saphyr::Scalar::String(s)) if s == "off" => Some(false),
+        _ => {
+            dec.error(location(node), format!("{what}: expected `on` or `off`"));
+            None
+        }
+    }
+}
+
+fn decode_maintenance(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MaintenanceSpec> {
+    let mut f = dec.fields(node, &schema::MAINTENANCE)?;
+    let retry_after = match f.take("retry_after") {
+        Some(n) => dec.duration(n, "router.maintenance.retry_after"),
+        None => Some(defaults::MAINTENANCE_RETRY_AFTER),
+    };
+    let page = match f.take("page") {
+        Some(n) => dec.string(n, "router.maintenance.page"),
+        None => Some(defaults::MAINTENANCE_PAGE.to_string()),
+    };
+    let mut allow = Some(Vec::new());
+    if let Some(n) = f.take("allow")
+        && let Some(items) = dec.sequence(n, "router.maintenance.allow")
+    {
+        for item in items {
+            match dec.string(item, "router.maintenance.allow") {
+                Some(net) if valid_network(&net) => {
+                    allow.as_mut().map(|a| a.push(net)).unwrap_or_default()
+                }
+                Some(net) => {
+                    dec.error_hint(
+                        location(item),
+                        format!(
+                            "router.maintenance.allow: `{net}` is not an address or CIDR network"
+                        ),
+                        "e.g. `10.0.0.0/8` or `192.168.1.20`",
+                    );
+                    allow = None;
+                }
+                None => allow = None,
+            }
+        }
+    }
+    let bypass_header = match f.take("bypass_header") {
+        None => Some(None),
+        Some(n) => dec.fields(n, &schema::BYPASS_HEADER).and_then(|mut b| {
+            let name = b.require(dec, "name").and_then(|h| {
+                let name = dec.string(h, "router.maintenance.bypass_header.name")?;
+                header_name(dec, h, name)
+            });
+            let value = b
+                .require(dec, "value")
+                .and_then(|v| dec.text(v, "router.maintenance.bypass_header.value"));
+            b.finish(dec);
+            Some(Some((name?, value?)))
+        }),
+    };
+    f.finish(dec);
+    Some(MaintenanceSpec {
+        retry_after: retry_after?,
+        page: page?,
+        allow: allow?,
+        bypass_header: bypass_header?,
+    })
+}
+
+fn valid_network(s: &str) -> bool {
+    let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
 }
 
 fn check_upstream_url(url: &str) -> Result<(), &'static str> {
@@ -490,6 +583,7 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         "pause" => dec.duration(value, "pause").map(StepKind::Pause),
         "approve" => decode_approve(dec, value).map(StepKind::Approve),
         "wait" => decode_wait(dec, value).map(StepKind::Wait),
+        "maintenance" => decode_switch(dec, value, "maintenance").map(StepKind::Maintenance),
         _ => unreachable!("STEP_KINDS and this match agree"),
     };
     f.finish(dec);
@@ -650,5 +744,7 @@ fn default_name(kind: &StepKind) -> String {
         StepKind::Pause(d) => format!("pause {}", humantime::format_duration(*d)),
         StepKind::Approve(a) => format!("approve by {}", a.role),
         StepKind::Wait(w) => format!("wait for {}", w.url),
+        StepKind::Maintenance(true) => "maintenance on".to_string(),
+        StepKind::Maintenance(false) => "maintenance off".to_string(),
     }
 }

@@ -173,6 +173,31 @@ pub struct BuiltinRouter {
     /// turned off.
     pub override_header: Option<String>,
     pub health: Option<HealthSpec>,
+    pub maintenance: MaintenanceSpec,
+}
+
+/// What clients see while the route is in maintenance (`maintenance: on` steps, or
+/// `liftoff maintenance SERVICE on`).
+#[derive(Clone, Debug)]
+pub struct MaintenanceSpec {
+    pub retry_after: Duration,
+    /// HTML served with the 503.
+    pub page: String,
+    /// Client networks that go through anyway (CIDR or single addresses).
+    pub allow: Vec<String>,
+    /// A header that lets a request through: `(name, secret value)`.
+    pub bypass_header: Option<(String, Text)>,
+}
+
+impl Default for MaintenanceSpec {
+    fn default() -> Self {
+        Self {
+            retry_after: defaults::MAINTENANCE_RETRY_AFTER,
+            page: defaults::MAINTENANCE_PAGE.to_string(),
+            allow: Vec::new(),
+            bypass_header: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -216,7 +241,8 @@ impl Step {
             StepKind::Traffic(_)
             | StepKind::Pause(_)
             | StepKind::Approve(_)
-            | StepKind::Wait(_) => true,
+            | StepKind::Wait(_)
+            | StepKind::Maintenance(_) => true,
         }
     }
 }
@@ -228,6 +254,8 @@ pub enum StepKind {
     Pause(Duration),
     Approve(ApproveStep),
     Wait(WaitStep),
+    /// Turn the builtin router's maintenance page on (`true`) or off.
+    Maintenance(bool),
 }
 
 impl StepKind {
@@ -238,6 +266,7 @@ impl StepKind {
             StepKind::Pause(_) => "pause",
             StepKind::Approve(_) => "approve",
             StepKind::Wait(_) => "wait",
+            StepKind::Maintenance(_) => "maintenance",
         }
     }
 }
@@ -276,6 +305,8 @@ pub mod defaults {
     pub const RUN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
     pub const ROUTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
     pub const OVERRIDE_HEADER: &str = "x-liftoff-version";
+    pub const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(300);
+    pub const MAINTENANCE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Down for maintenance</title></head><body><h1>Down for maintenance</h1><p>We are upgrading this service and will be back shortly.</p></body></html>\n";
     pub const HEALTH_PATH: &str = "/health";
     pub const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
     pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);

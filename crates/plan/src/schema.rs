@@ -30,6 +30,7 @@ pub const ROUTER: Section = Section {
         "sticky",
         "override_header",
         "health",
+        "maintenance",
     ],
 };
 
@@ -40,6 +41,18 @@ pub const STICKY: Section = Section {
     name: "sticky",
     path: "router.sticky.",
     keys: &["header", "cookie", "client_ip"],
+};
+
+pub const MAINTENANCE: Section = Section {
+    name: "maintenance",
+    path: "router.maintenance.",
+    keys: &["retry_after", "page", "allow", "bypass_header"],
+};
+
+pub const BYPASS_HEADER: Section = Section {
+    name: "bypass_header",
+    path: "router.maintenance.bypass_header.",
+    keys: &["name", "value"],
 };
 
 pub const HEALTH: Section = Section {
@@ -74,6 +87,7 @@ pub const STEP: Section = Section {
         "pause",
         "approve",
         "wait",
+        "maintenance",
     ],
 };
 
@@ -104,7 +118,16 @@ pub const ENV: Section = Section {
 };
 
 pub const SECTIONS: &[&Section] = &[
-    &PLAN, &ROUTER, &STICKY, &HEALTH, &ROLLBACK, &STEP, &APPROVE, &WAIT,
+    &PLAN,
+    &ROUTER,
+    &STICKY,
+    &HEALTH,
+    &MAINTENANCE,
+    &BYPASS_HEADER,
+    &ROLLBACK,
+    &STEP,
+    &APPROVE,
+    &WAIT,
 ];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
@@ -120,7 +143,6 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("steps[].smoke", "smoke tests"),
     ("steps[].migrate", "database migrations"),
     ("steps[].flag", "feature flags"),
-    ("steps[].maintenance", "maintenance mode"),
     ("steps[].monitor", "post-launch checkpoints"),
     ("steps[].after", "scheduled follow-up steps"),
 ];

@@ -298,3 +298,37 @@ fn builtin_router_mistakes() {
         "{e}"
     );
 }
+
+#[test]
+fn maintenance_steps_and_settings() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: http://127.0.0.1:9000\n  candidate: http://127.0.0.1:9001\n  maintenance: { retry_after: 2m, page: '<h1>brb</h1>', allow: [10.0.0.0/8, 127.0.0.1], bypass_header: { name: X-Bypass, value: '${DB_URL}' } }\nsteps:\n  - maintenance: on\n  - traffic: 100%\n  - maintenance: off\nrollback:\n  steps:\n    - maintenance: off\n",
+    );
+    assert!(matches!(plan.steps[0].kind, StepKind::Maintenance(true)));
+    assert_eq!(plan.steps[2].name, "maintenance off");
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!()
+    };
+    assert_eq!(b.maintenance.retry_after.as_secs(), 120);
+    assert_eq!(b.maintenance.allow, ["10.0.0.0/8", "127.0.0.1"]);
+    let (name, value) = b.maintenance.bypass_header.clone().unwrap();
+    assert_eq!((name.as_str(), value.template()), ("x-bypass", "${DB_URL}"));
+
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - maintenance: maybe\n  - maintenance: on\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:5:18: maintenance: expected `on` or `off`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:6:5: step `maintenance on` needs the builtin router"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:1', stable: 'http://a:1', candidate: 'http://b:2', maintenance: { allow: [10.0.0.0/33] } }\nsteps:\n  - traffic: 5%\n").render("p");
+    assert!(
+        e.contains("`10.0.0.0/33` is not an address or CIDR network"),
+        "{e}"
+    );
+}

@@ -50,6 +50,8 @@ pub enum RouterError {
     },
     #[error("weight {0} is above 10000 basis points (100%)")]
     BadWeight(u16),
+    #[error("maintenance settings: {0}")]
+    BadMaintenance(String),
     #[error("cannot start the data-plane runtime: {0}")]
     Runtime(std::io::Error),
 }

@@ -61,6 +61,37 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
+    /// From settings as written: networks like `10.0.0.0/8` or `192.168.1.20`.
+    pub fn new(
+        retry_after_secs: u32,
+        page: &str,
+        allow: &[String],
+        bypass_header: Option<(&str, &str)>,
+    ) -> Result<Self, crate::RouterError> {
+        let bad = |what: String| crate::RouterError::BadMaintenance(what);
+        let allow = allow
+            .iter()
+            .map(|n| {
+                n.parse::<ipnet::IpNet>()
+                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| bad(format!("`{n}` is not an address or network")))
+            })
+            .collect::<Result<_, _>>()?;
+        let bypass_header = bypass_header
+            .map(|(name, value)| {
+                HeaderName::from_bytes(name.as_bytes())
+                    .map(|h| (h, value.to_string()))
+                    .map_err(|_| bad(format!("`{name}` is not a header name")))
+            })
+            .transpose()?;
+        Ok(Self {
+            retry_after_secs,
+            page: bytes::Bytes::copy_from_slice(page.as_bytes()),
+            allow,
+            bypass_header,
+        })
+    }
+
     pub fn lets_through(&self, client: std::net::IpAddr, headers: &http::HeaderMap) -> bool {
         let client = client.to_canonical();
         self.allow.iter().any(|net| net.contains(&client))

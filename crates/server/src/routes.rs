@@ -28,6 +28,7 @@ pub fn router(state: AppState) -> Router {
         .route("/launches/{id}/rollback", post(rollback))
         .route("/launches/{id}/promote", post(promote))
         .route("/launches/{id}/resume", post(resume))
+        .route("/routes/{name}/maintenance", post(maintenance))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let reads = Router::new()
         .route("/launches", get(list_launches))
@@ -133,6 +134,11 @@ impl From<DriverError> for ApiError {
             DriverError::Conflict(m) => {
                 ApiError::new(StatusCode::CONFLICT, "launch_in_progress", m)
             }
+            DriverError::NoSuchRoute(name) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no builtin route named `{name}`"),
+            ),
             DriverError::ShuttingDown => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "shutting_down",
@@ -284,6 +290,21 @@ async fn launch_status(
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::LaunchStatus>> {
     Ok(Json(views::status(&s.driver.snapshot(&id)?, &s.router)))
+}
+
+async fn maintenance(
+    State(s): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(r): ApiJson<api::MaintenanceRequest>,
+) -> ApiResult<Json<api::RouteView>> {
+    s.driver.set_route_maintenance(&name, r.on).await?;
+    tracing::info!(route = %name, on = r.on, by = %r.by, "maintenance switched by hand");
+    let status = s.router.status();
+    let route = status
+        .iter()
+        .find(|rt| rt.name == name)
+        .ok_or(DriverError::NoSuchRoute(name.clone()))?;
+    Ok(Json(views::route(route)))
 }
 
 async fn list_routes(State(s): State<AppState>) -> Json<Vec<api::RouteView>> {

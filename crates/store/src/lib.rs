@@ -32,6 +32,8 @@ pub enum StoreError {
     Corrupt { launch: String, seq: i64 },
     #[error("no launch with id `{0}`")]
     NoSuchLaunch(String),
+    #[error("no route named `{0}`")]
+    NoSuchRoute(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -116,6 +118,7 @@ CREATE TABLE IF NOT EXISTS routes (
     launch_id  TEXT NOT NULL REFERENCES launches(id),
     weight_bp  INTEGER NOT NULL,
     salt       INTEGER NOT NULL,
+    maintenance INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS api_tokens (
@@ -294,20 +297,40 @@ impl Store {
     }
 
     /// Remember a builtin route's split, so a restarted daemon serves it at once.
+    /// Leaves its maintenance switch as it was.
     pub fn save_route(&self, route: &RouteRow) -> Result<()> {
         self.conn().execute(
-            "INSERT INTO routes (name, launch_id, weight_bp, salt, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO routes (name, launch_id, weight_bp, salt, maintenance, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(name) DO UPDATE SET launch_id = excluded.launch_id, weight_bp = excluded.weight_bp,
                  salt = excluded.salt, updated_at = excluded.updated_at",
-            params![route.name, route.launch_id, route.weight_bp, route.salt as i64, route.updated_at],
+            params![
+                route.name,
+                route.launch_id,
+                route.weight_bp,
+                route.salt as i64,
+                route.maintenance,
+                route.updated_at
+            ],
         )?;
+        Ok(())
+    }
+
+    pub fn set_route_maintenance(&self, name: &str, on: bool, at: &str) -> Result<()> {
+        let updated = self.conn().execute(
+            "UPDATE routes SET maintenance = ?2, updated_at = ?3 WHERE name = ?1",
+            params![name, on, at],
+        )?;
+        if updated == 0 {
+            return Err(StoreError::NoSuchRoute(name.to_string()));
+        }
         Ok(())
     }
 
     pub fn route(&self, name: &str) -> Result<Option<RouteRow>> {
         let conn = self.conn();
         conn.query_row(
-            "SELECT name, launch_id, weight_bp, salt, updated_at FROM routes WHERE name = ?1",
+            "SELECT name, launch_id, weight_bp, salt, maintenance, updated_at FROM routes WHERE name = ?1",
             [name],
             route_row,
         )
@@ -318,7 +341,7 @@ impl Store {
     pub fn routes(&self) -> Result<Vec<RouteRow>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
-            "SELECT name, launch_id, weight_bp, salt, updated_at FROM routes ORDER BY name",
+            "SELECT name, launch_id, weight_bp, salt, maintenance, updated_at FROM routes ORDER BY name",
         )?;
         let rows = stmt.query_map([], route_row)?;
         rows.collect::<Result<_, _>>().map_err(Into::into)
@@ -353,6 +376,8 @@ pub struct RouteRow {
     pub weight_bp: u16,
     /// The sticky-hash salt: kept, so users keep their version across restarts.
     pub salt: u64,
+    /// Serving the maintenance page.
+    pub maintenance: bool,
     pub updated_at: String,
 }
 
@@ -362,7 +387,8 @@ fn route_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RouteRow> {
         launch_id: r.get(1)?,
         weight_bp: r.get(2)?,
         salt: r.get::<_, i64>(3)? as u64,
-        updated_at: r.get(4)?,
+        maintenance: r.get(4)?,
+        updated_at: r.get(5)?,
     })
 }
 

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Router benchmark: the same 95/5 split in front of one nginx backend, served by nginx,
+# HAProxy and liftoff's builtin router, each with one worker thread pinned to CPU 0
+# (wrk and the backend share CPU 1). Prints req/s and p50/p99 at 64 and 256
+# connections, each the median of RUNS runs, and the ratios liftoff/HAProxy,
+# liftoff/nginx, liftoff/direct.
+#
+#   bench/router.sh                  # needs root for apt-get if nginx/haproxy/wrk are missing
+#   DURATION=10 RUNS=3 bench/router.sh
+#
+# Everything listens on 127.0.0.1; every process is started here and stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+RUNS=${RUNS:-3}
+CONNS=${CONNS:-"64 256"}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+
+need=()
+for cmd in nginx haproxy wrk taskset; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+if [ "${#need[@]}" -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk util-linux
+fi
+
+echo "building liftoff (release)..." >&2
+cargo build --release --locked -p liftoff >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+LIFTOFF="$target_dir/release/liftoff"
+
+work=$(mktemp -d /tmp/liftoff-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+
+B1=$(port); B2=$(port); NG=$(port); HA=$(port); LO=$(port); API=$(port)
+
+# The backend: nginx answering a small 200 on two ports (stable and candidate).
+mkdir -p "$work/backend" "$work/proxy"
+cat > "$work/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backend/nginx.pid;
+error_log $work/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$B1; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$B2; location / { return 200 "ok\n"; } }
+}
+CONF
+taskset -c "$LOAD_CPU" nginx -c "$work/backend/nginx.conf" -p "$work/backend" & pids+=($!)
+
+# nginx as the proxy: weights 95/5, an upstream keep-alive pool big enough for 256.
+cat > "$work/proxy/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/proxy/nginx.pid;
+error_log $work/proxy/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  upstream app { server 127.0.0.1:$B1 weight=95; server 127.0.0.1:$B2 weight=5; keepalive 512; keepalive_requests 1000000; }
+  server {
+    listen 127.0.0.1:$NG;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
+}
+CONF
+taskset -c "$PROXY_CPU" nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" & pids+=($!)
+
+# HAProxy: one thread, weights 95/5, connection reuse.
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 20000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HA
+  default_backend app
+backend app
+  balance random
+  server stable 127.0.0.1:$B1 weight 95
+  server candidate 127.0.0.1:$B2 weight 5
+CONF
+taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
+
+# liftoff: the daemon with one router thread, a launch holding the split at 5%.
+mkdir -p "$work/liftoff"
+cat > "$work/liftoff/plan.yaml" <<CONF
+version: 1
+name: bench
+service: bench
+router: { kind: builtin, listen: "127.0.0.1:$LO", stable: "http://127.0.0.1:$B1", candidate: "http://127.0.0.1:$B2" }
+steps:
+  - traffic: 5%
+  - approve: { role: bench }
+CONF
+RUST_LOG=warn taskset -c "$PROXY_CPU" "$LIFTOFF" serve --listen "127.0.0.1:$API" --state-dir "$work/liftoff/state" --router-threads 1 & pids+=($!)
+wait_port "$API"
+LIFTOFF_SERVER="http://127.0.0.1:$API" LIFTOFF_STATE_DIR="$work/liftoff/state" "$LIFTOFF" launch "$work/liftoff/plan.yaml" >/dev/null
+for p in "$B1" "$B2" "$NG" "$HA" "$LO"; do wait_port "$p"; done
+sleep 0.5
+
+# One wrk run: prints "req/s p50_ms p99_ms".
+run() {
+  local url=$1 conns=$2
+  taskset -c "$LOAD_CPU" wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$url" 2>/dev/null | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def ms(v):
+    n, unit = re.match(r"([\d.]+)(us|ms|s)", v).groups()
+    return float(n) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+p50 = ms(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+p99 = ms(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+sock = re.search(r"Socket errors: (.*)", text)
+if errors or sock:
+    print("errors:", errors.group(0) if errors else "", sock.group(0) if sock else "", file=sys.stderr)
+print(rps, p50, p99)'
+}
+
+median() { sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+
+declare -A RPS P50 P99
+for conns in $CONNS; do
+  for target in direct nginx haproxy liftoff; do
+    case $target in
+      direct) url="http://127.0.0.1:$B1/" ;;
+      nginx) url="http://127.0.0.1:$NG/" ;;
+      haproxy) url="http://127.0.0.1:$HA/" ;;
+      liftoff) url="http://127.0.0.1:$LO/" ;;
+    esac
+    run "$url" "$conns" >/dev/null # warm-up (pools, caches)
+    results=()
+    for _ in $(seq "$RUNS"); do results+=("$(run "$url" "$conns")"); done
+    RPS[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $1}' | median)
+    P50[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $2}' | median)
+    P99[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $3}' | median)
+    echo "$target c=$conns: ${RPS[$target,$conns]} req/s p50 ${P50[$target,$conns]} ms p99 ${P99[$target,$conns]} ms" >&2
+  done
+done
+
+ratio() { python3 -c "print(f'{$1/$2:.2f}')"; }
+echo
+echo "Measured $(date -u +%Y-%m-%d) on $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)); proxies pinned to CPU $PROXY_CPU with one worker, wrk and backend on CPU $LOAD_CPU; ${DURATION}s runs, median of $RUNS."
+echo
+echo "| target | conns | req/s | p50 ms | p99 ms |"
+echo "|---|---:|---:|---:|---:|"
+for conns in $CONNS; do
+  for target in direct nginx haproxy liftoff; do
+    printf '| %s | %s | %.0f | %.3f | %.3f |\n' "$target" "$conns" "${RPS[$target,$conns]}" "${P50[$target,$conns]}" "${P99[$target,$conns]}"
+  done
+done
+echo
+echo "| conns | liftoff/HAProxy req/s | liftoff/nginx req/s | liftoff/direct req/s | liftoff p99 / HAProxy p99 |"
+echo "|---:|---:|---:|---:|---:|"
+for conns in $CONNS; do
+  echo "| $conns | $(ratio "${RPS[liftoff,$conns]}" "${RPS[haproxy,$conns]}") | $(ratio "${RPS[liftoff,$conns]}" "${RPS[nginx,$conns]}") | $(ratio "${RPS[liftoff,$conns]}" "${RPS[direct,$conns]}") | $(ratio "${P99[liftoff,$conns]}" "${P99[haproxy,$conns]}") |"
+done
