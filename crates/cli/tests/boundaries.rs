@@ -61,6 +61,16 @@ fn the_store_knows_nothing_of_the_engine_and_the_driver_nothing_of_http_serving(
     );
     assert_free_of("liftoff-driver", &["axum", "liftoff-server", "liftoff-api"]);
     assert_free_of(
+        "liftoff-router",
+        &[
+            "liftoff-engine",
+            "liftoff-plan",
+            "liftoff-store",
+            "liftoff-driver",
+            "axum",
+        ],
+    );
+    assert_free_of(
         "liftoff-api",
         &["liftoff-engine", "liftoff-driver", "liftoff-store", "tokio"],
     );

@@ -64,6 +64,7 @@ impl From<StoreError> for DriverError {
         match e {
             StoreError::NoSuchLaunch(id) => DriverError::NoSuchLaunch(id),
             StoreError::NoSuchRoute(name) => DriverError::NoSuchRoute(name),
+            e @ StoreError::LaunchInProgress { .. } => DriverError::Conflict(e.to_string()),
             other => DriverError::Store(other),
         }
     }
@@ -156,14 +157,6 @@ impl Driver {
             return Err(DriverError::Invalid(
                 "this daemon runs without the builtin router".into(),
             ));
-        }
-        let store = self.store.clone();
-        let service = plan.service.clone();
-        if let Some(other) = blocking(move || store.unfinished_launch_of(&service)).await? {
-            return Err(DriverError::Conflict(format!(
-                "service `{}` already has launch `{other}` in progress; one launch per service at a time",
-                plan.service
-            )));
         }
         let id = new_launch_id();
         let new = NewLaunch {

@@ -34,6 +34,10 @@ pub enum StoreError {
     NoSuchLaunch(String),
     #[error("no route named `{0}`")]
     NoSuchRoute(String),
+    #[error(
+        "service `{service}` already has launch `{id}` in progress; one launch per service at a time"
+    )]
+    LaunchInProgress { service: String, id: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -146,6 +150,7 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
         })
@@ -157,9 +162,24 @@ impl Store {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Register a launch, unless its service already has one in progress: the check
+    /// and the insert are one transaction, so two launches cannot both get in.
     pub fn create_launch(&self, launch: &NewLaunch) -> Result<()> {
         let mut conn = self.conn();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let running: Option<String> = tx
+            .query_row(
+                "SELECT id FROM launches WHERE service = ?1 AND finished = 0 LIMIT 1",
+                [&launch.service],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if let Some(id) = running {
+            return Err(StoreError::LaunchInProgress {
+                service: launch.service.clone(),
+                id,
+            });
+        }
         tx.execute(
             "INSERT INTO launches (id, name, service, created_at, plan_source, plan_path, workdir)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -284,18 +304,6 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(Into::into)
     }
 
-    /// The launch of `service` that has not finished, if any.
-    pub fn unfinished_launch_of(&self, service: &str) -> Result<Option<String>> {
-        let conn = self.conn();
-        conn.query_row(
-            "SELECT id FROM launches WHERE service = ?1 AND finished = 0 LIMIT 1",
-            [service],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(Into::into)
-    }
-
     /// Remember a builtin route's split, so a restarted daemon serves it at once.
     /// Leaves its maintenance switch as it was.
     pub fn save_route(&self, route: &RouteRow) -> Result<()> {
@@ -366,6 +374,21 @@ impl Store {
         )?;
         Ok(())
     }
+}
+
+/// Schema changes after the first release of a table, applied in place.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+        let names = stmt
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(names.iter().any(|n| n == column))
+    };
+    if !has_column("routes", "maintenance")? {
+        conn.execute_batch("ALTER TABLE routes ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0")?;
+    }
+    Ok(())
 }
 
 /// A builtin router route: which launch configured it last, and its split.
@@ -479,6 +502,46 @@ mod tests {
             std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn a_second_unfinished_launch_of_a_service_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.create_launch(&new_launch("a")).unwrap();
+        let err = store.create_launch(&new_launch("b")).unwrap_err();
+        assert!(
+            matches!(err, StoreError::LaunchInProgress { ref id, .. } if id == "a"),
+            "{err}"
+        );
+        store
+            .append("a", &[entry("end")], "succeeded", true)
+            .unwrap();
+        store.create_launch(&new_launch("b")).unwrap();
+    }
+
+    #[test]
+    fn an_older_routes_table_gains_the_maintenance_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE launches (id TEXT PRIMARY KEY, name TEXT NOT NULL, service TEXT NOT NULL, created_at TEXT NOT NULL, plan_source TEXT NOT NULL, plan_path TEXT NOT NULL, workdir TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', finished INTEGER NOT NULL DEFAULT 0);
+                 INSERT INTO launches (id, name, service, created_at, plan_source, plan_path, workdir) VALUES ('a', 'n', 's', 't', 'p', 'p', 'w');
+                 CREATE TABLE routes (name TEXT PRIMARY KEY, launch_id TEXT NOT NULL, weight_bp INTEGER NOT NULL, salt INTEGER NOT NULL, updated_at TEXT NOT NULL) WITHOUT ROWID;
+                 INSERT INTO routes VALUES ('shop', 'a', 500, 7, 't');",
+            )
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let route = store.route("shop").unwrap().unwrap();
+        assert_eq!(
+            (route.weight_bp, route.salt, route.maintenance),
+            (500, 7, false)
+        );
+        store.set_route_maintenance("shop", true, "t2").unwrap();
+        assert!(store.route("shop").unwrap().unwrap().maintenance);
     }
 
     #[test]
