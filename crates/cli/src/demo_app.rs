@@ -13,7 +13,8 @@ use axum::routing::get;
 
 struct App {
     version: String,
-    error_rate: f64,
+    /// Share of failures, as f64 bits: changeable at run time (`PUT /_demo/error-rate`).
+    error_rate: AtomicU64,
     latency: Duration,
     served: AtomicU64,
 }
@@ -26,7 +27,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = Arc::new(App {
         version,
-        error_rate: error_rate.clamp(0.0, 1.0),
+        error_rate: AtomicU64::new(error_rate.clamp(0.0, 1.0).to_bits()),
         latency: Duration::from_millis(latency_ms),
         served: AtomicU64::new(0),
     });
@@ -35,6 +36,7 @@ pub async fn serve(
             "/health",
             get(|State(app): State<Arc<App>>| async move { format!("ok v{}\n", app.version) }),
         )
+        .route("/_demo/error-rate", axum::routing::put(set_error_rate))
         .fallback(get(answer))
         .with_state(app);
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port))).await?;
@@ -43,12 +45,27 @@ pub async fn serve(
         .await
 }
 
+/// Lets a demo or a test break a running version: `curl -X PUT -d 0.5 .../_demo/error-rate`.
+async fn set_error_rate(State(app): State<Arc<App>>, body: String) -> (StatusCode, String) {
+    match body.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => {
+            app.error_rate.store(rate.to_bits(), Ordering::Relaxed);
+            (StatusCode::OK, format!("error rate {rate}\n"))
+        }
+        _ => (
+            StatusCode::BAD_REQUEST,
+            "send a number from 0 to 1\n".into(),
+        ),
+    }
+}
+
 /// Fails a deterministic `error_rate` share of requests (every second one at 0.5), so
 /// a demo behaves the same every time.
 async fn answer(State(app): State<Arc<App>>) -> (StatusCode, String) {
     let n = app.served.fetch_add(1, Ordering::Relaxed) as f64;
     tokio::time::sleep(app.latency).await;
-    let fails = ((n + 1.0) * app.error_rate).floor() > (n * app.error_rate).floor();
+    let rate = f64::from_bits(app.error_rate.load(Ordering::Relaxed));
+    let fails = ((n + 1.0) * rate).floor() > (n * rate).floor();
     if fails {
         (
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,6 +5,7 @@ mod client;
 mod demo;
 mod demo_app;
 mod exit;
+mod load;
 mod output;
 
 use std::collections::BTreeMap;
@@ -156,6 +157,17 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
     },
+    /// Steady traffic from sticky users (the `X-User-Id` header), for demos and tests.
+    Load {
+        url: String,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        #[arg(long, default_value_t = 1000)]
+        users: u64,
+        /// Stop after this long (default: run until interrupted).
+        #[arg(long, value_parser = humantime_arg)]
+        duration: Option<Duration>,
+    },
     /// Skip the remaining steps: traffic to 100% candidate and finish.
     Promote {
         id: String,
@@ -231,6 +243,20 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         }
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Demo { keep } => demo::run(*keep).await,
+        Command::Load {
+            url,
+            concurrency,
+            users,
+            duration,
+        } => {
+            let stats = load::run(url, *concurrency, *users, *duration).await;
+            println!(
+                "{} ok, {} failed",
+                stats.ok.load(std::sync::atomic::Ordering::Relaxed),
+                stats.failed.load(std::sync::atomic::Ordering::Relaxed)
+            );
+            Ok(Exit::Success)
+        }
         Command::Maintenance {
             service,
             state,

@@ -176,3 +176,47 @@ impl TrafficControl for BuiltinTraffic {
         Ok(format!("maintenance {state} (builtin router on {listen})"))
     }
 }
+
+/// The builtin router's observations of a route, as samples for gates and triggers.
+pub struct BuiltinMetrics {
+    pub router: Arc<Router>,
+    pub route: String,
+}
+
+#[async_trait]
+impl crate::ports::MetricSource for BuiltinMetrics {
+    async fn sample(
+        &self,
+        version: liftoff_plan::condition::Version,
+        window: std::time::Duration,
+    ) -> Result<liftoff_analysis::Sample, String> {
+        let role = match version {
+            liftoff_plan::condition::Version::Candidate => liftoff_router::Role::Candidate,
+            liftoff_plan::condition::Version::Stable => liftoff_router::Role::Stable,
+        };
+        let secs = window.as_secs().max(1);
+        let w = self
+            .router
+            .window(&self.route, role, secs)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("route `{}` has no {} upstream", self.route, version.label()))?;
+        let health = self.router.health(&self.route, role);
+        Ok(liftoff_analysis::Sample {
+            window_secs: secs as f64,
+            requests: w.requests,
+            failed: w.failed(),
+            latency: w
+                .latency
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    (
+                        liftoff_router::stats::bucket_upper_micros(i) as f64 / 1e6,
+                        *n,
+                    )
+                })
+                .collect(),
+            health_failures: health.map_or(0, |h| h.consecutive_failures),
+        })
+    }
+}

@@ -22,6 +22,8 @@ pub struct StepContext {
     pub plan: Arc<Plan>,
     pub workdir: PathBuf,
     pub traffic: Option<Arc<dyn TrafficControl>>,
+    /// Observations for gates and triggers (the builtin router's).
+    pub metrics: Option<Arc<dyn crate::ports::MetricSource>>,
     pub runner: Arc<dyn CommandRunner>,
     pub http: Arc<dyn HttpProbe>,
     pub clock: Arc<dyn Clock>,
@@ -54,9 +56,12 @@ pub fn attempt_tag(launch_id: &str, step: StepRef, attempt: u32) -> String {
     format!("{launch_id}/{step}/{attempt}")
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     ctx: &StepContext,
+    step_ref: StepRef,
     tag: &str,
+    report: &crate::analysis::Report,
     action: Action<'_>,
     deadline: Option<Timestamp>,
     weight: Option<Weight>,
@@ -88,6 +93,9 @@ pub async fn execute(
                 }
             }
             StepKind::Wait(w) => wait_http(ctx, w, deadline, cancel).await,
+            StepKind::Analyze(a) => {
+                crate::analysis::analyze(ctx.metrics.as_deref(), step_ref, a, report, cancel).await
+            }
             StepKind::Maintenance(on) => {
                 let Some(traffic) = &ctx.traffic else {
                     return Outcome::new(StepResult::Failed, "the plan has no router");

@@ -7,6 +7,7 @@
 //!   snapshots rebuilt from the journal;
 //! - step effects go through ports ([`ports`]), never directly to processes or sockets.
 
+mod analysis;
 mod builtin;
 mod execute;
 mod http;
@@ -337,7 +338,22 @@ impl Driver {
     fn spawn_actor(self: &Arc<Self>, id: &str, launch: Launch, workdir: PathBuf) {
         let (tx, rx) = mpsc::unbounded_channel();
         let plan = launch.plan_arc();
-        let ctx = Arc::new(self.step_context(id, plan, workdir));
+        let ctx = Arc::new(self.step_context(id, plan.clone(), workdir));
+        let (armed, armed_rx) = tokio::sync::watch::channel(launch.triggers_armed());
+        let report: analysis::Report = {
+            let tx = tx.clone();
+            Arc::new(move |event| {
+                let _ = tx.send(Msg { event, reply: None });
+            })
+        };
+        if let Some(metrics) = ctx.metrics.clone() {
+            tokio::spawn(analysis::watch_triggers(
+                metrics,
+                plan.rollback.clone(),
+                armed_rx,
+                report.clone(),
+            ));
+        }
         let actor = Actor {
             id: id.to_string(),
             store: self.store.clone(),
@@ -347,6 +363,8 @@ impl Driver {
             tx: tx.clone(),
             rx,
             running: HashMap::new(),
+            armed,
+            report,
         };
         self.actors
             .lock()
@@ -395,8 +413,19 @@ impl Driver {
             }),
             None => None,
         };
+        let metrics: Option<Arc<dyn ports::MetricSource>> = match (&plan.router, &self.ports.router)
+        {
+            (Some(RouterSpec::Builtin(_)), Some(router)) => {
+                Some(Arc::new(builtin::BuiltinMetrics {
+                    router: router.clone(),
+                    route: plan.service.clone(),
+                }))
+            }
+            _ => None,
+        };
         StepContext {
             launch_id: id.to_string(),
+            metrics,
             plan,
             workdir,
             traffic,
@@ -417,6 +446,9 @@ struct Actor {
     tx: mpsc::UnboundedSender<Msg>,
     rx: mpsc::UnboundedReceiver<Msg>,
     running: HashMap<(StepRef, u32), CancellationToken>,
+    /// Tells the trigger watcher whether to watch.
+    armed: tokio::sync::watch::Sender<bool>,
+    report: analysis::Report,
 }
 
 impl Actor {
@@ -464,6 +496,9 @@ impl Actor {
             }
         }
         self.state = t.state;
+        let armed = self.state.triggers_armed();
+        self.armed
+            .send_if_modified(|a| std::mem::replace(a, armed) != armed);
         for effect in t.effects {
             match effect {
                 Effect::Execute {
@@ -505,10 +540,12 @@ impl Actor {
         let token = CancellationToken::new();
         self.running.insert((step, attempt), token.clone());
         let (ctx, tx, weight) = (self.ctx.clone(), self.tx.clone(), self.state.weight());
+        let report = self.report.clone();
         tokio::spawn(async move {
             let action = Action::of(&ctx.plan, step);
             let tag = execute::attempt_tag(&ctx.launch_id, step, attempt);
-            let outcome = execute::execute(&ctx, &tag, action, deadline, weight, &token).await;
+            let outcome =
+                execute::execute(&ctx, step, &tag, &report, action, deadline, weight, &token).await;
             let event = Event::StepFinished {
                 step,
                 attempt,

@@ -26,6 +26,17 @@ pub trait TrafficControl: Send + Sync {
     }
 }
 
+/// What a version of the launch's service did recently: the builtin router's
+/// observations (or, later, a provider like Prometheus).
+#[async_trait]
+pub trait MetricSource: Send + Sync {
+    async fn sample(
+        &self,
+        version: liftoff_plan::condition::Version,
+        window: Duration,
+    ) -> Result<liftoff_analysis::Sample, String>;
+}
+
 #[derive(Clone, Debug)]
 pub struct CommandSpec {
     /// Run by `sh -c`.

@@ -163,6 +163,10 @@ pub struct Launch {
     pub(crate) promoting: Option<String>,
     pub(crate) decision: Option<(StepRef, String)>,
     pub(crate) weight: Option<Weight>,
+    /// Why the launch holds, if it does.
+    pub(crate) held: Option<String>,
+    /// A non-zero candidate weight was applied at some point.
+    pub(crate) armed: bool,
 }
 
 impl Launch {
@@ -186,6 +190,8 @@ impl Launch {
             promoting: None,
             decision: None,
             weight: None,
+            held: None,
+            armed: false,
         }
     }
 
@@ -218,6 +224,9 @@ impl Launch {
         }
         if self.rolling_back.is_some() {
             return Status::RollingBack;
+        }
+        if self.held.is_some() {
+            return Status::Paused;
         }
         match self.in_flight.map(|(step, _)| self.action(step)) {
             Some(Action::Step(Step {
@@ -332,6 +341,17 @@ impl Launch {
         self.decision.as_ref().map(|(s, m)| (*s, m.as_str()))
     }
 
+    /// Why the launch holds (a trigger or an inconclusive analysis), if it does.
+    pub fn held(&self) -> Option<&str> {
+        self.held.as_deref()
+    }
+
+    /// Whether rollback triggers are watched: from the first non-zero candidate weight
+    /// until the launch ends (and not once a rollback has begun).
+    pub fn triggers_armed(&self) -> bool {
+        self.ended.is_none() && self.rolling_back.is_none() && self.armed
+    }
+
     pub fn promoted_by(&self) -> Option<&str> {
         self.promoting.as_deref()
     }
@@ -371,6 +391,7 @@ impl Launch {
                     && let Some(w) = weight
                 {
                     self.weight = Some(w);
+                    self.armed |= w > Weight::STABLE;
                 }
                 let s = self.step_mut(*step);
                 s.status = match outcome.result {
@@ -423,11 +444,16 @@ impl Launch {
             Record::RollbackStarted { at, cause } => {
                 self.rolling_back = Some((cause.clone(), *at));
                 self.decision = None;
+                self.held = None;
             }
             Record::PromoteRequested { by, .. } => {
                 self.promoting = Some(by.clone());
                 self.decision = None;
+                self.held = None;
             }
+            Record::Evaluated { .. } | Record::TriggerFired { .. } => {}
+            Record::Held { reason, .. } => self.held = Some(reason.clone()),
+            Record::Released { .. } => self.held = None,
             Record::LaunchEnded { at, status, reason } => {
                 self.ended = Some((*status, *at, reason.clone()));
                 self.in_flight = None;
@@ -490,6 +516,24 @@ impl Launch {
             Record::LaunchEnded { status, reason, .. } => {
                 format!("launch {}: {reason}", Status::from(*status).as_str())
             }
+            Record::Evaluated {
+                subject,
+                verdict,
+                reason,
+                dry_run,
+                ..
+            } => {
+                let shadow = if *dry_run { " (dry run)" } else { "" };
+                format!("`{subject}` {verdict}{shadow}: {reason}")
+            }
+            Record::TriggerFired {
+                trigger,
+                action,
+                detail,
+                ..
+            } => format!("trigger `{trigger}` fired ({action}): {detail}"),
+            Record::Held { reason, .. } => format!("holding: {reason}; resume or abort"),
+            Record::Released { by, .. } => format!("released by {by}"),
         }
     }
 }

@@ -10,7 +10,7 @@ use liftoff_plan::StepKind;
 use crate::launch::{Action, Launch, StepStatus};
 use crate::record::{Cause, Decision, EndStatus, Outcome, Record, StepRef, StepResult};
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Event {
     /// Begin a freshly created launch.
     Start,
@@ -37,10 +37,30 @@ pub enum Event {
     Promote {
         by: String,
     },
-    /// Answer a `needs-decision` (with a decision) or end a pause early (without one).
+    /// Answer a `needs-decision` (with a decision), end a pause early, or release a
+    /// hold (without one).
     Resume {
         by: String,
         decision: Option<Decision>,
+    },
+    /// An evaluation to journal (gate, comparison, trigger); changes nothing else.
+    Observed {
+        step: Option<StepRef>,
+        subject: String,
+        verdict: String,
+        value: Option<f64>,
+        reason: String,
+        dry_run: bool,
+    },
+    /// Stop starting steps until a human resumes (inconclusive analysis).
+    Hold {
+        reason: String,
+    },
+    /// A rollback trigger crossed its threshold for long enough.
+    TriggerFired {
+        trigger: String,
+        action: liftoff_plan::TriggerAction,
+        detail: String,
     },
 }
 
@@ -273,6 +293,64 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
             }
             cancel_in_flight(&mut t, launch);
         }
+        Event::Observed {
+            step,
+            subject,
+            verdict,
+            value,
+            reason,
+            dry_run,
+        } => {
+            if !status.is_terminal() {
+                t.record(Record::Evaluated {
+                    at: now,
+                    step,
+                    subject,
+                    verdict,
+                    value: value.filter(|v| v.is_finite()),
+                    reason,
+                    dry_run,
+                });
+            }
+        }
+        Event::Hold { reason } => {
+            if status.is_terminal() || launch.rolling_back.is_some() || launch.held.is_some() {
+                return Ok(t);
+            }
+            t.record(Record::Held { at: now, reason });
+        }
+        Event::TriggerFired {
+            trigger,
+            action,
+            detail,
+        } => {
+            if status.is_terminal() || launch.rolling_back.is_some() {
+                return Ok(t); // Already on its way out: nothing to add.
+            }
+            t.record(Record::TriggerFired {
+                at: now,
+                trigger: trigger.clone(),
+                action: action.label().to_string(),
+                detail: detail.clone(),
+            });
+            match action {
+                liftoff_plan::TriggerAction::Rollback => {
+                    start_rollback(&mut t, launch, Cause::Trigger { trigger, detail }, now)?;
+                }
+                liftoff_plan::TriggerAction::Pause if launch.held.is_none() => {
+                    t.record(Record::Held {
+                        at: now,
+                        reason: format!("trigger `{trigger}` fired: {detail}"),
+                    });
+                }
+                _ => {}
+            }
+        }
+        Event::Resume { by, decision: None }
+            if launch.held.is_some() && launch.decision.is_none() =>
+        {
+            t.record(Record::Released { at: now, by });
+        }
         Event::Resume { by, decision } => match (launch.decision.as_ref(), decision) {
             (Some(&(step, _)), Some(Decision::Retry)) => {
                 t.record(Record::Decided {
@@ -391,6 +469,10 @@ fn advance(t: &mut Transition, now: Timestamp) {
     {
         return;
     }
+    // A hold stops new forward steps; a rollback still proceeds.
+    if s.held.is_some() && s.rolling_back.is_none() {
+        return;
+    }
     let first_unsettled =
         |states: &[crate::launch::StepState]| states.iter().position(|st| !st.status.is_settled());
     // Without a router there is no traffic to move: no baseline, revert or promote.
@@ -468,7 +550,7 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
             StepKind::Approve(a) => a.timeout.and_then(|d| after(first, d)),
             StepKind::Run(r) => after(now, r.timeout),
             StepKind::Wait(w) => after(now, w.timeout),
-            StepKind::Traffic(_) | StepKind::Maintenance(_) => None,
+            StepKind::Traffic(_) | StepKind::Maintenance(_) | StepKind::Analyze(_) => None,
         },
         Action::SetWeight(_) => None,
     };

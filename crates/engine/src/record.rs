@@ -69,9 +69,23 @@ pub enum Decision {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Cause {
-    StepFailed { step: StepRef, message: String },
-    Aborted { by: String, comment: Option<String> },
-    RollbackRequested { by: String, comment: Option<String> },
+    StepFailed {
+        step: StepRef,
+        message: String,
+    },
+    Aborted {
+        by: String,
+        comment: Option<String>,
+    },
+    RollbackRequested {
+        by: String,
+        comment: Option<String>,
+    },
+    /// A rollback trigger crossed its threshold.
+    Trigger {
+        trigger: String,
+        detail: String,
+    },
 }
 
 impl Cause {
@@ -88,6 +102,7 @@ impl Cause {
             Cause::RollbackRequested { by, comment } => {
                 with_comment("rollback requested", by, comment)
             }
+            Cause::Trigger { trigger, detail } => format!("trigger `{trigger}` fired: {detail}"),
         }
     }
 }
@@ -102,7 +117,7 @@ pub enum EndStatus {
     Aborted,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
 pub enum Record {
     LaunchStarted {
@@ -169,6 +184,38 @@ pub enum Record {
         status: EndStatus,
         reason: String,
     },
+    /// One evaluation of a gate, a comparison, or a trigger: why the launch went on,
+    /// held or rolled back.
+    Evaluated {
+        at: Timestamp,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<StepRef>,
+        /// The gate or trigger as written, or `compare: stable`.
+        subject: String,
+        /// successful, failed, inconclusive (gates); pass, marginal, fail (compare);
+        /// crossed, clear (triggers).
+        verdict: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        value: Option<f64>,
+        reason: String,
+        #[serde(default)]
+        dry_run: bool,
+    },
+    TriggerFired {
+        at: Timestamp,
+        trigger: String,
+        action: String,
+        detail: String,
+    },
+    /// The launch holds: no new step starts (traffic stays) until a human resumes it.
+    Held {
+        at: Timestamp,
+        reason: String,
+    },
+    Released {
+        at: Timestamp,
+        by: String,
+    },
 }
 
 impl Record {
@@ -184,7 +231,11 @@ impl Record {
             | Record::Decided { at, .. }
             | Record::RollbackStarted { at, .. }
             | Record::PromoteRequested { at, .. }
-            | Record::LaunchEnded { at, .. } => *at,
+            | Record::LaunchEnded { at, .. }
+            | Record::Evaluated { at, .. }
+            | Record::TriggerFired { at, .. }
+            | Record::Held { at, .. }
+            | Record::Released { at, .. } => *at,
         }
     }
 
@@ -202,6 +253,10 @@ impl Record {
             Record::RollbackStarted { .. } => "rollback_started",
             Record::PromoteRequested { .. } => "promote_requested",
             Record::LaunchEnded { .. } => "launch_ended",
+            Record::Evaluated { .. } => "evaluated",
+            Record::TriggerFired { .. } => "trigger_fired",
+            Record::Held { .. } => "held",
+            Record::Released { .. } => "released",
         }
     }
 }

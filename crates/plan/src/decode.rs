@@ -143,6 +143,26 @@ impl<'s> Decoder<'s> {
         ok.then_some(out)
     }
 
+    /// Where byte `offset` of a scalar's text is: exact when the scalar sits on one
+    /// line as written (plain or quoted), the node's start otherwise.
+    pub fn locate_offset(&self, node: &Node<'_>, text: &str, offset: usize) -> Location {
+        let at = location(node);
+        let found = self.locate_in_line(at, text);
+        if found == at && !self.line_has(at, text) {
+            return at;
+        }
+        Location {
+            line: found.line,
+            col: found.col + text[..offset.min(text.len())].chars().count(),
+        }
+    }
+
+    fn line_has(&self, at: Location, text: &str) -> bool {
+        self.source_lines
+            .get(at.line.wrapping_sub(1))
+            .is_some_and(|l| l.contains(text))
+    }
+
     /// The exact column of `needle` when it sits on the node's first line; the node's
     /// start otherwise (multi-line block scalars).
     fn locate_in_line(&self, at: Location, needle: &str) -> Location {

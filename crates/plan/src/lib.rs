@@ -3,6 +3,7 @@
 //! Invariant: this crate is pure. No I/O, no tokio, no clock; the environment is a
 //! function handed in, so the same source and variables always give the same plan.
 
+pub mod condition;
 mod decode;
 mod diag;
 mod model;
@@ -13,6 +14,7 @@ pub use model::*;
 
 use std::collections::HashSet;
 
+use condition::Condition;
 use decode::{Decoder, Fields, Node, location};
 use saphyr::{LoadableYamlNode, MarkedYaml};
 
@@ -20,7 +22,16 @@ use saphyr::{LoadableYamlNode, MarkedYaml};
 pub const SUPPORTED_VERSIONS: &[i64] = &[1];
 
 /// The step kinds this build runs, in documentation order.
-pub const STEP_KINDS: &[&str] = &["run", "traffic", "pause", "approve", "wait", "maintenance"];
+pub const STEP_KINDS: &[&str] = &[
+    "run",
+    "traffic",
+    "pause",
+    "approve",
+    "wait",
+    "maintenance",
+    "analyze",
+    "bake",
+];
 
 /// Keys only a `run` step takes.
 const RUN_KEYS: &[&str] = &["timeout", "env", "dir", "idempotent"];
@@ -107,9 +118,30 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         .take("rollback")
         .map(|n| decode_rollback(dec, n))
         .unwrap_or_default();
+    let top_at = top.key_location("rollback").unwrap_or(top.at);
     top.finish(dec);
 
     let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
+    let analyzing = steps
+        .iter()
+        .find(|s| matches!(s.kind, StepKind::Analyze(_)));
+    if !builtin && let Some(step) = analyzing {
+        dec.error_hint(
+            step.location,
+            format!(
+                "step `{}` needs observations: analysis reads the builtin router's",
+                step.name
+            ),
+            "use `router: { kind: builtin }` (a Prometheus provider is not available yet)",
+        );
+    }
+    if !builtin && !rollback.triggers.is_empty() {
+        dec.error_hint(
+            top_at,
+            "rollback.on: triggers need observations: they read the builtin router's",
+            "use `router: { kind: builtin }`",
+        );
+    }
     for step in steps.iter().chain(&rollback.steps) {
         if matches!(step.kind, StepKind::Maintenance(_)) && !builtin {
             dec.error_hint(
@@ -477,9 +509,236 @@ fn decode_rollback(dec: &mut Decoder<'_>, node: &Node<'_>) -> RollbackSpec {
         .take("steps")
         .map(|n| decode_steps(dec, n, "rollback.steps", StepContext::Rollback))
         .unwrap_or_default();
+    let triggers = match f.take("on") {
+        Some(n) => dec
+            .sequence(n, "rollback.on")
+            .map_or_else(Vec::new, |items| {
+                items
+                    .iter()
+                    .filter_map(|item| decode_trigger(dec, item))
+                    .collect()
+            }),
+        None => Vec::new(),
+    };
+    let check_every = match f.take("check_every") {
+        Some(n) => dec
+            .duration(n, "rollback.check_every")
+            .unwrap_or(defaults::TRIGGER_CHECK_EVERY),
+        None => defaults::TRIGGER_CHECK_EVERY,
+    };
     f.reject_reserved(dec);
     f.finish(dec);
-    RollbackSpec { steps }
+    RollbackSpec {
+        steps,
+        triggers,
+        check_every,
+    }
+}
+
+/// A condition written in a YAML string: errors point into the string.
+fn decode_condition(
+    dec: &mut Decoder<'_>,
+    node: &Node<'_>,
+    what: &str,
+    allow_for: bool,
+) -> Option<Condition> {
+    let text = dec.string(node, what)?;
+    match condition::parse_condition(&text, allow_for) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            let at = dec.locate_offset(node, &text, e.offset);
+            match e.hint {
+                Some(h) => dec.error_hint(at, format!("{what}: {}", e.message), h),
+                None => dec.error(at, format!("{what}: {}", e.message)),
+            }
+            None
+        }
+    }
+}
+
+fn decode_trigger(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Trigger> {
+    if let saphyr::YamlData::Value(_) = &node.data {
+        let condition = decode_condition(dec, node, "rollback.on", true)?;
+        return Some(Trigger {
+            condition,
+            action: TriggerAction::Rollback,
+        });
+    }
+    let mut f = dec.fields(node, &schema::TRIGGER)?;
+    let condition = f
+        .require(dec, "when")
+        .and_then(|n| decode_condition(dec, n, "rollback.on[].when", true));
+    let action = match f.take("action") {
+        None => Some(TriggerAction::Rollback),
+        Some(n) => match dec.string(n, "rollback.on[].action").as_deref() {
+            Some("rollback") => Some(TriggerAction::Rollback),
+            Some("pause") => Some(TriggerAction::Pause),
+            Some("notify") => Some(TriggerAction::Notify),
+            Some(other) => {
+                dec.error_hint(
+                    location(n),
+                    format!("rollback.on[].action: unknown action `{other}`"),
+                    "actions: rollback (default), pause, notify",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    f.finish(dec);
+    Some(Trigger {
+        condition: condition?,
+        action: action?,
+    })
+}
+
+fn decode_analyze(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<AnalyzeStep> {
+    let mut f = dec.fields(node, &schema::ANALYZE)?;
+    let duration = f
+        .require(dec, "for")
+        .and_then(|n| dec.duration(n, "analyze.for"));
+    let interval = match f.take("interval") {
+        Some(n) => dec.duration(n, "analyze.interval"),
+        None => Some(defaults::ANALYZE_INTERVAL),
+    };
+    let mut gates = Some(Vec::new());
+    if let Some(n) = f.take("gates")
+        && let Some(items) = dec.sequence(n, "analyze.gates")
+    {
+        for item in items {
+            match decode_condition(dec, item, "analyze.gates", false) {
+                Some(c) => gates.as_mut().map(|g| g.push(c)).unwrap_or_default(),
+                None => gates = None,
+            }
+        }
+    }
+    let min_requests = match f.take("min_requests") {
+        Some(n) => dec
+            .integer(n, "analyze.min_requests", 0, i64::MAX)
+            .map(|v| v as u64),
+        None => Some(defaults::ANALYZE_MIN_REQUESTS),
+    };
+    let mut limit = |key: &'static str, default: u32| match f.take(key) {
+        Some(n) => dec.integer(n, key, 0, 10_000).map(|v| v as u32),
+        None => Some(default),
+    };
+    let failure_limit = limit("failure_limit", 0);
+    let inconclusive_limit = limit("inconclusive_limit", defaults::ANALYZE_INCONCLUSIVE_LIMIT);
+    let on_inconclusive = match f.take("on_inconclusive") {
+        None => Some(OnInconclusive::Pause),
+        Some(n) => match dec.string(n, "analyze.on_inconclusive").as_deref() {
+            Some("pause") => Some(OnInconclusive::Pause),
+            Some("fail") => Some(OnInconclusive::Fail),
+            Some(other) => {
+                dec.error_hint(
+                    location(n),
+                    format!("analyze.on_inconclusive: `{other}`"),
+                    "use `pause` or `fail`",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let dry_run = f
+        .take("dry_run")
+        .map_or(Some(false), |n| dec.boolean(n, "analyze.dry_run"));
+    let compare = match f.take("compare") {
+        None => Some(None),
+        Some(n) => decode_compare(dec, n).map(Some),
+    };
+    let at = f.at;
+    f.finish(dec);
+    if let (Some(g), Some(None)) = (&gates, &compare)
+        && g.is_empty()
+    {
+        dec.error_hint(
+            at,
+            "analyze: nothing to evaluate",
+            "give `gates`, `compare: stable`, or both",
+        );
+    }
+    Some(AnalyzeStep {
+        duration: duration?,
+        interval: interval?,
+        gates: gates?,
+        min_requests: min_requests?,
+        failure_limit: failure_limit?,
+        inconclusive_limit: inconclusive_limit?,
+        on_inconclusive: on_inconclusive?,
+        dry_run: dry_run?,
+        compare: compare?,
+    })
+}
+
+fn decode_compare(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<CompareSpec> {
+    if let saphyr::YamlData::Value(_) = &node.data {
+        return match dec.string(node, "analyze.compare")?.as_str() {
+            "stable" => Some(CompareSpec::default()),
+            other => {
+                dec.error_hint(
+                    location(node),
+                    format!("analyze.compare: cannot compare against `{other}`"),
+                    "write `compare: stable`",
+                );
+                None
+            }
+        };
+    }
+    let mut f = dec.fields(node, &schema::COMPARE)?;
+    let mut spec = CompareSpec::default();
+    let mut ok = true;
+    if let Some(n) = f.take("against")
+        && dec.string(n, "compare.against").as_deref() != Some("stable")
+    {
+        dec.error(location(n), "compare.against: only `stable` is supported");
+        ok = false;
+    }
+    let mut pct = |f: &mut Fields<'_, '_>, key: &'static str, out: &mut f64| {
+        if let Some(n) = f.take(key) {
+            match dec.percent(n, key) {
+                Some(w) => *out = w.percent() / 100.0,
+                None => ok = false,
+            }
+        }
+    };
+    pct(&mut f, "latency_tolerance", &mut spec.latency_tolerance);
+    pct(&mut f, "error_tolerance", &mut spec.error_tolerance);
+    pct(&mut f, "confidence", &mut spec.confidence);
+    if let Some(n) = f.take("critical")
+        && let Some(items) = dec.sequence(n, "compare.critical")
+    {
+        spec.critical_errors = false;
+        spec.critical_latency = false;
+        for item in items {
+            match dec.string(item, "compare.critical").as_deref() {
+                Some("error_rate") => spec.critical_errors = true,
+                Some("latency") => spec.critical_latency = true,
+                Some(other) => {
+                    dec.error_hint(
+                        location(item),
+                        format!("compare.critical: unknown metric `{other}`"),
+                        "error_rate, latency",
+                    );
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+    }
+    for (key, out) in [
+        ("pass_score", &mut spec.pass_score),
+        ("marginal_score", &mut spec.marginal_score),
+    ] {
+        if let Some(n) = f.take(key) {
+            match dec.integer(n, key, 0, 100) {
+                Some(v) => *out = v as f64,
+                None => ok = false,
+            }
+        }
+    }
+    f.finish(dec);
+    ok.then_some(spec)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -584,6 +843,15 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         "approve" => decode_approve(dec, value).map(StepKind::Approve),
         "wait" => decode_wait(dec, value).map(StepKind::Wait),
         "maintenance" => decode_switch(dec, value, "maintenance").map(StepKind::Maintenance),
+        "analyze" => decode_analyze(dec, value).map(|a| StepKind::Analyze(Box::new(a))),
+        // A bake is a pause the triggers watch over (they watch every step).
+        "bake" => dec.fields(value, &schema::BAKE).and_then(|mut b| {
+            let d = b
+                .require(dec, "for")
+                .and_then(|d| dec.duration(d, "bake.for"));
+            b.finish(dec);
+            d.map(StepKind::Pause)
+        }),
         _ => unreachable!("STEP_KINDS and this match agree"),
     };
     f.finish(dec);
@@ -744,6 +1012,7 @@ fn default_name(kind: &StepKind) -> String {
         StepKind::Pause(d) => format!("pause {}", humantime::format_duration(*d)),
         StepKind::Approve(a) => format!("approve by {}", a.role),
         StepKind::Wait(w) => format!("wait for {}", w.url),
+        StepKind::Analyze(a) => format!("analyze {}", humantime::format_duration(a.duration)),
         StepKind::Maintenance(true) => "maintenance on".to_string(),
         StepKind::Maintenance(false) => "maintenance off".to_string(),
     }

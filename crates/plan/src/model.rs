@@ -218,10 +218,23 @@ pub struct HealthSpec {
     pub unhealthy_threshold: u32,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RollbackSpec {
     /// Run after traffic is back on stable.
     pub steps: Vec<Step>,
+    pub triggers: Vec<Trigger>,
+    /// How often triggers are evaluated.
+    pub check_every: Duration,
+}
+
+impl Default for RollbackSpec {
+    fn default() -> Self {
+        Self {
+            steps: Vec::new(),
+            triggers: Vec::new(),
+            check_every: defaults::TRIGGER_CHECK_EVERY,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -242,7 +255,8 @@ impl Step {
             | StepKind::Pause(_)
             | StepKind::Approve(_)
             | StepKind::Wait(_)
-            | StepKind::Maintenance(_) => true,
+            | StepKind::Maintenance(_)
+            | StepKind::Analyze(_) => true,
         }
     }
 }
@@ -256,6 +270,87 @@ pub enum StepKind {
     Wait(WaitStep),
     /// Turn the builtin router's maintenance page on (`true`) or off.
     Maintenance(bool),
+    /// Evaluate gates at an interval for a while.
+    Analyze(Box<AnalyzeStep>),
+}
+
+#[derive(Clone, Debug)]
+pub struct AnalyzeStep {
+    pub duration: Duration,
+    pub interval: Duration,
+    pub gates: Vec<crate::condition::Condition>,
+    /// Below this many requests in a window, a traffic-based gate is Inconclusive.
+    pub min_requests: u64,
+    /// Failed evaluations tolerated; one more fails the step.
+    pub failure_limit: u32,
+    /// Inconclusive evaluations tolerated; one more applies `on_inconclusive`.
+    pub inconclusive_limit: u32,
+    pub on_inconclusive: OnInconclusive,
+    /// Evaluate and journal, but never fail or pause (shadow mode).
+    pub dry_run: bool,
+    pub compare: Option<CompareSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnInconclusive {
+    /// Hold the launch until a human resumes or aborts it.
+    Pause,
+    Fail,
+}
+
+/// `compare: stable`: judge the candidate against stable over the same window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CompareSpec {
+    /// Candidate latency may be this much worse (0.1 = 10%).
+    pub latency_tolerance: f64,
+    /// Candidate error rate may exceed stable's by this much (absolute ratio).
+    pub error_tolerance: f64,
+    pub confidence: f64,
+    pub critical_errors: bool,
+    pub critical_latency: bool,
+    pub pass_score: f64,
+    pub marginal_score: f64,
+}
+
+impl Default for CompareSpec {
+    fn default() -> Self {
+        Self {
+            latency_tolerance: 0.10,
+            error_tolerance: 0.005,
+            confidence: 0.95,
+            critical_errors: true,
+            critical_latency: false,
+            pass_score: 75.0,
+            marginal_score: 50.0,
+        }
+    }
+}
+
+/// A rollback trigger: watched from the first non-zero candidate weight to the end.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    pub condition: crate::condition::Condition,
+    pub action: TriggerAction,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TriggerAction {
+    /// All traffic to stable first, then the rollback steps.
+    Rollback,
+    /// Hold the launch (traffic stays) until a human resumes or aborts it.
+    Pause,
+    /// Record it (and, with notifications, tell people); the launch goes on.
+    Notify,
+}
+
+impl TriggerAction {
+    pub fn label(self) -> &'static str {
+        match self {
+            TriggerAction::Rollback => "rollback",
+            TriggerAction::Pause => "pause",
+            TriggerAction::Notify => "notify",
+        }
+    }
 }
 
 impl StepKind {
@@ -267,6 +362,7 @@ impl StepKind {
             StepKind::Approve(_) => "approve",
             StepKind::Wait(_) => "wait",
             StepKind::Maintenance(_) => "maintenance",
+            StepKind::Analyze(_) => "analyze",
         }
     }
 }
@@ -303,6 +399,12 @@ pub mod defaults {
     use std::time::Duration;
 
     pub const RUN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    pub const TRIGGER_CHECK_EVERY: Duration = Duration::from_secs(1);
+    /// A trigger without `over` judges this window.
+    pub const TRIGGER_WINDOW: Duration = Duration::from_secs(10);
+    pub const ANALYZE_INTERVAL: Duration = Duration::from_secs(10);
+    pub const ANALYZE_MIN_REQUESTS: u64 = 50;
+    pub const ANALYZE_INCONCLUSIVE_LIMIT: u32 = 3;
     pub const ROUTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
     pub const OVERRIDE_HEADER: &str = "x-liftoff-version";
     pub const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(300);

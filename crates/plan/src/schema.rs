@@ -70,7 +70,7 @@ pub const HEALTH: Section = Section {
 pub const ROLLBACK: Section = Section {
     name: "rollback",
     path: "rollback.",
-    keys: &["steps"],
+    keys: &["steps", "on", "check_every"],
 };
 
 pub const STEP: Section = Section {
@@ -88,7 +88,51 @@ pub const STEP: Section = Section {
         "approve",
         "wait",
         "maintenance",
+        "analyze",
+        "bake",
     ],
+};
+
+pub const ANALYZE: Section = Section {
+    name: "analyze",
+    path: "steps[].analyze.",
+    keys: &[
+        "for",
+        "interval",
+        "gates",
+        "min_requests",
+        "failure_limit",
+        "inconclusive_limit",
+        "on_inconclusive",
+        "dry_run",
+        "compare",
+    ],
+};
+
+pub const COMPARE: Section = Section {
+    name: "compare",
+    path: "steps[].analyze.compare.",
+    keys: &[
+        "against",
+        "latency_tolerance",
+        "error_tolerance",
+        "confidence",
+        "critical",
+        "pass_score",
+        "marginal_score",
+    ],
+};
+
+pub const BAKE: Section = Section {
+    name: "bake",
+    path: "steps[].bake.",
+    keys: &["for"],
+};
+
+pub const TRIGGER: Section = Section {
+    name: "trigger",
+    path: "rollback.on[].",
+    keys: &["when", "action"],
 };
 
 pub const APPROVE: Section = Section {
@@ -128,6 +172,10 @@ pub const SECTIONS: &[&Section] = &[
     &STEP,
     &APPROVE,
     &WAIT,
+    &ANALYZE,
+    &COMPARE,
+    &BAKE,
+    &TRIGGER,
 ];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
@@ -136,9 +184,6 @@ pub const RESERVED: &[(&str, &str)] = &[
     ("metrics", "metric providers"),
     ("checklist", "the go/no-go checklist"),
     ("notify", "notifications"),
-    ("rollback.on", "rollback triggers"),
-    ("steps[].analyze", "analysis gates"),
-    ("steps[].bake", "a watched bake period"),
     ("steps[].check", "checklist items as a step"),
     ("steps[].smoke", "smoke tests"),
     ("steps[].migrate", "database migrations"),

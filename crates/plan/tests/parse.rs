@@ -165,17 +165,17 @@ fn step_shape_errors() {
 
 #[test]
 fn unavailable_capabilities_are_errors_not_ignored() {
-    let e = errors("version: 1\nname: n\nservice: s\nchecklist: {}\nsteps:\n  - analyze: { for: 5m }\nrollback:\n  on: ['error_rate > 5%']\n").render("p");
+    let e = errors("version: 1\nname: n\nservice: s\nchecklist: {}\nsteps:\n  - smoke: { requests: [] }\nnotify:\n  - slack: {}\n").render("p");
     assert!(
         e.contains("p:4:1: `checklist` (the go/no-go checklist) is not available"),
         "{e}"
     );
     assert!(
-        e.contains("p:6:5: `analyze` (analysis gates) is not available"),
+        e.contains("p:6:5: `smoke` (smoke tests) is not available"),
         "{e}"
     );
     assert!(
-        e.contains("p:8:3: `on` (rollback triggers) is not available"),
+        e.contains("p:7:1: `notify` (notifications) is not available"),
         "{e}"
     );
 }
@@ -331,4 +331,50 @@ fn maintenance_steps_and_settings() {
         e.contains("`10.0.0.0/33` is not an address or CIDR network"),
         "{e}"
     );
+}
+
+const BUILTIN: &str = "router: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://127.0.0.1:1', candidate: 'http://127.0.0.1:2' }\n";
+
+#[test]
+fn analyze_steps_bake_and_triggers() {
+    let plan = ok(&format!(
+        "version: 1\nname: n\nservice: s\n{BUILTIN}steps:\n  - traffic: 5%\n  - analyze: {{ for: 5m, interval: 10s, gates: ['error_rate < 1%', 'p95 < 500ms over 1m'], compare: stable }}\n  - bake: {{ for: 30m }}\nrollback:\n  on:\n    - error_rate > 5% for 3s\n    - {{ when: 'p99 > 2s', action: pause }}\n  check_every: 200ms\n"
+    ));
+    let StepKind::Analyze(a) = &plan.steps[1].kind else {
+        panic!()
+    };
+    assert_eq!((a.gates.len(), a.min_requests, a.failure_limit), (2, 50, 0));
+    assert!(a.compare.is_some());
+    assert_eq!(plan.steps[1].name, "analyze 5m");
+    assert!(matches!(plan.steps[2].kind, StepKind::Pause(d) if d.as_secs() == 1800));
+    assert_eq!(plan.rollback.triggers.len(), 2);
+    assert_eq!(
+        plan.rollback.triggers[1].action,
+        liftoff_plan::TriggerAction::Pause
+    );
+    assert_eq!(plan.rollback.check_every.as_millis(), 200);
+}
+
+#[test]
+fn condition_errors_point_inside_the_string() {
+    let e = errors(&format!(
+        "version: 1\nname: n\nservice: s\n{BUILTIN}steps:\n  - analyze: {{ for: 1m, gates: ['eror_rate < 1%', 'p95 < 5%'] }}\nrollback:\n  on: ['error_rate > 5% for soon']\n"
+    ))
+    .render("p");
+    assert!(
+        e.contains("p:6:34: analyze.gates: unknown metric `eror_rate`"),
+        "{e}"
+    );
+    assert!(e.contains("did you mean `error_rate`?"), "{e}");
+    assert!(
+        e.contains("p:6:58: analyze.gates: `5%` is not a valid threshold for p95"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:8:29: rollback.on: `soon` is not a duration"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - analyze: { for: 1m, gates: ['error_rate < 1%'] }\nrollback:\n  on: ['error_rate > 5%']\n").render("p");
+    assert!(e.contains("needs observations"), "{e}");
+    assert!(e.contains("rollback.on: triggers need observations"), "{e}");
 }

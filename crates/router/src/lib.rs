@@ -364,6 +364,13 @@ impl Router {
             .map(|u| u.stats.window(self.shared.second(), secs)))
     }
 
+    /// An upstream's health as last checked.
+    pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
+        let table = self.shared.table.load();
+        let r = table.routes.iter().find(|r| r.name == route)?;
+        r.upstream(role).map(|u| u.health.report())
+    }
+
     pub fn status(&self) -> Vec<RouteStatus> {
         let table = self.shared.table.load();
         let now = self.shared.second();

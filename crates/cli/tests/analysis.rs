@@ -1,0 +1,294 @@
+//! Gates and triggers against real traffic through the builtin router.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{BIN, Daemon, stderr};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn app(version: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = Proc(
+        Command::new(BIN)
+            .args([
+                "demo-app",
+                "--port",
+                &port.to_string(),
+                "--version",
+                version,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (p, port);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("demo-app did not start");
+}
+
+/// Steady traffic from many sticky users through the router until dropped.
+fn load(listen: &str) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args([
+                "load",
+                &format!("http://{listen}/checkout"),
+                "--concurrency",
+                "4",
+                "--users",
+                "5000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn set_error_rate(port: u16, rate: &str) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "PUT",
+            "-d",
+            rate,
+            &format!("http://127.0.0.1:{port}/_demo/error-rate"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("error rate"),
+        "{out:?}"
+    );
+}
+
+fn plan(p1: u16, p2: u16, steps: &str, rollback: &str) -> String {
+    format!(
+        "version: 1\nname: analysed\nservice: shop\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:0\n  stable: http://127.0.0.1:{p1}\n  candidate: http://127.0.0.1:{p2}\n  sticky: {{ header: X-User-Id }}\nsteps:\n{steps}rollback:\n{rollback}"
+    )
+}
+
+fn launch(daemon: &Daemon, work: &std::path::Path, plan: &str) -> String {
+    std::fs::write(work.join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work, &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &plan(
+            p1,
+            p2,
+            "  - traffic: 50%\n  - approve: { role: sre }\n",
+            "  on: ['error_rate > 5% over 2s for 3s']\n  check_every: 200ms\n  steps:\n    - run: touch rolled-back\n",
+        ),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let _traffic = load(s["traffic"]["listen"].as_str().unwrap());
+    std::thread::sleep(Duration::from_millis(1500)); // healthy traffic first: no trigger
+    assert_eq!(
+        daemon.status_json(work.path(), &id)["status"],
+        "waiting-approval"
+    );
+
+    let onset = jiff::Timestamp::now();
+    let started = Instant::now();
+    set_error_rate(p2, "0.5");
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("trigger `error_rate > 5% over 2s for 3s` fired: candidate error_rate"),
+        "{reason}"
+    );
+    let reverted: jiff::Timestamp = s["rollback"][0]["ended_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reaction = reverted.duration_since(onset).as_secs_f64();
+    println!(
+        "error onset to 100% stable: {reaction:.2}s (test saw it after {:.2}s)",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        reaction <= 4.0,
+        "rolled back {reaction:.2}s after the onset"
+    );
+    assert_eq!(s["traffic"]["weight"], 0.0);
+    assert!(work.path().join("rolled-back").exists());
+
+    // Why: the journal has the crossing and the firing with their values.
+    let journal = Command::new("curl")
+        .args([
+            "-s",
+            &format!("{}/api/v1/launches/{id}/journal", daemon.url),
+        ])
+        .output()
+        .unwrap();
+    let journal = String::from_utf8(journal.stdout).unwrap();
+    assert!(
+        journal.contains("\"kind\":\"evaluated\"") && journal.contains("crossed"),
+        "{journal}"
+    );
+    assert!(journal.contains("\"kind\":\"trigger_fired\""), "{journal}");
+}
+
+#[test]
+fn a_pause_trigger_holds_the_launch_and_keeps_traffic() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &plan(
+            p1,
+            p2,
+            "  - traffic: 50%\n  - pause: 2s\n  - traffic: 100%\n",
+            "  on: [{ when: 'error_rate > 5% over 2s for 500ms', action: pause }]\n  check_every: 200ms\n",
+        ),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["weight"] == 50.0
+    });
+    let _traffic = load(s["traffic"]["listen"].as_str().unwrap());
+    set_error_rate(p2, "0.5");
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "paused" && s["current_step"].is_null()
+    });
+    assert_eq!(
+        s["weight"], 50.0,
+        "a pause trigger leaves traffic where it is: {s:#}"
+    );
+    assert_eq!(
+        s["steps"][2]["status"], "pending",
+        "nothing new starts while held"
+    );
+    set_error_rate(p2, "0");
+    let out = daemon.cli(work.path(), &["resume", &id, "--by", "ana"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+}
+
+#[test]
+fn an_analyze_step_passes_a_good_candidate_and_fails_a_bad_one() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps = "  - traffic: 50%\n  - approve: { role: go }\n  - analyze: { for: 2s, interval: 500ms, min_requests: 5, gates: ['error_rate < 2%'], compare: { against: stable, confidence: 95% } }\n  - traffic: 100%\n";
+    let good = launch(&daemon, work.path(), &plan(p1, p2, steps, "  steps: []\n"));
+    let s = daemon.wait_for(work.path(), &good, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let _traffic = load(s["traffic"]["listen"].as_str().unwrap());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        daemon
+            .cli(work.path(), &["approve", &good, "--as", "go"])
+            .status
+            .success()
+    );
+    let s = daemon.wait_for(work.path(), &good, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    assert!(
+        s["steps"][2]["message"]
+            .as_str()
+            .unwrap()
+            .contains("0 failed"),
+        "{s:#}"
+    );
+
+    set_error_rate(p2, "0.2");
+    let bad = launch(&daemon, work.path(), &plan(p1, p2, steps, "  steps: []\n"));
+    daemon.wait_for(work.path(), &bad, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    assert!(
+        daemon
+            .cli(work.path(), &["approve", &bad, "--as", "go"])
+            .status
+            .success()
+    );
+    let s = daemon.wait_for(work.path(), &bad, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("analyze 2s") && reason.contains("failed evaluation"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn too_little_traffic_is_inconclusive_and_holds_for_a_human() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &plan(
+            p1,
+            p2,
+            "  - traffic: 5%\n  - analyze: { for: 5s, interval: 200ms, gates: ['error_rate < 1%'], inconclusive_limit: 2 }\n  - traffic: 100%\n",
+            "  steps: []\n",
+        ),
+    );
+    // No traffic at all: never a pass.
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "paused"
+    });
+    assert_eq!(s["steps"][2]["status"], "pending");
+    assert_eq!(s["weight"], 5.0);
+    assert!(daemon.cli(work.path(), &["abort", &id]).status.success());
+}
