@@ -127,13 +127,23 @@ struct Control {
 
 pub struct Router {
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    runtime: Option<Arc<tokio::runtime::Runtime>>,
+    /// With one thread, the data plane is a current-thread runtime driven by a thread
+    /// of its own: no cross-thread scheduling on the request path.
+    driver: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        std::thread::JoinHandle<()>,
+    )>,
     control: Mutex<Control>,
 }
 
 impl Drop for Router {
     fn drop(&mut self) {
-        if let Some(rt) = self.runtime.take() {
+        if let Some((stop, thread)) = self.driver.take() {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+        if let Some(rt) = self.runtime.take().and_then(|rt| Arc::try_unwrap(rt).ok()) {
             rt.shutdown_background();
         }
     }
@@ -144,12 +154,21 @@ impl Router {
     pub fn start(limits: Limits, threads: usize) -> Result<Router, RouterError> {
         let mut limits = limits;
         limits.max_header_bytes = limits.max_header_bytes.max(8192);
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads.max(1))
-            .thread_name("liftoff-router")
-            .enable_all()
-            .build()
-            .map_err(RouterError::Runtime)?;
+        let single = threads <= 1;
+        let mut builder = if single {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            b
+        };
+        let runtime = Arc::new(
+            builder
+                .thread_name("liftoff-router")
+                .enable_all()
+                .build()
+                .map_err(RouterError::Runtime)?,
+        );
         let client = {
             let _enter = runtime.enter();
             proxy::upstream_client(&limits)
@@ -161,9 +180,23 @@ impl Router {
             epoch: Instant::now(),
         });
         runtime.spawn(tick(shared.clone()));
+        let driver = if single {
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let rt = runtime.clone();
+            let thread = std::thread::Builder::new()
+                .name("liftoff-router".into())
+                .spawn(move || {
+                    let _ = rt.block_on(stopped);
+                })
+                .map_err(RouterError::Runtime)?;
+            Some((stop, thread))
+        } else {
+            None
+        };
         Ok(Router {
             shared,
             runtime: Some(runtime),
+            driver,
             control: Mutex::new(Control::default()),
         })
     }

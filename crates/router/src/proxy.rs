@@ -12,8 +12,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -23,9 +22,12 @@ use crate::stats::{ErrorSource, Observation};
 use crate::table::{Route, Upstream};
 use crate::{Limits, Shared};
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-pub type ProxyBody = BoxBody<Bytes, BoxError>;
-pub type UpstreamClient = Client<HttpConnector, ProxyBody>;
+/// What clients get: the upstream's body streamed through, or one of ours. A concrete
+/// type, not a box: no allocation per response.
+pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+/// What upstreams get: nothing, or the client's body under the size limit.
+pub type UpstreamBody = Either<Empty<Bytes>, Limited<Incoming>>;
+pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
 /// Per connection: where it came in and from whom.
 #[derive(Clone)]
@@ -37,7 +39,7 @@ pub struct ConnInfo {
 }
 
 pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut resp = Response::new(Full::new(body.into()).map_err(|e| match e {}).boxed());
+    let mut resp = Response::new(Either::Right(Full::new(body.into())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -46,8 +48,8 @@ pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
     resp
 }
 
-pub(crate) fn empty_body() -> ProxyBody {
-    Empty::new().map_err(|e| match e {}).boxed()
+pub(crate) fn empty_body() -> UpstreamBody {
+    Either::Left(Empty::new())
 }
 
 /// Counts a request as in flight on an upstream, and records a client abort if the
@@ -106,7 +108,10 @@ async fn route_request(
 ) -> Response<ProxyBody> {
     let host = request_host(&req);
     let table = shared.table.load();
-    let Some(route) = table.find(conn.listen, host.as_deref()).cloned() else {
+    let Some(route) = table
+        .find(conn.listen, host.as_ref().and_then(|h| h.to_str().ok()))
+        .cloned()
+    else {
         return full(StatusCode::NOT_FOUND, "liftoff: no route for this host\n");
     };
     drop(table);
@@ -148,12 +153,14 @@ async fn route_request(
     forward(shared, conn, &route, role, host, req).await
 }
 
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    req.headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+/// The Host (HTTP/1) or `:authority` (HTTP/2). A header value clone is a reference
+/// count, not a copy.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
+    req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    })
 }
 
 async fn forward(
@@ -161,13 +168,13 @@ async fn forward(
     conn: &ConnInfo,
     route: &Route,
     role: Role,
-    host: Option<String>,
+    host: Option<HeaderValue>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
     let limits = &shared.limits;
     let (mut parts, body) = req.into_parts();
     let bodyless = body.is_end_stream();
-    rewrite_request_headers(&mut parts.headers, conn, host.as_deref());
+    rewrite_request_headers(&mut parts.headers, conn, host);
     // A bodyless request can be replayed once on the other version when its upstream
     // failed: a stopped backend must not be an outage. (A streamed body is gone.)
     let replay = bodyless.then(|| {
@@ -177,10 +184,10 @@ async fn forward(
             parts.headers.clone(),
         )
     });
-    let body: ProxyBody = if bodyless {
+    let body: UpstreamBody = if bodyless {
         empty_body()
     } else {
-        Limited::new(body, limits.max_body_bytes).boxed()
+        Either::Right(Limited::new(body, limits.max_body_bytes))
     };
 
     let Some(upstream) = route.upstream(role).cloned() else {
@@ -229,7 +236,7 @@ enum Sent {
     },
 }
 
-async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<ProxyBody>) -> Sent {
+async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<UpstreamBody>) -> Sent {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let uri = Uri::builder()
         .scheme("http")
@@ -257,10 +264,7 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<ProxyB
             flight.finish(Some(status.as_u16()), error);
             let (mut parts, body) = resp.into_parts();
             strip_hop_by_hop(&mut parts.headers);
-            Sent::Response(Response::from_parts(
-                parts,
-                body.map_err(BoxError::from).boxed(),
-            ))
+            Sent::Response(Response::from_parts(parts, Either::Left(body)))
         }
         Ok(Err(e)) => {
             tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
@@ -313,36 +317,38 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<&str>) {
+fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<HeaderValue>) {
+    use std::fmt::Write;
     strip_hop_by_hop(headers);
     let ip = conn.peer.ip().to_canonical();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip.to_string(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    // Strings are built once and handed to the header without a copy.
+    let mut xff = String::with_capacity(48);
+    if let Some(prior) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        let _ = write!(xff, "{prior}, ");
+    }
+    let _ = write!(xff, "{ip}");
+    if let Ok(v) = HeaderValue::try_from(xff) {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let for_ = if ip.is_ipv6() {
-        format!("\"[{ip}]\"")
-    } else {
-        ip.to_string()
-    };
-    let mut forwarded = format!("for={for_};proto=http");
-    if let Some(host) = host {
-        if let Ok(v) = HeaderValue::from_str(host) {
-            headers.insert("x-forwarded-host", v.clone());
-            // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
-            headers.entry(header::HOST).or_insert(v);
-        }
-        forwarded.push_str(&format!(";host=\"{host}\""));
+    let mut forwarded = String::with_capacity(64);
+    if let Some(prior) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
+        let _ = write!(forwarded, "{prior}, ");
     }
-    let forwarded = match headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {forwarded}"),
-        None => forwarded,
-    };
-    if let Ok(v) = HeaderValue::from_str(&forwarded) {
+    if ip.is_ipv6() {
+        let _ = write!(forwarded, "for=\"[{ip}]\";proto=http");
+    } else {
+        let _ = write!(forwarded, "for={ip};proto=http");
+    }
+    if let Some(host) = host {
+        if let Ok(text) = host.to_str() {
+            let _ = write!(forwarded, ";host=\"{text}\"");
+        }
+        headers.insert("x-forwarded-host", host.clone());
+        // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
+        headers.entry(header::HOST).or_insert(host);
+    }
+    if let Ok(v) = HeaderValue::try_from(forwarded) {
         headers.insert(header::FORWARDED, v);
     }
 }
