@@ -122,7 +122,8 @@ enum Command {
         #[command(flatten)]
         who: Who,
     },
-    /// Continue a launch: answer `needs-decision`, or end a pause early.
+    /// Continue a launch: answer `needs-decision`, end a pause early, or release a
+    /// hold (a `pause` trigger or an inconclusive analysis).
     Resume {
         id: String,
         /// Run the interrupted step again.

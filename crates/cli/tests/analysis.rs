@@ -155,6 +155,31 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
     assert_eq!(s["traffic"]["weight"], 0.0);
     assert!(work.path().join("rolled-back").exists());
 
+    // A new launch right after is judged on its own traffic, not on the errors that
+    // rolled the last one back (they are still inside the 2 s window).
+    set_error_rate(p2, "0");
+    let next = launch(
+        &daemon,
+        work.path(),
+        // No `for`: a single stale sample would fire it at once.
+        &plan(
+            p1,
+            p2,
+            "  - traffic: 50%\n  - approve: { role: sre }\n",
+            "  on: ['error_rate > 5% over 2s']\n  check_every: 200ms\n  steps: []\n",
+        ),
+    );
+    daemon.wait_for(work.path(), &next, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    std::thread::sleep(Duration::from_millis(2_500));
+    assert_eq!(
+        daemon.status_json(work.path(), &next)["status"],
+        "waiting-approval",
+        "rolled back for the previous launch's errors"
+    );
+    assert!(daemon.cli(work.path(), &["abort", &next]).status.success());
+
     // Why: the journal has the crossing and the firing with their values.
     let journal = Command::new("curl")
         .args([

@@ -47,10 +47,11 @@ fn assert_free_of(package: &str, forbidden: &[&str]) {
 }
 
 #[test]
-fn the_plan_model_and_engine_core_do_no_io() {
+fn the_plan_model_engine_core_and_judge_do_no_io() {
     let io = ["tokio", "hyper", "axum", "reqwest", "rusqlite", "mio"];
     assert_free_of("liftoff-plan", &io);
     assert_free_of("liftoff-engine", &io);
+    assert_free_of("liftoff-analysis", &io);
 }
 
 #[test]

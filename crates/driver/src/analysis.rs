@@ -25,10 +25,11 @@ async fn evaluate_gate(
     metrics: &dyn MetricSource,
     gate: &Condition,
     window: Duration,
+    since: Instant,
     min_requests: u64,
 ) -> Evaluation {
     match metrics
-        .sample(gate.version, gate.window.unwrap_or(window))
+        .sample(gate.version, gate.window.unwrap_or(window), since)
         .await
     {
         Ok(sample) => evaluate(gate, &sample, min_requests),
@@ -64,7 +65,7 @@ pub async fn analyze(
         evaluations += 1;
         let mut results: Vec<(String, Verdict, f64, String)> = Vec::new();
         for gate in &a.gates {
-            let e = evaluate_gate(metrics, gate, a.interval, a.min_requests).await;
+            let e = evaluate_gate(metrics, gate, a.interval, started, a.min_requests).await;
             results.push((gate.text.clone(), e.verdict, e.value, e.reason));
         }
         if let Some(spec) = &a.compare {
@@ -79,8 +80,10 @@ pub async fn analyze(
                 marginal_score: spec.marginal_score,
             };
             let (c, s) = (
-                metrics.sample(Version::Candidate, a.interval).await,
-                metrics.sample(Version::Stable, a.interval).await,
+                metrics
+                    .sample(Version::Candidate, a.interval, started)
+                    .await,
+                metrics.sample(Version::Stable, a.interval, started).await,
             );
             let (verdict, score, reason) = match (c, s) {
                 (Ok(c), Ok(s)) => {
@@ -175,6 +178,9 @@ pub async fn watch_triggers(
     }
     // Per trigger: since when it has been crossed, and whether it fired this episode.
     let mut state: Vec<(Option<Instant>, bool)> = vec![(None, false); rollback.triggers.len()];
+    // When the triggers were armed: windows never reach back before it, so a launch is
+    // not rolled back for what the previous one did.
+    let mut armed_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(rollback.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -189,12 +195,14 @@ pub async fn watch_triggers(
         }
         if !*armed.borrow() {
             state.iter_mut().for_each(|s| *s = (None, false));
+            armed_at = None;
             continue;
         }
+        let armed_since = *armed_at.get_or_insert_with(Instant::now);
         for (trigger, (since, fired)) in rollback.triggers.iter().zip(state.iter_mut()) {
             let cond = &trigger.condition;
             let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
-            let (crossed, detail) = match metrics.sample(cond.version, window).await {
+            let (crossed, detail) = match metrics.sample(cond.version, window, armed_since).await {
                 Ok(sample) => {
                     let value = sample.value(cond.metric);
                     let quiet = matches!(
@@ -209,7 +217,7 @@ pub async fn watch_triggers(
                         format_value(cond.metric, value),
                         if crossed { cond.op.symbol() } else { "vs" },
                         cond.threshold_text(),
-                        window.as_secs(),
+                        sample.window_secs,
                         sample.requests
                     );
                     (crossed, detail)

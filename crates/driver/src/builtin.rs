@@ -189,6 +189,7 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         &self,
         version: liftoff_plan::condition::Version,
         window: std::time::Duration,
+        since: std::time::Instant,
     ) -> Result<liftoff_analysis::Sample, String> {
         let role = match version {
             liftoff_plan::condition::Version::Candidate => liftoff_router::Role::Candidate,
@@ -197,12 +198,12 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         let secs = window.as_secs().max(1);
         let w = self
             .router
-            .window(&self.route, role, secs)
+            .window_since(&self.route, role, secs, since)
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("route `{}` has no {} upstream", self.route, version.label()))?;
         let health = self.router.health(&self.route, role);
         Ok(liftoff_analysis::Sample {
-            window_secs: secs as f64,
+            window_secs: w.seconds as f64,
             requests: w.requests,
             failed: w.failed(),
             latency: w

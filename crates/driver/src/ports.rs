@@ -30,10 +30,13 @@ pub trait TrafficControl: Send + Sync {
 /// observations (or, later, a provider like Prometheus).
 #[async_trait]
 pub trait MetricSource: Send + Sync {
+    /// The last `window`, but nothing from before `since` (when this launch's traffic,
+    /// or this step, began).
     async fn sample(
         &self,
         version: liftoff_plan::condition::Version,
         window: Duration,
+        since: std::time::Instant,
     ) -> Result<liftoff_analysis::Sample, String>;
 }
 

@@ -397,6 +397,28 @@ impl Router {
             .map(|u| u.stats.window(self.shared.second(), secs)))
     }
 
+    /// Like [`Router::window`], but only whole seconds that began after `since`: a
+    /// launch judged from the moment it started sending traffic sees none of what came
+    /// before (e.g. the errors that rolled the previous launch back).
+    pub fn window_since(
+        &self,
+        route: &str,
+        role: Role,
+        secs: u64,
+        since: Instant,
+    ) -> Result<Option<Window>, RouterError> {
+        let first = since.saturating_duration_since(self.shared.epoch).as_secs() + 1;
+        let now = self.shared.second();
+        let available = (now + 1).saturating_sub(first);
+        if available == 0 {
+            return Ok(self.window(route, role, 1)?.map(|_| Window {
+                seconds: 1,
+                ..Window::default()
+            }));
+        }
+        self.window(route, role, secs.min(available))
+    }
+
     /// An upstream's health as last checked.
     pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
         let table = self.shared.table.load();
