@@ -204,3 +204,100 @@ mod tests {
         );
     }
 }
+
+/// Judge a PromQL gate's result. An empty result or a failed query is Inconclusive:
+/// it must never count as a pass (flux/flagger#1581: a query that matched nothing let
+/// a broken canary through).
+pub fn evaluate_query(
+    gate: &liftoff_plan::QueryGate,
+    result: Result<Option<f64>, String>,
+) -> Evaluation {
+    let shown = |v: f64| {
+        format!("{v:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    };
+    let threshold = shown(gate.threshold);
+    match result {
+        Err(e) => Evaluation {
+            verdict: Verdict::Inconclusive,
+            value: f64::NAN,
+            reason: format!("query failed: {e}"),
+        },
+        Ok(None) => Evaluation {
+            verdict: Verdict::Inconclusive,
+            value: f64::NAN,
+            reason: "the query returned no data (never counted as a pass)".into(),
+        },
+        Ok(Some(v)) if v.is_nan() => Evaluation {
+            verdict: Verdict::Inconclusive,
+            value: v,
+            reason: "the query returned NaN".into(),
+        },
+        Ok(Some(v)) => {
+            let holds = gate.op.holds(v, gate.threshold);
+            Evaluation {
+                verdict: if holds {
+                    Verdict::Successful
+                } else {
+                    Verdict::Failed
+                },
+                value: v,
+                reason: format!(
+                    "{} = {} {} {threshold}",
+                    gate.version.label(),
+                    shown(v),
+                    if holds {
+                        gate.op.symbol()
+                    } else {
+                        negate(gate.op.symbol())
+                    }
+                ),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod query_tests {
+    use super::*;
+    use liftoff_plan::QueryGate;
+    use liftoff_plan::condition::{Op, Version};
+
+    fn gate() -> QueryGate {
+        QueryGate {
+            name: "errors".into(),
+            query: liftoff_plan::Text::literal("sum(rate(x[1m]))"),
+            version: Version::Candidate,
+            op: Op::Lt,
+            threshold: 0.01,
+            sustained: None,
+        }
+    }
+
+    #[test]
+    fn empty_results_and_errors_are_never_a_pass() {
+        assert_eq!(
+            evaluate_query(&gate(), Ok(Some(0.002))).verdict,
+            Verdict::Successful
+        );
+        let bad = evaluate_query(&gate(), Ok(Some(0.05)));
+        assert_eq!(
+            (bad.verdict, bad.reason.as_str()),
+            (Verdict::Failed, "candidate = 0.05 >= 0.01")
+        );
+        assert_eq!(
+            evaluate_query(&gate(), Ok(None)).verdict,
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            evaluate_query(&gate(), Ok(Some(f64::NAN))).verdict,
+            Verdict::Inconclusive
+        );
+        assert_eq!(
+            evaluate_query(&gate(), Err("connection refused".into())).verdict,
+            Verdict::Inconclusive
+        );
+    }
+}

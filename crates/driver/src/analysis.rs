@@ -1,18 +1,20 @@
-//! Analysis in the shell: `analyze` steps and rollback triggers, fed by a
-//! [`MetricSource`]. The deciding is pure (`liftoff-analysis`); this module samples,
+//! Analysis in the shell: `analyze` steps and rollback triggers. The deciding is pure
+//! (`liftoff-analysis`); this module samples (the builtin router, or Prometheus),
 //! reports every evaluation to the actor (which journals it), and keeps time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use liftoff_analysis::{Compare, Evaluation, Verdict, evaluate, judge};
+use liftoff_analysis::{
+    Compare, Evaluation, JudgeOutcome, Verdict, evaluate, evaluate_query, judge,
+};
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
-use liftoff_plan::condition::{Condition, Metric, Version, format_value};
-use liftoff_plan::{AnalyzeStep, OnInconclusive, RollbackSpec, defaults};
+use liftoff_plan::condition::{Metric, Version, format_value};
+use liftoff_plan::{AnalyzeStep, Gate, OnInconclusive, QueryGate, RollbackSpec, defaults};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::MetricSource;
+use crate::ports::{MetricSource, QuerySource};
 
 /// Hands an event to the launch's actor (which journals it in order).
 pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
@@ -21,39 +23,77 @@ pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
 /// one failed request out of two is not a 50% error rate worth a rollback.
 pub const TRIGGER_MIN_REQUESTS: u64 = 10;
 
-async fn evaluate_gate(
-    metrics: &dyn MetricSource,
-    gate: &Condition,
-    window: Duration,
-    since: Instant,
-    min_requests: u64,
-) -> Evaluation {
-    match metrics
-        .sample(gate.version, gate.window.unwrap_or(window), since)
-        .await
-    {
-        Ok(sample) => evaluate(gate, &sample, min_requests),
-        Err(e) => Evaluation {
-            verdict: Verdict::Inconclusive,
-            value: f64::NAN,
-            reason: format!("metric source failed: {e}"),
-        },
+/// Where a launch's numbers come from.
+#[derive(Clone)]
+pub struct Sources {
+    /// The builtin router's observations (conditions, `compare`).
+    pub metrics: Option<Arc<dyn MetricSource>>,
+    /// Prometheus (PromQL gates and triggers).
+    pub queries: Option<Arc<dyn QuerySource>>,
+    pub service: String,
+}
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.metrics.is_none() && self.queries.is_none()
+    }
+
+    async fn run_query(&self, q: &QueryGate) -> Result<Option<f64>, String> {
+        let Some(queries) = &self.queries else {
+            return Err("no Prometheus configured".into());
+        };
+        let promql = q
+            .query
+            .expose()
+            .replace("{{version}}", q.version.label())
+            .replace("{{service}}", &self.service);
+        queries.query(&promql).await
+    }
+
+    /// Judge a gate over `window` (not before `since`).
+    async fn evaluate(
+        &self,
+        gate: &Gate,
+        window: Duration,
+        since: Instant,
+        min_requests: u64,
+    ) -> Evaluation {
+        match gate {
+            Gate::Query(q) => evaluate_query(q, self.run_query(q).await),
+            Gate::Builtin(c) => {
+                let Some(metrics) = &self.metrics else {
+                    return inconclusive("no builtin router observations".into());
+                };
+                match metrics
+                    .sample(c.version, c.window.unwrap_or(window), since)
+                    .await
+                {
+                    Ok(sample) => evaluate(c, &sample, min_requests),
+                    Err(e) => inconclusive(format!("metric source failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+fn inconclusive(reason: String) -> Evaluation {
+    Evaluation {
+        verdict: Verdict::Inconclusive,
+        value: f64::NAN,
+        reason,
     }
 }
 
 pub async fn analyze(
-    metrics: Option<&dyn MetricSource>,
+    sources: &Sources,
     step: StepRef,
     a: &AnalyzeStep,
     report: &Report,
     cancel: &CancellationToken,
 ) -> Outcome {
-    let Some(metrics) = metrics else {
-        return Outcome::new(
-            StepResult::Failed,
-            "no metric source: analysis needs `router: { kind: builtin }`",
-        );
-    };
+    if sources.is_empty() {
+        return Outcome::new(StepResult::Failed, "no metric source for analysis");
+    }
     let started = Instant::now();
     let (mut evaluations, mut failures, mut inconclusives) = (0u32, 0u32, 0u32);
     let mut last_failure = String::new();
@@ -65,8 +105,10 @@ pub async fn analyze(
         evaluations += 1;
         let mut results: Vec<(String, Verdict, f64, String)> = Vec::new();
         for gate in &a.gates {
-            let e = evaluate_gate(metrics, gate, a.interval, started, a.min_requests).await;
-            results.push((gate.text.clone(), e.verdict, e.value, e.reason));
+            let e = sources
+                .evaluate(gate, a.interval, started, a.min_requests)
+                .await;
+            results.push((gate.text().to_string(), e.verdict, e.value, e.reason));
         }
         if let Some(spec) = &a.compare {
             let cfg = Compare {
@@ -79,28 +121,32 @@ pub async fn analyze(
                 pass_score: spec.pass_score,
                 marginal_score: spec.marginal_score,
             };
-            let (c, s) = (
-                metrics
-                    .sample(Version::Candidate, a.interval, started)
-                    .await,
-                metrics.sample(Version::Stable, a.interval, started).await,
-            );
-            let (verdict, score, reason) = match (c, s) {
-                (Ok(c), Ok(s)) => {
-                    let j = judge(&c, &s, &cfg);
-                    let verdict = match j.outcome {
-                        liftoff_analysis::JudgeOutcome::Pass => Verdict::Successful,
-                        liftoff_analysis::JudgeOutcome::Fail => Verdict::Failed,
-                        // Marginal is a question for a human, like too little data.
-                        _ => Verdict::Inconclusive,
-                    };
-                    (verdict, j.score, j.summary)
-                }
-                (Err(e), _) | (_, Err(e)) => (
+            let (verdict, score, reason) = match &sources.metrics {
+                None => (
                     Verdict::Inconclusive,
                     f64::NAN,
-                    format!("metric source failed: {e}"),
+                    "no builtin router observations".to_string(),
                 ),
+                Some(m) => match (
+                    m.sample(Version::Candidate, a.interval, started).await,
+                    m.sample(Version::Stable, a.interval, started).await,
+                ) {
+                    (Ok(c), Ok(s)) => {
+                        let j = judge(&c, &s, &cfg);
+                        let verdict = match j.outcome {
+                            JudgeOutcome::Pass => Verdict::Successful,
+                            JudgeOutcome::Fail => Verdict::Failed,
+                            // Marginal is a question for a human, like too little data.
+                            _ => Verdict::Inconclusive,
+                        };
+                        (verdict, j.score, j.summary)
+                    }
+                    (Err(e), _) | (_, Err(e)) => (
+                        Verdict::Inconclusive,
+                        f64::NAN,
+                        format!("metric source failed: {e}"),
+                    ),
+                },
             };
             results.push(("compare: stable".to_string(), verdict, score, reason));
         }
@@ -134,7 +180,7 @@ pub async fn analyze(
             }
             if inconclusives > a.inconclusive_limit {
                 let why = format!(
-                    "{inconclusives} inconclusive evaluation(s), {} allowed (too little data or no metrics)",
+                    "{inconclusives} inconclusive evaluation(s), {} allowed (too little data, no data, or a failed metric source)",
                     a.inconclusive_limit
                 );
                 return match a.on_inconclusive {
@@ -164,11 +210,66 @@ pub async fn analyze(
     }
 }
 
+/// Is a trigger's bad condition met now? `Ok((crossed, detail))`, or why it could not
+/// be told (which neither fires nor clears it).
+async fn trigger_state(
+    sources: &Sources,
+    gate: &Gate,
+    since: Instant,
+) -> Result<(bool, String), String> {
+    match gate {
+        Gate::Query(q) => match sources.run_query(q).await? {
+            None => Err("the query returned no data".into()),
+            Some(v) if v.is_nan() => Err("the query returned NaN".into()),
+            Some(v) => {
+                let crossed = q.op.holds(v, q.threshold);
+                Ok((
+                    crossed,
+                    format!(
+                        "{} = {v} {} {}",
+                        q.version.label(),
+                        if crossed { q.op.symbol() } else { "vs" },
+                        q.threshold
+                    ),
+                ))
+            }
+        },
+        Gate::Builtin(cond) => {
+            let metrics = sources
+                .metrics
+                .as_ref()
+                .ok_or("no builtin router observations")?;
+            let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
+            let sample = metrics.sample(cond.version, window, since).await?;
+            let value = sample.value(cond.metric);
+            let quiet = matches!(
+                cond.metric,
+                Metric::ErrorRate | Metric::P50 | Metric::P95 | Metric::P99
+            ) && sample.requests < TRIGGER_MIN_REQUESTS;
+            let crossed = !quiet && !value.is_nan() && cond.holds(value);
+            Ok((
+                crossed,
+                format!(
+                    "{} {} {} {} {} over {}s ({} requests)",
+                    cond.version.label(),
+                    cond.metric.name(),
+                    format_value(cond.metric, value),
+                    if crossed { cond.op.symbol() } else { "vs" },
+                    cond.threshold_text(),
+                    sample.window_secs,
+                    sample.requests
+                ),
+            ))
+        }
+    }
+}
+
 /// Watch the plan's rollback triggers while `armed` says so (from the first non-zero
-/// candidate weight to the end of the launch). Journals each crossing and clearing,
-/// and fires a trigger once its condition has held for its `for` duration.
+/// candidate weight to the end of the launch). Journals each crossing, clearing and
+/// source failure (not every tick), and fires a trigger once its condition has held
+/// for its `for` duration; once per crossing.
 pub async fn watch_triggers(
-    metrics: Arc<dyn MetricSource>,
+    sources: Sources,
     rollback: RollbackSpec,
     mut armed: watch::Receiver<bool>,
     report: Report,
@@ -176,10 +277,12 @@ pub async fn watch_triggers(
     if rollback.triggers.is_empty() {
         return;
     }
-    // Per trigger: since when it has been crossed, and whether it fired this episode.
-    let mut state: Vec<(Option<Instant>, bool)> = vec![(None, false); rollback.triggers.len()];
-    // When the triggers were armed: windows never reach back before it, so a launch is
-    // not rolled back for what the previous one did.
+    // Per trigger: since when it has been crossed, whether it fired this crossing, and
+    // whether its source was failing (to journal changes only).
+    let mut state: Vec<(Option<Instant>, bool, bool)> =
+        vec![(None, false, false); rollback.triggers.len()];
+    // Windows never reach back before arming: a launch is not rolled back for what the
+    // previous one did.
     let mut armed_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(rollback.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -194,84 +297,61 @@ pub async fn watch_triggers(
             }
         }
         if !*armed.borrow() {
-            state.iter_mut().for_each(|s| *s = (None, false));
+            state.iter_mut().for_each(|s| *s = (None, false, false));
             armed_at = None;
             continue;
         }
         let armed_since = *armed_at.get_or_insert_with(Instant::now);
-        for (trigger, (since, fired)) in rollback.triggers.iter().zip(state.iter_mut()) {
-            let cond = &trigger.condition;
-            let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
-            let (crossed, detail) = match metrics.sample(cond.version, window, armed_since).await {
-                Ok(sample) => {
-                    let value = sample.value(cond.metric);
-                    let quiet = matches!(
-                        cond.metric,
-                        Metric::ErrorRate | Metric::P50 | Metric::P95 | Metric::P99
-                    ) && sample.requests < TRIGGER_MIN_REQUESTS;
-                    let crossed = !quiet && !value.is_nan() && cond.holds(value);
-                    let detail = format!(
-                        "{} {} {} {} {} over {}s ({} requests)",
-                        cond.version.label(),
-                        cond.metric.name(),
-                        format_value(cond.metric, value),
-                        if crossed { cond.op.symbol() } else { "vs" },
-                        cond.threshold_text(),
-                        sample.window_secs,
-                        sample.requests
-                    );
-                    (crossed, detail)
+        for (trigger, (since, fired, failing)) in rollback.triggers.iter().zip(state.iter_mut()) {
+            let subject = trigger.gate.text().to_string();
+            let observed = |verdict: &str, reason: String| Event::Observed {
+                step: None,
+                subject: subject.clone(),
+                verdict: verdict.into(),
+                value: None,
+                reason,
+                dry_run: false,
+            };
+            let (crossed, detail) = match trigger_state(&sources, &trigger.gate, armed_since).await
+            {
+                Ok(state) => {
+                    *failing = false;
+                    state
                 }
-                // A broken metric source must not roll a good launch back, nor hide a
-                // bad one: it is journaled, and the trigger neither fires nor clears.
+                // A broken source must not roll a good launch back, nor hide a bad one:
+                // it is journaled, and the trigger neither fires nor clears.
                 Err(e) => {
-                    report(Event::Observed {
-                        step: None,
-                        subject: cond.text.clone(),
-                        verdict: "inconclusive".into(),
-                        value: None,
-                        reason: format!("metric source failed: {e}"),
-                        dry_run: false,
-                    });
+                    if !*failing {
+                        *failing = true;
+                        report(observed("inconclusive", e));
+                    }
                     continue;
                 }
             };
             match (crossed, *since) {
                 (true, None) => {
                     *since = Some(Instant::now());
-                    report(Event::Observed {
-                        step: None,
-                        subject: cond.text.clone(),
-                        verdict: "crossed".into(),
-                        value: None,
-                        reason: detail.clone(),
-                        dry_run: false,
-                    });
+                    report(observed("crossed", detail.clone()));
                 }
                 (false, Some(_)) => {
                     *since = None;
                     *fired = false;
-                    report(Event::Observed {
-                        step: None,
-                        subject: cond.text.clone(),
-                        verdict: "clear".into(),
-                        value: None,
-                        reason: detail.clone(),
-                        dry_run: false,
-                    });
+                    report(observed("clear", detail.clone()));
                 }
                 _ => {}
             }
             if let Some(start) = *since
                 && !*fired
-                && start.elapsed() >= cond.sustained.unwrap_or(Duration::ZERO)
+                && start.elapsed() >= trigger.gate.sustained().unwrap_or(Duration::ZERO)
             {
                 *fired = true;
-                let held_for = start.elapsed().as_secs_f64();
                 report(Event::TriggerFired {
-                    trigger: cond.text.clone(),
+                    trigger: subject.clone(),
                     action: trigger.action,
-                    detail: format!("{detail}, crossed for {held_for:.1}s"),
+                    detail: format!(
+                        "{detail}, crossed for {:.1}s",
+                        start.elapsed().as_secs_f64()
+                    ),
                 });
             }
         }

@@ -22,8 +22,8 @@ pub struct StepContext {
     pub plan: Arc<Plan>,
     pub workdir: PathBuf,
     pub traffic: Option<Arc<dyn TrafficControl>>,
-    /// Observations for gates and triggers (the builtin router's).
-    pub metrics: Option<Arc<dyn crate::ports::MetricSource>>,
+    /// Where gates and triggers get their numbers.
+    pub sources: crate::analysis::Sources,
     pub runner: Arc<dyn CommandRunner>,
     pub http: Arc<dyn HttpProbe>,
     pub clock: Arc<dyn Clock>,
@@ -94,7 +94,7 @@ pub async fn execute(
             }
             StepKind::Wait(w) => wait_http(ctx, w, deadline, cancel).await,
             StepKind::Analyze(a) => {
-                crate::analysis::analyze(ctx.metrics.as_deref(), step_ref, a, report, cancel).await
+                crate::analysis::analyze(&ctx.sources, step_ref, a, report, cancel).await
             }
             StepKind::Maintenance(on) => {
                 let Some(traffic) = &ctx.traffic else {

@@ -12,6 +12,7 @@ mod builtin;
 mod execute;
 mod http;
 pub mod ports;
+mod prometheus;
 mod redact;
 mod shell;
 mod traffic;
@@ -346,9 +347,9 @@ impl Driver {
                 let _ = tx.send(Msg { event, reply: None });
             })
         };
-        if let Some(metrics) = ctx.metrics.clone() {
+        if !ctx.sources.is_empty() {
             tokio::spawn(analysis::watch_triggers(
-                metrics,
+                ctx.sources.clone(),
                 plan.rollback.clone(),
                 armed_rx,
                 report.clone(),
@@ -423,9 +424,20 @@ impl Driver {
             }
             _ => None,
         };
+        let queries: Option<Arc<dyn ports::QuerySource>> = match &plan.metrics {
+            Some(liftoff_plan::MetricsSpec::Prometheus { url, timeout }) => Some(Arc::new(
+                prometheus::PrometheusSource::new(url.expose(), *timeout),
+            )),
+            None => None,
+        };
+        let sources = analysis::Sources {
+            metrics,
+            queries,
+            service: plan.service.clone(),
+        };
         StepContext {
             launch_id: id.to_string(),
-            metrics,
+            sources,
             plan,
             workdir,
             traffic,

@@ -40,6 +40,12 @@ pub trait MetricSource: Send + Sync {
     ) -> Result<liftoff_analysis::Sample, String>;
 }
 
+/// Instant queries against a metric provider (Prometheus). `Ok(None)`: no data.
+#[async_trait]
+pub trait QuerySource: Send + Sync {
+    async fn query(&self, promql: &str) -> Result<Option<f64>, String>;
+}
+
 #[derive(Clone, Debug)]
 pub struct CommandSpec {
     /// Run by `sh -c`.

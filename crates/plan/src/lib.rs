@@ -103,6 +103,7 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         .require(dec, "service")
         .and_then(|n| dec.string(n, "service"));
     let router = top.take("router").and_then(|n| decode_router(dec, n));
+    let metrics = top.take("metrics").and_then(|n| decode_metrics(dec, n));
     top.reject_reserved(dec);
 
     let steps_node = top.require(dec, "steps");
@@ -122,24 +123,53 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
     top.finish(dec);
 
     let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
-    let analyzing = steps
-        .iter()
-        .find(|s| matches!(s.kind, StepKind::Analyze(_)));
-    if !builtin && let Some(step) = analyzing {
-        dec.error_hint(
-            step.location,
-            format!(
-                "step `{}` needs observations: analysis reads the builtin router's",
-                step.name
-            ),
-            "use `router: { kind: builtin }` (a Prometheus provider is not available yet)",
-        );
+    let prometheus = matches!(metrics, Some(MetricsSpec::Prometheus { .. }));
+    for step in &steps {
+        let StepKind::Analyze(a) = &step.kind else {
+            continue;
+        };
+        let reads_router =
+            a.compare.is_some() || a.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
+        if reads_router && !builtin {
+            dec.error_hint(
+                step.location,
+                format!("step `{}` needs observations: its conditions and `compare` read the builtin router's", step.name),
+                "use `router: { kind: builtin }`, or PromQL gates (`{ query, condition }`) with `metrics: { kind: prometheus }`",
+            );
+        }
+        if a.gates.iter().any(|g| matches!(g, Gate::Query(_))) && !prometheus {
+            dec.error_hint(
+                step.location,
+                format!(
+                    "step `{}` has PromQL gates but the plan has no Prometheus",
+                    step.name
+                ),
+                "add `metrics: { kind: prometheus, url: http://... }`",
+            );
+        }
     }
-    if !builtin && !rollback.triggers.is_empty() {
+    if rollback
+        .triggers
+        .iter()
+        .any(|t| matches!(t.gate, Gate::Builtin(_)))
+        && !builtin
+    {
         dec.error_hint(
             top_at,
-            "rollback.on: triggers need observations: they read the builtin router's",
-            "use `router: { kind: builtin }`",
+            "rollback.on: condition triggers read the builtin router's observations",
+            "use `router: { kind: builtin }`, or PromQL triggers (`{ query, condition }`) with `metrics: { kind: prometheus }`",
+        );
+    }
+    if rollback
+        .triggers
+        .iter()
+        .any(|t| matches!(t.gate, Gate::Query(_)))
+        && !prometheus
+    {
+        dec.error_hint(
+            top_at,
+            "rollback.on: PromQL triggers need `metrics: { kind: prometheus }`",
+            "add `metrics: { kind: prometheus, url: http://... }`",
         );
     }
     for step in steps.iter().chain(&rollback.steps) {
@@ -168,6 +198,7 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         name: name?,
         service: service?,
         router,
+        metrics,
         steps,
         rollback,
         variables: std::mem::take(&mut dec.variables),
@@ -560,14 +591,34 @@ fn decode_trigger(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Trigger> {
     if let saphyr::YamlData::Value(_) = &node.data {
         let condition = decode_condition(dec, node, "rollback.on", true)?;
         return Some(Trigger {
-            condition,
+            gate: Gate::Builtin(condition),
             action: TriggerAction::Rollback,
         });
     }
     let mut f = dec.fields(node, &schema::TRIGGER)?;
-    let condition = f
-        .require(dec, "when")
-        .and_then(|n| decode_condition(dec, n, "rollback.on[].when", true));
+    let gate = if f.has("query") {
+        if let Some(at) = f.key_location("when") {
+            dec.error(
+                at,
+                "rollback.on[]: give `when` (a condition) or `query` (PromQL), not both",
+            );
+        }
+        f.take("when");
+        decode_query_fields(dec, &mut f, true).map(Gate::Query)
+    } else {
+        for key in schema::QUERY_KEYS {
+            if f.take(key).is_some() {
+                dec.error_hint(
+                    f.key_location(key).unwrap_or(f.at),
+                    format!("rollback.on[]: `{key}` belongs to PromQL triggers (with `query`)"),
+                    "a `when` condition carries its own `for`: `error_rate > 5% for 2m`",
+                );
+            }
+        }
+        f.require(dec, "when")
+            .and_then(|n| decode_condition(dec, n, "rollback.on[].when", true))
+            .map(Gate::Builtin)
+    };
     let action = match f.take("action") {
         None => Some(TriggerAction::Rollback),
         Some(n) => match dec.string(n, "rollback.on[].action").as_deref() {
@@ -587,9 +638,164 @@ fn decode_trigger(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Trigger> {
     };
     f.finish(dec);
     Some(Trigger {
-        condition: condition?,
+        gate: gate?,
         action: action?,
     })
+}
+
+fn decode_query(
+    dec: &mut Decoder<'_>,
+    node: &Node<'_>,
+    section: &'static schema::Section,
+    allow_for: bool,
+) -> Option<QueryGate> {
+    let mut f = dec.fields(node, section)?;
+    let gate = decode_query_fields(dec, &mut f, allow_for);
+    f.finish(dec);
+    gate
+}
+
+/// `{ name, query, condition: "< 0.01", version, for }`.
+fn decode_query_fields(
+    dec: &mut Decoder<'_>,
+    f: &mut Fields<'_, '_>,
+    allow_for: bool,
+) -> Option<QueryGate> {
+    let query = f.require(dec, "query").and_then(|n| dec.text(n, "query"));
+    let name = match f.take("name") {
+        Some(n) => dec.string(n, "name"),
+        None => query.as_ref().map(|q| {
+            let flat = q
+                .template()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let short: String = flat.chars().take(60).collect();
+            if short.len() < flat.len() {
+                format!("{short}…")
+            } else {
+                short
+            }
+        }),
+    };
+    let comparison = f.require(dec, "condition").and_then(|n| {
+        let text = dec.string(n, "condition")?;
+        let t = text.trim();
+        let ops = [
+            ("<=", condition::Op::Le),
+            (">=", condition::Op::Ge),
+            ("<", condition::Op::Lt),
+            (">", condition::Op::Gt),
+        ];
+        let Some((op, rest)) = ops
+            .into_iter()
+            .find_map(|(sym, op)| t.strip_prefix(sym).map(|r| (op, r)))
+        else {
+            dec.error_hint(
+                location(n),
+                format!("condition: `{t}` does not start with a comparison"),
+                "e.g. `< 0.01` or `>= 100`",
+            );
+            return None;
+        };
+        match rest.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Some((op, v)),
+            _ => {
+                dec.error_hint(
+                    location(n),
+                    format!("condition: `{}` is not a number", rest.trim()),
+                    "PromQL values are plain numbers: write `< 0.01`, not `< 1%`",
+                );
+                None
+            }
+        }
+    });
+    let version = match f.take("version") {
+        None => Some(condition::Version::Candidate),
+        Some(n) => match dec.string(n, "version").as_deref() {
+            Some("candidate") => Some(condition::Version::Candidate),
+            Some("stable") => Some(condition::Version::Stable),
+            Some(other) => {
+                dec.error_hint(
+                    location(n),
+                    format!("version: unknown version `{other}`"),
+                    "candidate or stable",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    let sustained = match allow_for.then(|| f.take("for")).flatten() {
+        Some(n) => dec.duration(n, "for").map(Some),
+        None => Some(None),
+    };
+    let (op, threshold) = comparison?;
+    Some(QueryGate {
+        name: name?,
+        query: query?,
+        version: version?,
+        op,
+        threshold,
+        sustained: sustained?,
+    })
+}
+
+fn decode_metrics(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MetricsSpec> {
+    let mut f = dec.fields(node, &schema::METRICS)?;
+    let kind_node = f.require(dec, "kind");
+    let spec = match kind_node
+        .and_then(|k| dec.string(k, "metrics.kind"))
+        .as_deref()
+    {
+        Some("builtin") => {
+            for key in ["url", "timeout"] {
+                if let Some(at) = f.key_location(key) {
+                    dec.error(
+                        at,
+                        format!("metrics: `{key}` applies to `kind: prometheus` only"),
+                    );
+                }
+            }
+            f.take("url");
+            f.take("timeout");
+            None
+        }
+        Some("prometheus") => {
+            let url = f.require(dec, "url").and_then(|n| {
+                let url = dec.text(n, "metrics.url")?;
+                let ok =
+                    url.expose().starts_with("http://") || url.expose().starts_with("https://");
+                if !ok {
+                    dec.error_hint(
+                        location(n),
+                        format!("metrics.url: `{url}` is not an http(s) URL"),
+                        "e.g. `http://127.0.0.1:9090`",
+                    );
+                }
+                ok.then_some(url)
+            });
+            let timeout = match f.take("timeout") {
+                Some(n) => dec.duration(n, "metrics.timeout"),
+                None => Some(defaults::METRICS_TIMEOUT),
+            };
+            match (url, timeout) {
+                (Some(url), Some(timeout)) => Some(MetricsSpec::Prometheus { url, timeout }),
+                _ => None,
+            }
+        }
+        Some(other) => {
+            dec.error_hint(
+                kind_node.map_or(f.at, location),
+                format!("metrics.kind: unknown provider `{other}`"),
+                "builtin (the router's own observations) or prometheus",
+            );
+            None
+        }
+        None => None,
+    };
+    f.finish(dec);
+    spec
 }
 
 fn decode_analyze(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<AnalyzeStep> {
@@ -606,8 +812,14 @@ fn decode_analyze(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<AnalyzeStep>
         && let Some(items) = dec.sequence(n, "analyze.gates")
     {
         for item in items {
-            match decode_condition(dec, item, "analyze.gates", false) {
-                Some(c) => gates.as_mut().map(|g| g.push(c)).unwrap_or_default(),
+            let gate = match &item.data {
+                saphyr::YamlData::Value(_) => {
+                    decode_condition(dec, item, "analyze.gates", false).map(Gate::Builtin)
+                }
+                _ => decode_query(dec, item, &schema::QUERY_GATE, false).map(Gate::Query),
+            };
+            match gate {
+                Some(g) => gates.as_mut().map(|gs| gs.push(g)).unwrap_or_default(),
                 None => gates = None,
             }
         }

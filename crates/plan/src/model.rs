@@ -23,6 +23,9 @@ pub struct Plan {
     pub name: String,
     pub service: String,
     pub router: Option<RouterSpec>,
+    /// Where query gates and triggers get their numbers (`metrics: { kind: prometheus }`).
+    /// Conditions like `error_rate < 1%` always read the builtin router.
+    pub metrics: Option<MetricsSpec>,
     pub steps: Vec<Step>,
     pub rollback: RollbackSpec,
     /// Every `${VAR}` the plan references, with its resolved value. These are secrets:
@@ -278,7 +281,7 @@ pub enum StepKind {
 pub struct AnalyzeStep {
     pub duration: Duration,
     pub interval: Duration,
-    pub gates: Vec<crate::condition::Condition>,
+    pub gates: Vec<Gate>,
     /// Below this many requests in a window, a traffic-based gate is Inconclusive.
     pub min_requests: u64,
     /// Failed evaluations tolerated; one more fails the step.
@@ -329,8 +332,51 @@ impl Default for CompareSpec {
 /// A rollback trigger: watched from the first non-zero candidate weight to the end.
 #[derive(Clone, Debug)]
 pub struct Trigger {
-    pub condition: crate::condition::Condition,
+    pub gate: Gate,
     pub action: TriggerAction,
+}
+
+/// A metric provider other than the builtin router.
+#[derive(Clone, Debug)]
+pub enum MetricsSpec {
+    Prometheus { url: Text, timeout: Duration },
+}
+
+/// Something judged from numbers: a condition on the builtin router's observations, or
+/// a PromQL query compared with a threshold.
+#[derive(Clone, Debug)]
+pub enum Gate {
+    Builtin(crate::condition::Condition),
+    Query(QueryGate),
+}
+
+impl Gate {
+    /// As shown in status and the journal.
+    pub fn text(&self) -> &str {
+        match self {
+            Gate::Builtin(c) => &c.text,
+            Gate::Query(q) => &q.name,
+        }
+    }
+
+    /// How long a trigger's condition must hold before it fires.
+    pub fn sustained(&self) -> Option<Duration> {
+        match self {
+            Gate::Builtin(c) => c.sustained,
+            Gate::Query(q) => q.sustained,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct QueryGate {
+    pub name: String,
+    /// PromQL, with `{{version}}` (`candidate` or `stable`) and `{{service}}` filled in.
+    pub query: Text,
+    pub version: crate::condition::Version,
+    pub op: crate::condition::Op,
+    pub threshold: f64,
+    pub sustained: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -400,6 +446,7 @@ pub mod defaults {
 
     pub const RUN_TIMEOUT: Duration = Duration::from_secs(10 * 60);
     pub const TRIGGER_CHECK_EVERY: Duration = Duration::from_secs(1);
+    pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
     /// A trigger without `over` judges this window.
     pub const TRIGGER_WINDOW: Duration = Duration::from_secs(10);
     pub const ANALYZE_INTERVAL: Duration = Duration::from_secs(10);

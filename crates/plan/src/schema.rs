@@ -13,7 +13,9 @@ pub struct Section {
 pub const PLAN: Section = Section {
     name: "plan",
     path: "",
-    keys: &["version", "name", "service", "router", "steps", "rollback"],
+    keys: &[
+        "version", "name", "service", "router", "metrics", "steps", "rollback",
+    ],
 };
 
 pub const ROUTER: Section = Section {
@@ -132,7 +134,30 @@ pub const BAKE: Section = Section {
 pub const TRIGGER: Section = Section {
     name: "trigger",
     path: "rollback.on[].",
-    keys: &["when", "action"],
+    keys: &[
+        "when",
+        "action",
+        "name",
+        "query",
+        "condition",
+        "version",
+        "for",
+    ],
+};
+
+/// Trigger keys that belong to a PromQL trigger (the rest but `action` are `when`'s).
+pub const QUERY_KEYS: &[&str] = &["name", "query", "condition", "version", "for"];
+
+pub const QUERY_GATE: Section = Section {
+    name: "gate",
+    path: "steps[].analyze.gates[].",
+    keys: &["name", "query", "condition", "version"],
+};
+
+pub const METRICS: Section = Section {
+    name: "metrics",
+    path: "metrics.",
+    keys: &["kind", "url", "timeout"],
 };
 
 pub const APPROVE: Section = Section {
@@ -176,12 +201,13 @@ pub const SECTIONS: &[&Section] = &[
     &COMPARE,
     &BAKE,
     &TRIGGER,
+    &QUERY_GATE,
+    &METRICS,
 ];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
 /// a plan using them is rejected (never half-enforced).
 pub const RESERVED: &[(&str, &str)] = &[
-    ("metrics", "metric providers"),
     ("checklist", "the go/no-go checklist"),
     ("notify", "notifications"),
     ("steps[].check", "checklist items as a step"),

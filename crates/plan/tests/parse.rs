@@ -376,5 +376,56 @@ fn condition_errors_point_inside_the_string() {
     );
     let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - analyze: { for: 1m, gates: ['error_rate < 1%'] }\nrollback:\n  on: ['error_rate > 5%']\n").render("p");
     assert!(e.contains("needs observations"), "{e}");
-    assert!(e.contains("rollback.on: triggers need observations"), "{e}");
+    assert!(
+        e.contains("rollback.on: condition triggers read the builtin router's observations"),
+        "{e}"
+    );
+}
+
+#[test]
+fn promql_gates_and_triggers_need_prometheus_and_plain_numbers() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter: { kind: command, command: 'x {weight}' }\nmetrics: { kind: prometheus, url: 'http://127.0.0.1:9090' }\nsteps:\n  - traffic: 5%\n  - analyze: { for: 1m, gates: [{ query: 'sum(up{job=\"{{service}}\"})', condition: '>= 1', version: stable }] }\nrollback:\n  on:\n    - { name: spike, query: 'sum(rate(x[1m]))', condition: '> 5', for: 2m, action: pause }\n",
+    );
+    let StepKind::Analyze(a) = &plan.steps[1].kind else {
+        panic!()
+    };
+    let liftoff_plan::Gate::Query(q) = &a.gates[0] else {
+        panic!()
+    };
+    assert_eq!(
+        (q.threshold, q.version),
+        (1.0, liftoff_plan::condition::Version::Stable)
+    );
+    assert_eq!(q.name, "sum(up{job=\"{{service}}\"})");
+    assert_eq!(plan.rollback.triggers[0].gate.text(), "spike");
+    assert_eq!(
+        plan.rollback.triggers[0]
+            .gate
+            .sustained()
+            .map(|d| d.as_secs()),
+        Some(120)
+    );
+
+    let e = errors("version: 1\nname: n\nservice: s\nrouter: { kind: command, command: 'x {weight}' }\nsteps:\n  - traffic: 5%\n  - analyze: { for: 1m, gates: [{ query: 'x', condition: '< 1%' }] }\nrollback:\n  on: [{ query: x, condition: '= 3', when: 'error_rate > 1%' }]\n").render("p");
+    assert!(e.contains("condition: `1%` is not a number"), "{e}");
+
+    assert!(
+        e.contains("condition: `= 3` does not start with a comparison"),
+        "{e}"
+    );
+    assert!(
+        e.contains("give `when` (a condition) or `query` (PromQL), not both"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - analyze: { for: 1m, gates: [{ query: 'x', condition: '< 0.01' }] }\n").render("p");
+    assert!(
+        e.contains("has PromQL gates but the plan has no Prometheus"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nmetrics: { kind: prometheus, url: 'ftp://x' }\nsteps:\n  - run: x\n").render("p");
+    assert!(
+        e.contains("metrics.url: `ftp://x` is not an http(s) URL"),
+        "{e}"
+    );
 }

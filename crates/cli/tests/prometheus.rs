@@ -1,0 +1,213 @@
+//! PromQL gates against a real Prometheus (Debian's), started here on a free port and
+//! scraping the daemon's own `/metrics`.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{BIN, Daemon, stderr};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn wait_http(url: &str) {
+    let started = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        if out.stdout == b"200" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url} never answered 200"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn app(version: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = spawn(Command::new(BIN).args([
+        "demo-app",
+        "--port",
+        &port.to_string(),
+        "--version",
+        version,
+    ]));
+    wait_http(&format!("http://127.0.0.1:{port}/health"));
+    (p, port)
+}
+
+/// Prometheus scraping `target` (host:port) every second.
+fn prometheus(dir: &std::path::Path, target: &str) -> (Proc, String) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{ scrape_interval: 1s, evaluation_interval: 1s }}\nscrape_configs:\n  - job_name: liftoff\n    static_configs: [{{ targets: ['{target}'] }}]\n"
+        ),
+    )
+    .unwrap();
+    let p = spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    wait_http(&format!("{url}/-/ready"));
+    (p, url)
+}
+
+fn set_error_rate(port: u16, rate: &str) {
+    Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "PUT",
+            "-d",
+            rate,
+            &format!("http://127.0.0.1:{port}/_demo/error-rate"),
+        ])
+        .output()
+        .unwrap();
+}
+
+const GATE: &str = r#"sum(rate(liftoff_router_errors_total{route="{{service}}",version="{{version}}",source!="client_abort"}[5s])) / sum(rate(liftoff_router_requests_total{route="{{service}}",version="{{version}}"}[5s]))"#;
+
+fn plan(p1: u16, p2: u16, prom: &str, analyze: &str) -> String {
+    format!(
+        "version: 1\nname: promql\nservice: shop\nrouter: {{ kind: builtin, listen: '127.0.0.1:0', stable: 'http://127.0.0.1:{p1}', candidate: 'http://127.0.0.1:{p2}', sticky: {{ header: X-User-Id }} }}\nmetrics: {{ kind: prometheus, url: '{prom}', timeout: 2s }}\nsteps:\n  - traffic: 50%\n  - approve: {{ role: go }}\n  - analyze: {analyze}\n  - traffic: 100%\n"
+    )
+}
+
+/// Launch, then once it waits for approval call `ready` (with its status), give
+/// Prometheus `warm_up` to scrape its traffic, approve, and wait for the outcome.
+fn run(
+    daemon: &Daemon,
+    work: &std::path::Path,
+    plan: &str,
+    warm_up: Duration,
+    ready: impl FnOnce(&serde_json::Value),
+) -> serde_json::Value {
+    std::fs::write(work.join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work, &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = daemon.wait_for(work, &id, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    ready(&s);
+    std::thread::sleep(warm_up);
+    assert!(
+        daemon
+            .cli(work, &["approve", &id, "--as", "go"])
+            .status
+            .success()
+    );
+    daemon.wait_for(work, &id, Duration::from_secs(30), |s| {
+        s["terminal"] == true || (s["status"] == "paused" && s["current_step"].is_null())
+    })
+}
+
+#[test]
+fn a_promql_gate_passes_a_good_candidate_fails_a_bad_one_and_never_passes_without_prometheus() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let prom_dir = tempfile::tempdir().unwrap();
+    let (prom, prom_url) = prometheus(prom_dir.path(), daemon.url.trim_start_matches("http://"));
+    let analyze = format!(
+        "{{ for: 3s, interval: 1s, inconclusive_limit: 1, on_inconclusive: pause, gates: [{{ name: candidate error ratio, query: '{GATE}', condition: '< 0.05' }}] }}"
+    );
+    let plan = plan(p1, p2, &prom_url, &analyze);
+
+    // The route exists once the first launch applies a weight: start the load then.
+    let mut load = None;
+    let good = run(&daemon, work.path(), &plan, Duration::from_secs(6), |s| {
+        let listen = s["traffic"]["listen"].as_str().unwrap();
+        load = Some(spawn(Command::new(BIN).args([
+            "load",
+            &format!("http://{listen}/"),
+            "--concurrency",
+            "4",
+        ])));
+    });
+    assert_eq!(good["status"], "succeeded", "{good:#}");
+
+    set_error_rate(p2, "0.2");
+    let bad = run(&daemon, work.path(), &plan, Duration::from_secs(6), |_| {});
+    assert_eq!(bad["status"], "rolled-back", "{bad:#}");
+    let reason = bad["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("`candidate error ratio`") && reason.contains(">= 0.05"),
+        "{reason}"
+    );
+
+    // Prometheus gone: every evaluation is inconclusive, and the launch holds instead
+    // of going on as if the gate had passed.
+    set_error_rate(p2, "0");
+    drop(prom);
+    let blind = run(
+        &daemon,
+        work.path(),
+        &plan,
+        Duration::from_millis(100),
+        |_| {},
+    );
+    assert_eq!(blind["status"], "paused", "{blind:#}");
+    assert_eq!(
+        blind["steps"][3]["status"], "pending",
+        "traffic 100% never started: {blind:#}"
+    );
+    let journal = Command::new("curl")
+        .args([
+            "-s",
+            &format!(
+                "{}/api/v1/launches/{}/journal",
+                daemon.url,
+                blind["id"].as_str().unwrap()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let journal = String::from_utf8(journal.stdout).unwrap();
+    assert!(
+        journal.contains("query failed: Prometheus is unreachable"),
+        "{journal}"
+    );
+    drop(load);
+}
