@@ -1,13 +1,11 @@
 //! `liftoff demo`: everything in one process tree, nothing to install. Starts the
-//! daemon in-process and two real demo services, then runs a bad release that
-//! liftoff catches and rolls back, and a good one that goes 5% → 25% → 100%.
-//!
-//! What it shows today: plans, the durable engine, the command router, HTTP checks
-//! and automatic rollback. The builtin router, live metrics and gates come with their
-//! own issues and will make this demo richer.
+//! daemon in-process (with its builtin router), two real demo services and 1,000
+//! sticky users, then runs a bad release that a rollback trigger catches, and a good
+//! one that goes 5% → 25% → 100% through its analysis gates.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use liftoff_api as api;
@@ -31,6 +29,12 @@ impl Drop for Services {
     }
 }
 
+struct Ports {
+    stable: u16,
+    candidate: u16,
+    router: u16,
+}
+
 fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -51,7 +55,11 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     println!("liftoff demo — a bad release caught and rolled back, then a good one promoted");
     println!("working in {}\n", dir.display());
 
-    let (stable_port, candidate_port) = (free_port().map_err(fail)?, free_port().map_err(fail)?);
+    let ports = Ports {
+        stable: free_port().map_err(fail)?,
+        candidate: free_port().map_err(fail)?,
+        router: free_port().map_err(fail)?,
+    };
     let mut services = Services {
         children: Vec::new(),
     };
@@ -60,7 +68,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
             .args([
                 "demo-app",
                 "--port",
-                &stable_port.to_string(),
+                &ports.stable.to_string(),
                 "--version",
                 "1",
             ])
@@ -69,7 +77,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
             .spawn()
             .map_err(fail)?,
     );
-    println!("stable    v1 on 127.0.0.1:{stable_port}");
+    println!("stable    v1 on 127.0.0.1:{}", ports.stable);
 
     let (stop_daemon, stopped) = oneshot::channel::<()>();
     let config = liftoff_server::ServeConfig {
@@ -85,19 +93,56 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     let token =
         std::fs::read_to_string(state_dir.join(liftoff_server::TOKEN_FILE)).map_err(fail)?;
     let client = Client::new(&server, Some(token.trim().to_string()));
-    println!("daemon    {server} (state in {})\n", state_dir.display());
+    println!("daemon    {server} (state in {})", state_dir.display());
+    println!(
+        "router    http://127.0.0.1:{} (liftoff's own), loaded by 1,000 sticky users\n",
+        ports.router
+    );
+    write_scripts(&dir, &exe, ports.candidate)?;
 
-    write_scripts(&dir, &exe, candidate_port)?;
+    // Users: steady traffic through the router from the moment it listens.
+    let router_url = format!("http://127.0.0.1:{}/checkout", ports.router);
+    let (users_stop, users_stopped) = oneshot::channel::<()>();
+    let users = tokio::spawn({
+        let port = ports.router;
+        async move {
+            while tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_err()
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let stats = std::sync::Arc::new(crate::load::LoadStats::default());
+            tokio::select! {
+                () = crate::load::drive(&router_url, 8, 1000, stats.clone()) => {}
+                _ = users_stopped => {}
+            }
+            stats
+        }
+    });
 
-    let bad = release(&client, &dir, candidate_port, ("checkout-v3", "3", "0.5")).await?;
-    let good = release(&client, &dir, candidate_port, ("checkout-v2", "2", "0")).await?;
+    let bad = release(&client, &dir, &ports, ("checkout-v3", "3", "0.3")).await?;
+    let good = release(&client, &dir, &ports, ("checkout-v2", "2", "0")).await?;
+    let _ = users_stop.send(());
+    let stats = users.await.ok();
 
     println!("\nsummary");
     summarize("bad release v3 ", &bad);
     summarize("good release v2", &good);
+    if let Some(stats) = stats {
+        let (ok, failed) = (stats.ok.load(Relaxed), stats.failed.load(Relaxed));
+        println!(
+            "  users made {} requests; {failed} failed ({:.3}%): v3's share of traffic before liftoff caught it",
+            ok + failed,
+            100.0 * failed as f64 / (ok + failed).max(1) as f64
+        );
+    }
+    if let Some(t) = &good.traffic {
+        output::print_traffic(t);
+    }
     println!(
-        "  traffic weights applied, in order: {}",
-        read_weights(&dir)
+        "  report: liftoff status {} (journal: {server}/api/v1/launches/{}/journal)",
+        good.id, bad.id
     );
     println!("  demo took {:.1}s", started.elapsed().as_secs_f64());
     let ok = bad.status == "rolled-back" && good.status == "succeeded";
@@ -143,10 +188,6 @@ async fn wait_for_daemon(state_dir: &Path) -> Result<String, Failure> {
 fn write_scripts(dir: &Path, exe: &Path, candidate_port: u16) -> Result<(), Failure> {
     let scripts = [
         (
-            "set-weight.sh",
-            "#!/bin/sh\n# The demo's router: records the candidate share (a real one calls a load balancer).\necho \"$1\" >> weights.log\n".to_string(),
-        ),
-        (
             "deploy-candidate.sh",
             format!(
                 "#!/bin/sh\n# Start candidate version $1 (failure rate $2) beside stable.\n\
@@ -171,24 +212,35 @@ fn write_scripts(dir: &Path, exe: &Path, candidate_port: u16) -> Result<(), Fail
     Ok(())
 }
 
-fn plan(name: &str, version: &str, error_rate: &str, port: u16) -> String {
-    let url = format!("http://127.0.0.1:{port}");
+fn plan(name: &str, version: &str, error_rate: &str, ports: &Ports) -> String {
+    let Ports {
+        stable,
+        candidate,
+        router,
+    } = ports;
     format!(
         r#"version: 1
 name: {name}
 service: checkout
-router: {{ kind: command, command: "./set-weight.sh {{weight}}" }}
+router:
+  kind: builtin
+  listen: 127.0.0.1:{router}
+  stable: http://127.0.0.1:{stable}
+  candidate: http://127.0.0.1:{candidate}
+  sticky: {{ header: X-User-Id }}
+  health: {{ interval: 500ms }}
 steps:
   - {{ name: deploy v{version}, run: "./deploy-candidate.sh {version} {error_rate}", timeout: 30s }}
-  - {{ name: candidate healthy, wait: {{ http: "{url}/health", consecutive: 2, interval: 100ms, timeout: 10s }} }}
+  - {{ name: candidate healthy, wait: {{ http: "http://127.0.0.1:{candidate}/health", consecutive: 2, interval: 100ms, timeout: 10s }} }}
   - traffic: 5%
-  - {{ name: smoke at 5%, wait: {{ http: "{url}/checkout", consecutive: 5, interval: 50ms, timeout: 2s }} }}
-  - pause: 2s
+  - analyze: {{ for: 3s, interval: 1s, min_requests: 5, gates: ["error_rate < 2%", "p95 < 250ms"] }}
   - traffic: 25%
-  - {{ name: smoke at 25%, wait: {{ http: "{url}/checkout", consecutive: 5, interval: 50ms, timeout: 2s }} }}
-  - pause: 2s
+  - analyze: {{ for: 3s, interval: 1s, min_requests: 5, gates: ["error_rate < 2%", "p95 < 250ms"], compare: stable }}
   - traffic: 100%
+  - bake: {{ for: 2s }}
 rollback:
+  on: ["error_rate > 5% over 2s"]
+  check_every: 250ms
   steps:
     - {{ name: stop v{version}, run: ./stop-candidate.sh, idempotent: true }}
 "#
@@ -198,17 +250,19 @@ rollback:
 async fn release(
     client: &Client,
     dir: &Path,
-    candidate_port: u16,
+    ports: &Ports,
     (name, version, error_rate): (&str, &str, &str),
 ) -> Result<api::LaunchStatus, Failure> {
-    let what = if error_rate == "0" {
-        "a good build"
-    } else {
-        "a bad build: half its checkouts fail"
+    let what = match error_rate {
+        "0" => "a good build".to_string(),
+        rate => format!(
+            "a bad build: {:.0}% of its checkouts fail",
+            rate.parse::<f64>().unwrap_or(0.0) * 100.0
+        ),
     };
     println!("── release v{version} ({what}) ──");
     let body = api::CreateLaunch {
-        plan: plan(name, version, error_rate, candidate_port),
+        plan: plan(name, version, error_rate, ports),
         plan_path: format!("(demo) {name}.yaml"),
         workdir: dir.display().to_string(),
         variables: Default::default(),
@@ -219,29 +273,35 @@ async fn release(
 }
 
 fn summarize(label: &str, s: &api::LaunchStatus) {
-    let secs = |a: &Option<String>, b: &Option<String>| -> Option<f64> {
-        let a: jiff::Timestamp = a.as_deref()?.parse().ok()?;
-        let b: jiff::Timestamp = b.as_deref()?.parse().ok()?;
-        Some(b.duration_since(a).as_secs_f64())
-    };
+    let at = |t: &Option<String>| t.as_deref().and_then(|t| t.parse::<jiff::Timestamp>().ok());
+    let secs =
+        |a: &Option<String>, b: &Option<String>| Some(at(b)?.duration_since(at(a)?).as_secs_f64());
     match s.status.as_str() {
         "rolled-back" => {
-            let failed = s
+            // Detection: from the candidate's first traffic to the rollback decision.
+            let first_traffic = s
                 .steps
                 .iter()
-                .find(|st| matches!(st.status.as_str(), "failed" | "timed-out"));
+                .find(|st| st.kind == "traffic")
+                .and_then(|st| at(&st.ended_at));
             let revert = s.rollback.first();
-            let detect = failed.and_then(|f| secs(&f.started_at, &f.ended_at));
+            let decided = revert.and_then(|r| at(&r.started_at));
+            let detect = first_traffic
+                .zip(decided)
+                .map(|(a, b)| b.duration_since(a).as_secs_f64());
             let back = revert.and_then(|r| secs(&r.started_at, &r.ended_at));
             println!(
-                "  {label}: rolled back — `{}` caught it in {:.1}s; traffic back on stable in {:.0} ms",
-                failed.map_or("?", |f| f.name.as_str()),
-                detect.unwrap_or(0.0),
-                back.unwrap_or(0.0) * 1000.0
+                "  {label}: rolled back — {}",
+                s.reason.as_deref().unwrap_or("?")
+            );
+            println!(
+                "                   caught {:.2}s after it first took traffic; all traffic back on stable {:.1} ms later",
+                detect.unwrap_or(f64::NAN),
+                back.unwrap_or(f64::NAN) * 1000.0
             );
         }
         "succeeded" => println!(
-            "  {label}: promoted 5% → 25% → 100% in {:.1}s",
+            "  {label}: promoted 5% → 25% → 100% through its gates in {:.1}s",
             secs(&s.started_at, &s.ended_at).unwrap_or(0.0)
         ),
         other => println!(
@@ -249,15 +309,6 @@ fn summarize(label: &str, s: &api::LaunchStatus) {
             s.reason.clone().unwrap_or_default()
         ),
     }
-}
-
-fn read_weights(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("weights.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(|w| format!("{w}%"))
-        .collect::<Vec<_>>()
-        .join(" → ")
 }
 
 fn stop_candidate(dir: &Path) {

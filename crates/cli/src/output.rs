@@ -39,7 +39,7 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
 }
 
 /// The live split: what each version saw over the last 60 seconds.
-fn print_traffic(t: &api::RouteView) {
+pub fn print_traffic(t: &api::RouteView) {
     let maintenance = if t.maintenance { "  MAINTENANCE" } else { "" };
     println!(
         "traffic: builtin router on {}, candidate {}%{maintenance}",

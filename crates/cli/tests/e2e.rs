@@ -357,17 +357,19 @@ fn the_demo_rolls_back_the_bad_release_and_promotes_the_good_one() {
         .unwrap();
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
+    // Whichever sees it first, the trigger (every 250 ms) or the 5% gate (every second).
+    let caught = [
+        "rolled back — trigger `error_rate > 5% over 2s` fired: candidate error_rate",
+        "rolled back — step `analyze 3s` failed",
+    ];
+    assert!(caught.iter().any(|c| text.contains(c)), "{text}");
+    assert!(text.contains("all traffic back on stable"), "{text}");
     assert!(
-        text.contains("bad release v3 : rolled back — `smoke at 5%` caught it"),
+        text.contains("good release v2: promoted 5% → 25% → 100% through its gates"),
         "{text}"
     );
-    assert!(text.contains("last failure: status 500"), "{text}");
     assert!(
-        text.contains("good release v2: promoted 5% → 25% → 100%"),
-        "{text}"
-    );
-    assert!(
-        text.contains("traffic weights applied, in order: 0% → 5% → 0% → 0% → 5% → 25% → 100%"),
+        text.contains("`compare: stable` successful: score 100/100"),
         "{text}"
     );
     let dir = text

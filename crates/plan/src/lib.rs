@@ -1002,7 +1002,7 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
     let present: Vec<&str> = STEP_KINDS.iter().copied().filter(|k| f.has(k)).collect();
     let reserved = f.has_reserved();
     f.reject_reserved(dec);
-    let kind = match present.as_slice() {
+    let kind_key = match present.as_slice() {
         [kind] => *kind,
         [] => {
             if !reserved {
@@ -1028,14 +1028,14 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         }
     };
 
-    if kind != "run" {
+    if kind_key != "run" {
         for key in RUN_KEYS {
             if f.take(key).is_some() {
-                let hint = match (*key, kind) {
+                let hint = match (*key, kind_key) {
                     ("timeout", "approve" | "wait") => {
-                        format!("put it inside the step: `{kind}: {{ ..., timeout: 5m }}`")
+                        format!("put it inside the step: `{kind_key}: {{ ..., timeout: 5m }}`")
                     }
-                    ("idempotent", _) => format!("`{kind}` steps are idempotent by nature"),
+                    ("idempotent", _) => format!("`{kind_key}` steps are idempotent by nature"),
                     _ => "remove it".to_string(),
                 };
                 dec.error_hint(
@@ -1047,8 +1047,8 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         }
     }
 
-    let value = f.take(kind)?;
-    let decoded = match kind {
+    let value = f.take(kind_key)?;
+    let decoded = match kind_key {
         "run" => decode_run(dec, &mut f, value).map(StepKind::Run),
         "traffic" => dec.percent(value, "traffic").map(StepKind::Traffic),
         "pause" => dec.duration(value, "pause").map(StepKind::Pause),
@@ -1088,7 +1088,10 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         }
     }
     let explicit = name.is_some();
-    let name = name.unwrap_or_else(|| default_name(&kind));
+    let name = name.unwrap_or_else(|| match (&kind, kind_key) {
+        (StepKind::Pause(d), "bake") => format!("bake {}", humantime::format_duration(*d)),
+        _ => default_name(&kind),
+    });
     let step = Step {
         name,
         kind,
