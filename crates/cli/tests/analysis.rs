@@ -2,52 +2,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{BIN, Daemon, stderr};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn app(version: &str) -> (Proc, u16) {
-    let port = free_port();
-    let p = Proc(
-        Command::new(BIN)
-            .args([
-                "demo-app",
-                "--port",
-                &port.to_string(),
-                "--version",
-                version,
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (p, port);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("demo-app did not start");
-}
+use support::{BIN, Daemon, Proc, demo_app as app, set_error_rate, stderr};
 
 /// Steady traffic from many sticky users through the router until dropped.
 fn load(listen: &str) -> Proc {
@@ -66,24 +24,6 @@ fn load(listen: &str) -> Proc {
             .spawn()
             .unwrap(),
     )
-}
-
-fn set_error_rate(port: u16, rate: &str) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "PUT",
-            "-d",
-            rate,
-            &format!("http://127.0.0.1:{port}/_demo/error-rate"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout).starts_with("error rate"),
-        "{out:?}"
-    );
 }
 
 fn plan(p1: u16, p2: u16, steps: &str, rollback: &str) -> String {

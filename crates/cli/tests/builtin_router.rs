@@ -2,51 +2,10 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::{BIN, Daemon, stderr};
-
-struct App(Child);
-
-impl Drop for App {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn app(version: &str) -> (App, u16) {
-    let port = free_port();
-    // Owned by `App` at once: killed and reaped however this function ends.
-    let app = App(Command::new(BIN)
-        .args([
-            "demo-app",
-            "--port",
-            &port.to_string(),
-            "--version",
-            version,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap());
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return (app, port);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("demo-app {version} did not start");
-}
+use support::{BIN, Daemon, demo_app as app, stderr};
 
 /// Which version served each user: "1" or "2". One curl, one connection.
 fn versions(listen: &str, users: std::ops::Range<usize>) -> Vec<String> {

@@ -3,67 +3,12 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use support::{BIN, Daemon, stderr};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(cmd: &mut Command) -> Proc {
-    Proc(
-        cmd.stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
-}
-
-fn wait_http(url: &str) {
-    let started = Instant::now();
-    loop {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
-            .output()
-            .unwrap();
-        if out.stdout == b"200" {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{url} never answered 200"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn app(version: &str) -> (Proc, u16) {
-    let port = free_port();
-    let p = spawn(Command::new(BIN).args([
-        "demo-app",
-        "--port",
-        &port.to_string(),
-        "--version",
-        version,
-    ]));
-    wait_http(&format!("http://127.0.0.1:{port}/health"));
-    (p, port)
-}
+use support::{
+    BIN, Daemon, Proc, demo_app as app, free_port, set_error_rate, spawn, stderr, wait_http,
+};
 
 /// Prometheus scraping `target` (host:port) every second.
 fn prometheus(dir: &std::path::Path, target: &str) -> (Proc, String) {
@@ -88,20 +33,6 @@ fn prometheus(dir: &std::path::Path, target: &str) -> (Proc, String) {
     let url = format!("http://127.0.0.1:{port}");
     wait_http(&format!("{url}/-/ready"));
     (p, url)
-}
-
-fn set_error_rate(port: u16, rate: &str) {
-    Command::new("curl")
-        .args([
-            "-s",
-            "-X",
-            "PUT",
-            "-d",
-            rate,
-            &format!("http://127.0.0.1:{port}/_demo/error-rate"),
-        ])
-        .output()
-        .unwrap();
 }
 
 const GATE: &str = r#"sum(rate(liftoff_router_errors_total{route="{{service}}",version="{{version}}",source!="client_abort"}[5s])) / sum(rate(liftoff_router_requests_total{route="{{service}}",version="{{version}}"}[5s]))"#;

@@ -163,3 +163,83 @@ pub fn workdir() -> tempfile::TempDir {
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
+
+/// A child process killed and reaped when dropped.
+pub struct Proc(pub std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Start `cmd` with its output discarded, owned by a [`Proc`].
+pub fn spawn(cmd: &mut Command) -> Proc {
+    Proc(
+        cmd.stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// Wait until `url` answers 200.
+pub fn wait_http(url: &str) {
+    let started = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", url])
+            .output()
+            .unwrap();
+        if out.stdout == b"200" {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{url} never answered 200"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `liftoff demo-app` of `version` on a free port, ready.
+pub fn demo_app(version: &str) -> (Proc, u16) {
+    let port = free_port();
+    let p = spawn(Command::new(BIN).args([
+        "demo-app",
+        "--port",
+        &port.to_string(),
+        "--version",
+        version,
+    ]));
+    wait_http(&format!("http://127.0.0.1:{port}/health"));
+    (p, port)
+}
+
+/// Make a running demo-app fail this share of its requests.
+pub fn set_error_rate(port: u16, rate: &str) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-X",
+            "PUT",
+            "-d",
+            rate,
+            &format!("http://127.0.0.1:{port}/_demo/error-rate"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("error rate"),
+        "{out:?}"
+    );
+}
