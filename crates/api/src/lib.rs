@@ -133,6 +133,24 @@ pub struct LaunchStatus {
     /// The live split and per-version figures, for plans with the builtin router.
     #[serde(default)]
     pub traffic: Option<RouteView>,
+    /// The latest gate, comparison and trigger evaluations (newest last), each with its
+    /// values: why the launch went on, held or rolled back. The journal has them all.
+    #[serde(default)]
+    pub evaluations: Vec<EvaluationView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EvaluationView {
+    pub at: String,
+    /// The step that evaluated it; absent for rollback triggers.
+    pub step: Option<String>,
+    pub subject: String,
+    /// successful, failed, inconclusive; pass/marginal/fail for compare; crossed/clear
+    /// for triggers; `fired (rollback)` etc. when a trigger acted.
+    pub verdict: String,
+    pub value: Option<f64>,
+    pub reason: String,
+    pub dry_run: bool,
 }
 
 /// A builtin router route: its split and what each version saw.

@@ -33,6 +33,25 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
     if let Some(t) = &s.traffic {
         print_traffic(t);
     }
+    if !s.evaluations.is_empty() {
+        println!("latest evaluations:");
+        for e in s
+            .evaluations
+            .iter()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
+            let time = e.at.get(11..19).unwrap_or(&e.at);
+            let shadow = if e.dry_run { " (dry run)" } else { "" };
+            println!(
+                "  {time}  `{}` {}{shadow}: {}",
+                e.subject, e.verdict, e.reason
+            );
+        }
+    }
     if let Some(r) = &s.reason {
         println!("reason: {r}");
     }

@@ -230,6 +230,20 @@ fn an_analyze_step_passes_a_good_candidate_and_fails_a_bad_one() {
         reason.contains("analyze 2s") && reason.contains("failed evaluation"),
         "{reason}"
     );
+    // Status says why, with the values: the failing evaluation is among the latest.
+    let why = s["evaluations"].as_array().unwrap();
+    assert!(
+        why.iter().any(|e| e["subject"] == "error_rate < 2%"
+            && e["verdict"] == "failed"
+            && e["value"].as_f64().unwrap() > 0.02),
+        "{why:#?}"
+    );
+    let text = String::from_utf8(daemon.cli(work.path(), &["status", &bad]).stdout).unwrap();
+    assert!(
+        text.contains("latest evaluations:")
+            && text.contains("`error_rate < 2%` failed: candidate error_rate"),
+        "{text}"
+    );
 }
 
 #[test]

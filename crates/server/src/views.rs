@@ -43,6 +43,7 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
             .collect(),
         rollback,
         promote: touched(launch.promote_step()).then(|| view(StepRef::Promote)),
+        evaluations: evaluations(snap, EVALUATIONS_SHOWN),
         traffic: match plan.router {
             Some(liftoff_plan::RouterSpec::Builtin(_)) => router
                 .status()
@@ -52,6 +53,54 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
             _ => None,
         },
     }
+}
+
+/// How many of the latest evaluations a status carries.
+const EVALUATIONS_SHOWN: usize = 20;
+
+fn evaluations(snap: &Snapshot, last: usize) -> Vec<api::EvaluationView> {
+    use liftoff_engine::Record;
+    let launch = &snap.launch;
+    let all: Vec<api::EvaluationView> = snap
+        .records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Evaluated {
+                at,
+                step,
+                subject,
+                verdict,
+                value,
+                reason,
+                dry_run,
+            } => Some(api::EvaluationView {
+                at: at.to_string(),
+                step: step.map(|s| launch.step_name(s)),
+                subject: subject.clone(),
+                verdict: verdict.clone(),
+                value: *value,
+                reason: reason.clone(),
+                dry_run: *dry_run,
+            }),
+            Record::TriggerFired {
+                at,
+                trigger,
+                action,
+                detail,
+            } => Some(api::EvaluationView {
+                at: at.to_string(),
+                step: None,
+                subject: trigger.clone(),
+                verdict: format!("fired ({action})"),
+                value: None,
+                reason: detail.clone(),
+                dry_run: false,
+            }),
+            _ => None,
+        })
+        .collect();
+    let skip = all.len().saturating_sub(last);
+    all.into_iter().skip(skip).collect()
 }
 
 pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
