@@ -98,7 +98,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
         "router    http://127.0.0.1:{} (liftoff's own), loaded by 1,000 sticky users\n",
         ports.router
     );
-    write_scripts(&dir, &exe, ports.candidate)?;
+    write_scripts(&dir, &exe)?;
 
     // Users: steady traffic through the router from the moment it listens.
     let router_url = format!("http://127.0.0.1:{}/checkout", ports.router);
@@ -122,6 +122,11 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     });
 
     let bad = release(&client, &dir, &ports, ("checkout-v3", "3", "0.3")).await?;
+    // v2 is a new deployment, on a port of its own.
+    let ports = Ports {
+        candidate: free_port().map_err(fail)?,
+        ..ports
+    };
     let good = release(&client, &dir, &ports, ("checkout-v2", "2", "0")).await?;
     let _ = users_stop.send(());
     let stats = users.await.ok();
@@ -140,10 +145,16 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     if let Some(t) = &good.traffic {
         output::print_traffic(t);
     }
-    println!(
-        "  report: liftoff status {} (journal: {server}/api/v1/launches/{}/journal)",
-        good.id, bad.id
-    );
+    if keep {
+        println!(
+            "  details: liftoff status {} (v3), liftoff status {} (v2)",
+            bad.id, good.id
+        );
+    } else {
+        println!(
+            "  (`liftoff demo --keep` leaves it all up to explore with `liftoff status` and `liftoff history`)"
+        );
+    }
     println!("  demo took {:.1}s", started.elapsed().as_secs_f64());
     let ok = bad.status == "rolled-back" && good.status == "succeeded";
 
@@ -185,15 +196,15 @@ async fn wait_for_daemon(state_dir: &Path) -> Result<String, Failure> {
     }
 }
 
-fn write_scripts(dir: &Path, exe: &Path, candidate_port: u16) -> Result<(), Failure> {
+fn write_scripts(dir: &Path, exe: &Path) -> Result<(), Failure> {
     let scripts = [
         (
             "deploy-candidate.sh",
             format!(
-                "#!/bin/sh\n# Start candidate version $1 (failure rate $2) beside stable.\n\
+                "#!/bin/sh\n# Start candidate version $1 (failure rate $2) beside stable, on port $3.\n\
                  [ -f candidate.pid ] && kill \"$(cat candidate.pid)\" 2>/dev/null\n\
-                 nohup '{}' demo-app --port {candidate_port} --version \"$1\" --error-rate \"$2\" >/dev/null 2>&1 &\n\
-                 echo $! > candidate.pid\necho \"candidate v$1 started on :{candidate_port}\"\n",
+                 nohup '{}' demo-app --port \"$3\" --version \"$1\" --error-rate \"$2\" >/dev/null 2>&1 &\n\
+                 echo $! > candidate.pid\necho \"candidate v$1 started on :$3\"\n",
                 exe.display()
             ),
         ),
@@ -230,7 +241,7 @@ router:
   sticky: {{ header: X-User-Id }}
   health: {{ interval: 500ms }}
 steps:
-  - {{ name: deploy v{version}, run: "./deploy-candidate.sh {version} {error_rate}", timeout: 30s }}
+  - {{ name: deploy v{version}, run: "./deploy-candidate.sh {version} {error_rate} {candidate}", timeout: 30s }}
   - {{ name: candidate healthy, wait: {{ http: "http://127.0.0.1:{candidate}/health", consecutive: 2, interval: 100ms, timeout: 10s }} }}
   - traffic: 5%
   - analyze: {{ for: 3s, interval: 1s, min_requests: 5, gates: ["error_rate < 2%", "p95 < 250ms"] }}

@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use liftoff_plan::Weight;
 use tokio_util::sync::CancellationToken;
 
-/// Applies the candidate's traffic share (the command router; later the builtin router).
+/// Applies the candidate's traffic share (the command router, or the builtin router).
 #[async_trait]
 pub trait TrafficControl: Send + Sync {
     /// Ok: a line saying what was done. Err: why the weight could not be applied.
@@ -27,7 +27,7 @@ pub trait TrafficControl: Send + Sync {
 }
 
 /// What a version of the launch's service did recently: the builtin router's
-/// observations (or, later, a provider like Prometheus).
+/// observations. (PromQL goes through [`QuerySource`].)
 #[async_trait]
 pub trait MetricSource: Send + Sync {
     /// The last `window`, but nothing from before `since` (when this launch's traffic,

@@ -160,6 +160,13 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
             "use `router: { kind: builtin }`, or PromQL triggers (`{ query, condition }`) with `metrics: { kind: prometheus }`",
         );
     }
+    if !rollback.triggers.is_empty() && router.is_none() {
+        dec.error_hint(
+            top_at,
+            "rollback.on: triggers are watched from the first non-zero candidate weight, and this plan has no router",
+            "add a `router`, or drop the triggers (they would never be armed)",
+        );
+    }
     if rollback
         .triggers
         .iter()
@@ -764,16 +771,7 @@ fn decode_metrics(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MetricsSpec>
         Some("prometheus") => {
             let url = f.require(dec, "url").and_then(|n| {
                 let url = dec.text(n, "metrics.url")?;
-                let ok =
-                    url.expose().starts_with("http://") || url.expose().starts_with("https://");
-                if !ok {
-                    dec.error_hint(
-                        location(n),
-                        format!("metrics.url: `{url}` is not an http(s) URL"),
-                        "e.g. `http://127.0.0.1:9090`",
-                    );
-                }
-                ok.then_some(url)
+                check_http_url(dec, n, "metrics.url", &url, "http://127.0.0.1:9090").then_some(url)
             });
             let timeout = match f.take("timeout") {
                 Some(n) => dec.duration(n, "metrics.timeout"),
@@ -1160,19 +1158,42 @@ fn decode_approve(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<ApproveStep>
     })
 }
 
+/// This build speaks plain HTTP only: an `https://` URL is refused at load, not left to
+/// fail at every attempt during a launch.
+fn check_http_url(
+    dec: &mut Decoder<'_>,
+    node: &Node<'_>,
+    what: &str,
+    url: &Text,
+    example: &str,
+) -> bool {
+    let s = url.expose();
+    if s.starts_with("http://") {
+        return true;
+    }
+    let (message, hint) = if s.starts_with("https://") {
+        (
+            format!("{what}: `{url}`: https is not supported by this build of liftoff"),
+            format!(
+                "reach the endpoint over plain http on loopback or a private network, e.g. `{example}`"
+            ),
+        )
+    } else {
+        (
+            format!("{what}: `{url}` is not an http URL"),
+            format!("e.g. `{example}`"),
+        )
+    };
+    dec.error_hint(location(node), message, hint);
+    false
+}
+
 fn decode_wait(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<WaitStep> {
     let mut f = dec.fields(node, &schema::WAIT)?;
     let url_node = f.require(dec, "http");
     let url = url_node.and_then(|u| dec.text(u, "wait.http"));
     if let (Some(u), Some(n)) = (&url, url_node) {
-        let s = u.expose();
-        if !(s.starts_with("http://") || s.starts_with("https://")) {
-            dec.error_hint(
-                location(n),
-                format!("wait.http: `{u}` is not an http(s) URL"),
-                "e.g. `http://127.0.0.1:9001/health`",
-            );
-        }
+        check_http_url(dec, n, "wait.http", u, "http://127.0.0.1:9001/health");
     }
     let status = match f.take("status") {
         Some(s) => dec.integer(s, "wait.status", 100, 599).map(|s| s as u16),

@@ -425,7 +425,17 @@ fn promql_gates_and_triggers_need_prometheus_and_plain_numbers() {
     );
     let e = errors("version: 1\nname: n\nservice: s\nmetrics: { kind: prometheus, url: 'ftp://x' }\nsteps:\n  - run: x\n").render("p");
     assert!(
-        e.contains("metrics.url: `ftp://x` is not an http(s) URL"),
+        e.contains("metrics.url: `ftp://x` is not an http URL"),
         "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - wait: { http: 'https://shop.example.com/health' }\n").render("p");
+    assert!(
+        e.contains("p:5:19: wait.http: `https://shop.example.com/health`: https is not supported"),
+        "{e}"
+    );
+    let e = errors("version: 1\nname: n\nservice: s\nmetrics: { kind: prometheus, url: 'http://127.0.0.1:9090' }\nsteps:\n  - run: x\nrollback:\n  on: [{ query: x, condition: '> 1' }]\n").render("p");
+    assert!(
+        e.contains("this plan has no router"),
+        "triggers that could never arm are an error: {e}"
     );
 }
