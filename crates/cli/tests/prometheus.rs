@@ -142,3 +142,44 @@ fn a_promql_gate_passes_a_good_candidate_fails_a_bad_one_and_never_passes_withou
     );
     drop(load);
 }
+
+#[test]
+fn a_promql_trigger_rolls_back_when_its_query_crosses() {
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let prom_dir = tempfile::tempdir().unwrap();
+    let (_prom, prom_url) = prometheus(prom_dir.path(), daemon.url.trim_start_matches("http://"));
+    let plan = format!(
+        "version: 1\nname: promql-trigger\nservice: shop\nrouter: {{ kind: builtin, listen: '127.0.0.1:0', stable: 'http://127.0.0.1:{p1}', candidate: 'http://127.0.0.1:{p2}', sticky: {{ header: X-User-Id }} }}\nmetrics: {{ kind: prometheus, url: '{prom_url}', timeout: 2s }}\nsteps:\n  - traffic: 50%\n  - approve: {{ role: go }}\nrollback:\n  on:\n    - {{ name: candidate error ratio, query: '{GATE}', condition: '> 0.05', for: 1s }}\n  check_every: 250ms\n"
+    );
+    std::fs::write(work.path().join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let listen = s["traffic"]["listen"].as_str().unwrap();
+    let _load =
+        spawn(Command::new(BIN).args(["load", &format!("http://{listen}/"), "--concurrency", "4"]));
+    std::thread::sleep(Duration::from_secs(4)); // healthy and scraped: nothing fires
+    assert_eq!(
+        daemon.status_json(work.path(), &id)["status"],
+        "waiting-approval"
+    );
+
+    set_error_rate(p2, "0.5");
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("trigger `candidate error ratio` fired: candidate = "),
+        "{reason}"
+    );
+    assert_eq!(s["traffic"]["weight"], 0.0);
+}
