@@ -211,9 +211,9 @@ impl Router {
         self.control.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Create or update a route. A new route starts with all traffic on stable; an
-    /// existing one keeps its weight, salt and maintenance state. Returns the address
-    /// it listens on.
+    /// Create or update a route. A new route, or a route given a different candidate,
+    /// starts with all traffic on stable; otherwise it keeps its weight. Salt and
+    /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
         let stable = upstream(&mut control, &spec.stable)?;
@@ -234,7 +234,15 @@ impl Router {
             host: spec.host.clone(),
             stable: stable.clone(),
             candidate: candidate.clone(),
-            weight_bp: existing.as_ref().map_or(0, |r| r.weight_bp),
+            // A new candidate starts with no traffic: keeping the old weight would send
+            // users to an untested version until the next weight change.
+            weight_bp: existing
+                .as_ref()
+                .filter(|r| match (&r.candidate, &candidate) {
+                    (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+                    _ => false,
+                })
+                .map_or(0, |r| r.weight_bp),
             salt: spec
                 .salt
                 .or(existing.as_ref().map(|r| r.salt))

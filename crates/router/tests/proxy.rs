@@ -323,3 +323,30 @@ async fn h2c_clients_streamed_bodies_and_forwarding_headers() {
         "{got}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_candidate_starts_with_no_traffic() {
+    let (v1, _, _a) = backend("v1").run().await;
+    let (v2, _, _b) = backend("v2").run().await;
+    let (v3, v3_served, _c) = backend("v3").run().await;
+    let r = router(Limits::default());
+    let at = r.upsert_route(spec(&v1, Some(&v2))).unwrap();
+    r.set_weight("shop", 10_000).unwrap();
+    // The same candidate again (a daemon restart, a re-run step): the weight stays.
+    r.upsert_route(spec(&v1, Some(&v2))).unwrap();
+    let c = client();
+    assert_eq!(get(&c, at, &[("x-user-id", "u1")]).await.unwrap().1, "v2");
+    // The next launch: v2 is now stable, v3 the candidate. Nobody reaches v3 until a
+    // traffic step says so.
+    r.upsert_route(spec(&v2, Some(&v3))).unwrap();
+    for i in 0..50 {
+        assert_eq!(
+            get(&c, at, &[("x-user-id", &format!("u{i}"))])
+                .await
+                .unwrap()
+                .1,
+            "v2"
+        );
+    }
+    assert_eq!(v3_served.load(Relaxed), 0);
+}
