@@ -11,21 +11,9 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-20}
 CHECK_EVERY=${CHECK_EVERY:-1s}
 
-echo "building liftoff (release)..." >&2
-cargo build --release --locked -p liftoff >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-LIFTOFF="$target_dir/release/liftoff"
-
-work=$(mktemp -d /tmp/liftoff-reaction.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; return 1; }
+BENCH_NAME=reaction
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 S=$(port); C=$(port); API=$(port); R=$(port)
 "$LIFTOFF" demo-app --port "$S" --version 1 >/dev/null 2>&1 & pids+=($!)

@@ -24,22 +24,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light haproxy wrk util-linux
 fi
 
-echo "building liftoff (release)..." >&2
-cargo build --release --locked -p liftoff >&2
-target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-LIFTOFF="$target_dir/release/liftoff"
-
-work=$(mktemp -d /tmp/liftoff-bench.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
+BENCH_NAME=bench
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 B1=$(port); B2=$(port); NG=$(port); HA=$(port); LO=$(port); API=$(port)
 

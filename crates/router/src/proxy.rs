@@ -175,9 +175,17 @@ async fn forward(
     let (mut parts, body) = req.into_parts();
     let bodyless = body.is_end_stream();
     rewrite_request_headers(&mut parts.headers, conn, host);
+    let Some(upstream) = route.upstream(role).cloned() else {
+        return full(StatusCode::BAD_GATEWAY, "liftoff: no upstream\n");
+    };
     // A bodyless request can be replayed once on the other version when its upstream
-    // failed: a stopped backend must not be an outage. (A streamed body is gone.)
-    let replay = bodyless.then(|| {
+    // failed: a stopped backend must not be an outage. (A streamed body is gone.) The
+    // copy is only made when there is another version to replay on.
+    let fallback = route
+        .upstream(role.other())
+        .filter(|u| !Arc::ptr_eq(u, &upstream))
+        .cloned();
+    let replay = (bodyless && fallback.is_some()).then(|| {
         (
             parts.method.clone(),
             parts.uri.clone(),
@@ -189,10 +197,6 @@ async fn forward(
     } else {
         Either::Right(Limited::new(body, limits.max_body_bytes))
     };
-
-    let Some(upstream) = route.upstream(role).cloned() else {
-        return full(StatusCode::BAD_GATEWAY, "liftoff: no upstream\n");
-    };
     let first = send(shared, &upstream, Request::from_parts(parts, body)).await;
     match first {
         Sent::Response(resp) => resp,
@@ -200,29 +204,21 @@ async fn forward(
             status,
             message,
             never_sent,
-        } => {
-            let fallback = route
-                .upstream(role.other())
-                .filter(|u| !Arc::ptr_eq(u, &upstream))
-                .cloned();
-            match (replay, fallback) {
-                (Some((method, uri, headers)), Some(other))
-                    if never_sent || is_idempotent(&method) =>
-                {
-                    let mut again = Request::new(empty_body());
-                    *again.method_mut() = method;
-                    *again.uri_mut() = uri;
-                    *again.headers_mut() = headers;
-                    match send(shared, &other, again).await {
-                        Sent::Response(resp) => resp,
-                        Sent::Failed {
-                            status, message, ..
-                        } => full(status, message),
-                    }
+        } => match (replay, fallback) {
+            (Some((method, uri, headers)), Some(other)) if never_sent || is_idempotent(&method) => {
+                let mut again = Request::new(empty_body());
+                *again.method_mut() = method;
+                *again.uri_mut() = uri;
+                *again.headers_mut() = headers;
+                match send(shared, &other, again).await {
+                    Sent::Response(resp) => resp,
+                    Sent::Failed {
+                        status, message, ..
+                    } => full(status, message),
                 }
-                _ => full(status, message),
             }
-        }
+            _ => full(status, message),
+        },
     }
 }
 

@@ -1,0 +1,26 @@
+# Shared by the bench scripts (sourced, not run): build liftoff in release, a work dir
+# removed on exit, processes started by the script stopped by PID, and port helpers.
+# After sourcing: $LIFTOFF (the binary), $work, pids+=($!) to have a process stopped.
+
+echo "building liftoff (release)..." >&2
+cargo build --release --locked -p liftoff >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+LIFTOFF="$target_dir/release/liftoff"
+
+work=$(mktemp -d "/tmp/liftoff-${BENCH_NAME:-bench}.XXXXXX")
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# A free port on loopback.
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Wait until something listens on a loopback port.
+wait_port() {
+  for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.05; done
+  echo "port $1 never opened" >&2
+  return 1
+}
