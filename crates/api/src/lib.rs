@@ -94,6 +94,68 @@ pub struct PlanProblem {
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NotificationView {
+    pub at: String,
+    pub channel: String,
+    pub event: String,
+    pub delivered: bool,
+    pub attempts: u32,
+    pub detail: String,
+}
+
+/// The public status page: each service's state, driven by its launches.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusPage {
+    pub generated_at: String,
+    /// The worst state of any service.
+    pub overall: String,
+    pub services: Vec<ServiceState>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServiceState {
+    pub service: String,
+    /// operational, maintenance, degraded or major_outage.
+    pub state: String,
+    /// One line: why this state.
+    pub summary: String,
+    /// The newest launches, newest first.
+    pub history: Vec<LaunchSummary>,
+    /// Operators' messages, newest first.
+    pub messages: Vec<StatusMessageView>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusMessageView {
+    pub message: String,
+    pub by: String,
+    pub at: String,
+}
+
+/// `POST /api/v1/status/messages`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PostStatusMessage {
+    pub service: String,
+    pub message: String,
+    pub by: String,
+}
+
+/// A follow-up command (`after:` on a step).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub id: String,
+    pub launch_id: String,
+    pub step: String,
+    pub due_at: String,
+    /// As written in the plan.
+    pub command: String,
+    /// pending, running, succeeded, failed, cancelled, interrupted.
+    pub status: String,
+    pub result: Option<String>,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LaunchSummary {
     pub id: String,
     pub name: String,
@@ -124,6 +186,15 @@ pub struct LaunchStatus {
     /// What a human must decide, when status is needs-decision.
     pub decision_needed: Option<String>,
     /// `traffic pinned to stable`, when the plan has a router.
+    /// Every notification outcome, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<NotificationView>,
+    /// The human-readable log file this launch writes, on the daemon's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_log: Option<String>,
+    /// The go/no-go checklist, for plans with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checklist: Option<StepView>,
     pub baseline: Option<StepView>,
     pub steps: Vec<StepView>,
     /// `traffic back to stable` (first) then the plan's rollback steps, once a
@@ -210,6 +281,65 @@ pub struct StepView {
     pub output: Option<String>,
     pub approval: Option<ApprovalView>,
     pub skipped_reason: Option<String>,
+    /// Checklist items, smoke requests and verify queries of the current attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckView>,
+    /// Roles whose sign-off a checklist still waits for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub waiting_for: Vec<String>,
+    /// The backup a `migrate` step took.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckView {
+    pub item: String,
+    pub critical: bool,
+    /// passed, failed, or pending (not known yet).
+    pub result: String,
+    pub evidence: String,
+    pub duration_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackupView {
+    pub path: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    pub detail: String,
+}
+
+/// `liftoff check` and `POST /api/v1/checks`: a checklist run outside a launch.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// GO or NO-GO.
+    pub verdict: String,
+    pub critical_passed: usize,
+    pub critical_total: usize,
+    pub passed: usize,
+    pub total: usize,
+    /// The pass rule, in percent.
+    pub pass_critical: f64,
+    pub pass_overall: f64,
+    pub items: Vec<CheckView>,
+}
+
+/// Run a plan's checklist on the daemon (from its network vantage point).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckRequest {
+    pub plan: String,
+    #[serde(default)]
+    pub plan_path: String,
+    pub workdir: String,
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

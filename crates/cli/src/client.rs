@@ -32,6 +32,22 @@ impl Client {
         self.send(self.http.get(self.url(path))).await
     }
 
+    /// A GET of a text body (a report), with the token.
+    pub async fn get_text(&self, path: &str) -> Result<String, Failure> {
+        let mut req = self.http.get(self.url(path));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let bytes = self.send_raw(req).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// A GET outside the API prefix (`/status.json`).
+    pub async fn get_public<T: DeserializeOwned>(&self, path: &str) -> Result<T, Failure> {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
     pub async fn post<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -49,6 +65,17 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, Failure> {
+        let bytes = self.send_raw(req).await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::new(
+                Exit::Unreachable,
+                format!("unexpected answer from the daemon: {e}"),
+            )
+        })
+    }
+
+    /// The body of a successful answer; an API error as a [`Failure`] with its exit code.
+    async fn send_raw(&self, req: reqwest::RequestBuilder) -> Result<bytes::Bytes, Failure> {
         let resp = req.send().await.map_err(|e| {
             Failure::new(
                 Exit::Unreachable,
@@ -68,12 +95,7 @@ impl Client {
             )
         })?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map_err(|e| {
-                Failure::new(
-                    Exit::Unreachable,
-                    format!("unexpected answer from the daemon: {e}"),
-                )
-            });
+            return Ok(bytes);
         }
         let body: Option<api::ErrorBody> = serde_json::from_slice(&bytes).ok();
         let (code, message, problems) = match body {

@@ -3,7 +3,7 @@
 //! sticky users, then runs a bad release that a rollback trigger catches, and a good
 //! one that goes 5% → 25% → 100% through its analysis gates.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -85,6 +85,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
         state_dir: state_dir.clone(),
         shutdown_grace: Duration::from_secs(5),
         router_threads: 1,
+        deployment_log_dir: None,
     };
     let daemon = tokio::spawn(liftoff_server::serve(config, async {
         let _ = stopped.await;
@@ -145,6 +146,14 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     if let Some(t) = &good.traffic {
         output::print_traffic(t);
     }
+    // The reports outlive the demo's directory: that is what a reader keeps.
+    match save_reports(&client, &[("v3-bad", &bad.id), ("v2-good", &good.id)]).await {
+        Ok(dir) => println!(
+            "  reports: {}/{{v3-bad,v2-good}}.{{html,md}} (timeline, gates, charts, the rollback)",
+            dir.display()
+        ),
+        Err(e) => println!("  reports: not written ({e})"),
+    }
     if keep {
         println!(
             "  details: liftoff status {} (v3), liftoff status {} (v2)",
@@ -179,6 +188,24 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
     } else {
         Exit::LaunchFailed
     })
+}
+
+/// Each launch's report, HTML and Markdown, in a directory of its own under the system's
+/// temporary directory.
+async fn save_reports(client: &Client, launches: &[(&str, &str)]) -> Result<PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("liftoff-demo-reports-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    for (name, id) in launches {
+        for format in ["html", "md"] {
+            let text = client
+                .get_text(&format!("/launches/{id}/report?format={format}"))
+                .await
+                .map_err(|f| f.message)?;
+            std::fs::write(dir.join(format!("{name}.{format}")), text)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(dir)
 }
 
 async fn wait_for_daemon(state_dir: &Path) -> Result<String, Failure> {
@@ -305,11 +332,15 @@ fn summarize(label: &str, s: &api::LaunchStatus) {
                 "  {label}: rolled back — {}",
                 s.reason.as_deref().unwrap_or("?")
             );
-            println!(
-                "                   caught {:.2}s after it first took traffic; all traffic back on stable {:.1} ms later",
-                detect.unwrap_or(f64::NAN),
-                back.unwrap_or(f64::NAN) * 1000.0
-            );
+            let caught = match detect {
+                Some(d) => format!("caught {d:.2}s after it first took traffic"),
+                None => "caught before it took any traffic".to_string(),
+            };
+            let back = match back {
+                Some(b) => format!("all traffic back on stable {:.1} ms later", b * 1000.0),
+                None => "traffic stayed on stable".to_string(),
+            };
+            println!("                   {caught}; {back}");
         }
         "succeeded" => println!(
             "  {label}: promoted 5% → 25% → 100% through its gates in {:.1}s",

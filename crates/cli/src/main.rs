@@ -5,6 +5,7 @@ mod client;
 mod demo;
 mod demo_app;
 mod exit;
+mod flags;
 mod load;
 mod output;
 
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use liftoff_api as api;
 
 use client::Client;
@@ -75,12 +76,18 @@ enum Command {
         /// Worker threads of the builtin router (default: one per CPU).
         #[arg(long)]
         router_threads: Option<usize>,
+        /// Where launches write their deployment logs (default: <state-dir>/logs/deployment).
+        #[arg(long)]
+        deployment_log_dir: Option<PathBuf>,
     },
     /// Check plans without running them (no daemon needed).
     Validate {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
     },
+    /// Run a plan's go/no-go checklist now and print GO or NO-GO (exit 0 or 1). Runs
+    /// here, or on the daemon when --server is given.
+    Check { plan: PathBuf },
     /// Start a launch; prints its id.
     Launch {
         plan: PathBuf,
@@ -174,8 +181,61 @@ enum Command {
         #[arg(long, value_parser = humantime_arg)]
         duration: Option<Duration>,
     },
+    /// The daemon's public status page (also at /status and /status.json): show it, or
+    /// post a message on a service.
+    StatusPage {
+        #[command(subcommand)]
+        action: StatusPageAction,
+    },
+    /// A launch's report: timeline, checklist, gate evaluations, traffic and error-rate
+    /// charts, the rollback and its cause, notifications.
+    Report {
+        id: String,
+        #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+        format: String,
+        /// Write it to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Follow-ups (`after:` on steps): list them, or cancel one before it runs.
+    Schedule {
+        #[command(subcommand)]
+        action: ScheduleAction,
+    },
+    /// Feature flags: list, change (sticky percentage rollouts, kill switch), history,
+    /// and the read-only keys OpenFeature providers evaluate them with (OFREP).
+    Flags(flags::FlagsArgs),
     /// Skip the remaining steps: traffic to 100% candidate and finish.
     Promote {
+        id: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Subcommand)]
+enum StatusPageAction {
+    /// Each service's state and recent launches.
+    Show,
+    /// Post a message on a service's status ("migrating the booking database").
+    Post {
+        service: String,
+        message: String,
+        #[command(flatten)]
+        who: Who,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScheduleAction {
+    /// Every follow-up, newest due first.
+    List {
+        /// Only this launch's.
+        #[arg(long)]
+        launch: Option<String>,
+    },
+    /// Cancel a pending follow-up.
+    Cancel {
         id: String,
         #[command(flatten)]
         who: Who,
@@ -204,7 +264,17 @@ fn humantime_arg(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // TLS clients (checks, https waits) need rustls's crypto provider installed first.
+    liftoff_checks::init_crypto();
+    let matches = Cli::command().get_matches();
+    // `liftoff check` runs on the daemon only when told where it is.
+    let server_given = matches
+        .value_source("server")
+        .is_some_and(|s| s != clap::parser::ValueSource::DefaultValue);
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -215,7 +285,7 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Unreachable as u8);
         }
     };
-    let result = runtime.block_on(run(cli));
+    let result = runtime.block_on(run(cli, server_given));
     let code = match result {
         Ok(exit) => exit,
         Err(f) => {
@@ -235,19 +305,28 @@ fn main() -> ExitCode {
     ExitCode::from(code as u8)
 }
 
-async fn run(cli: Cli) -> Result<Exit, Failure> {
+async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
     let client = || Client::new(&cli.server, client::token(&cli.state_dir));
     match &cli.command {
         Command::Serve {
             listen,
             shutdown_grace,
             router_threads,
+            deployment_log_dir,
         } => {
             let threads = router_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(*listen, &cli.state_dir, *shutdown_grace, threads).await
+            serve(
+                *listen,
+                &cli.state_dir,
+                *shutdown_grace,
+                threads,
+                deployment_log_dir,
+            )
+            .await
         }
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
+        Command::Check { plan } => check(plan, server_given.then(client), cli.output).await,
         Command::Demo { keep } => demo::run(*keep).await,
         Command::Load {
             url,
@@ -347,6 +426,61 @@ async fn run(cli: Cli) -> Result<Exit, Failure> {
         Command::Rollback { id, comment, who } => {
             act(&client(), id, "rollback", &actor(who, comment), cli.output).await
         }
+        Command::StatusPage { action } => {
+            let page: api::StatusPage = match action {
+                StatusPageAction::Show => client().get_public("/status.json").await?,
+                StatusPageAction::Post {
+                    service,
+                    message,
+                    who,
+                } => {
+                    let body = api::PostStatusMessage {
+                        service: service.clone(),
+                        message: message.clone(),
+                        by: who.name(),
+                    };
+                    client().post("/status/messages", &body).await?
+                }
+            };
+            output::print_status_page(&page, cli.output);
+            Ok(Exit::Success)
+        }
+        Command::Report { id, format, out } => {
+            let text = client()
+                .get_text(&format!("/launches/{id}/report?format={format}"))
+                .await?;
+            match out {
+                Some(path) => std::fs::write(path, text).map_err(|e| {
+                    Failure::new(
+                        Exit::Invalid,
+                        format!("cannot write {}: {e}", path.display()),
+                    )
+                })?,
+                None => print!("{text}"),
+            }
+            Ok(Exit::Success)
+        }
+        Command::Schedule { action } => {
+            let list = match action {
+                ScheduleAction::List { launch } => {
+                    let query = launch
+                        .as_ref()
+                        .map(|l| format!("?launch={l}"))
+                        .unwrap_or_default();
+                    client().get(&format!("/schedules{query}")).await?
+                }
+                ScheduleAction::Cancel { id, who } => {
+                    let body = actor(who, &None);
+                    let one: api::ScheduleView = client()
+                        .post(&format!("/schedules/{id}/cancel"), &body)
+                        .await?;
+                    vec![one]
+                }
+            };
+            output::print_schedules(&list, cli.output);
+            Ok(Exit::Success)
+        }
+        Command::Flags(args) => flags::run(args, &client(), cli.output).await,
         Command::Promote { id, who } => {
             act(&client(), id, "promote", &actor(who, &None), cli.output).await
         }
@@ -402,6 +536,7 @@ async fn serve(
     state_dir: &Path,
     grace: Duration,
     router_threads: usize,
+    deployment_log_dir: &Option<PathBuf>,
 ) -> Result<Exit, Failure> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -415,6 +550,7 @@ async fn serve(
         state_dir: state_dir.to_path_buf(),
         shutdown_grace: grace,
         router_threads,
+        deployment_log_dir: deployment_log_dir.clone(),
     };
     liftoff_server::serve(config, liftoff_server::shutdown_signal())
         .await
@@ -497,16 +633,50 @@ fn validate(plans: &[PathBuf], format: Format) -> Exit {
     worst
 }
 
+async fn check(path: &Path, daemon: Option<Client>, format: Format) -> Result<Exit, Failure> {
+    let (source, plan) = load(path)?;
+    if plan.checklist.is_none() {
+        return Err(Failure::new(
+            Exit::Invalid,
+            format!("{}: the plan has no `checklist`", path.display()),
+        ));
+    }
+    let abs = std::fs::canonicalize(path)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?;
+    let workdir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let report = match daemon {
+        Some(c) => {
+            let body = api::CheckRequest {
+                plan: source,
+                plan_path: abs.display().to_string(),
+                workdir: workdir.display().to_string(),
+                variables: variables_of(&plan),
+            };
+            c.post("/checks", &body).await?
+        }
+        None => liftoff_server::check::run(&plan, workdir).await,
+    };
+    output::print_check_report(&report, format);
+    Ok(if report.verdict == "GO" {
+        Exit::Success
+    } else {
+        Exit::LaunchFailed
+    })
+}
+
+fn variables_of(plan: &liftoff_plan::Plan) -> BTreeMap<String, String> {
+    plan.variables
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 async fn launch(c: &Client, path: &Path) -> Result<String, Failure> {
     let (source, plan) = load(path)?;
     let abs = std::fs::canonicalize(path)
         .map_err(|e| Failure::new(Exit::Invalid, format!("{}: {e}", path.display())))?;
     let workdir = abs.parent().unwrap_or(Path::new("/")).display().to_string();
-    let variables: BTreeMap<String, String> = plan
-        .variables
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let variables = variables_of(&plan);
     let body = api::CreateLaunch {
         plan: source,
         plan_path: abs.display().to_string(),

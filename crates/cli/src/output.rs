@@ -23,6 +23,7 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
         println!("needs decision: {d}");
     }
     let mut rows: Vec<&api::StepView> = Vec::new();
+    rows.extend(s.checklist.iter());
     rows.extend(s.baseline.iter());
     rows.extend(s.steps.iter());
     rows.extend(s.promote.iter());
@@ -54,6 +55,24 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
     }
     if let Some(r) = &s.reason {
         println!("reason: {r}");
+    }
+    let failed: Vec<&api::NotificationView> =
+        s.notifications.iter().filter(|n| !n.delivered).collect();
+    if !failed.is_empty() {
+        println!("notifications not delivered:");
+        for n in failed {
+            println!(
+                "  {} {} on `{}` after {} attempt(s): {}",
+                n.at.get(11..19).unwrap_or(&n.at),
+                n.event,
+                n.channel,
+                n.attempts,
+                n.detail
+            );
+        }
+    }
+    if let Some(log) = &s.deployment_log {
+        println!("deployment log: {log}");
     }
 }
 
@@ -131,6 +150,21 @@ fn print_steps(title: &str, steps: &[&api::StepView]) {
             "  {mark} {:<width$}  {:<11} {:>7}  {detail}",
             s.name, s.status, took
         );
+        if !s.waiting_for.is_empty() {
+            println!(
+                "      waiting for sign-off by: {}",
+                s.waiting_for.join(", ")
+            );
+        }
+        if let Some(b) = &s.backup {
+            println!(
+                "      backup: {} ({} bytes, {}ms; {})",
+                b.path, b.bytes, b.duration_ms, b.detail
+            );
+        }
+        for c in &s.checks {
+            print_check(c, "      ");
+        }
         if matches!(s.status.as_str(), "failed" | "timed-out")
             && let Some(out) = &s.output
         {
@@ -148,6 +182,70 @@ fn print_steps(title: &str, steps: &[&api::StepView]) {
     }
 }
 
+fn print_check(c: &api::CheckView, indent: &str) {
+    let mark = match c.result.as_str() {
+        "passed" => "✓",
+        "failed" => "✗",
+        _ => "·",
+    };
+    let critical = if c.critical { "" } else { " (non-critical)" };
+    println!("{indent}{mark} {}{critical}: {}", c.item, c.evidence);
+    if c.result == "failed" {
+        for (label, value) in [
+            ("request", &c.request),
+            ("expected", &c.expected),
+            ("actual", &c.actual),
+        ] {
+            if let Some(v) = value {
+                println!("{indent}    {label:<8} {v}");
+            }
+        }
+    }
+}
+
+/// `liftoff check`: a table and the verdict.
+pub fn print_check_report(r: &api::CheckReport, format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(r).unwrap_or_default());
+        return;
+    }
+    let width = r
+        .items
+        .iter()
+        .map(|i| i.item.chars().count())
+        .chain([4])
+        .max()
+        .unwrap_or(4);
+    println!("{:<width$}  CRITICAL  RESULT     TIME    EVIDENCE", "ITEM");
+    for i in &r.items {
+        println!(
+            "{:<width$}  {:<8}  {:<9} {:>6}  {}",
+            i.item,
+            if i.critical { "yes" } else { "no" },
+            i.result,
+            format!("{}ms", i.duration_ms),
+            i.evidence
+        );
+        if i.result == "failed" {
+            for (label, value) in [("expected", &i.expected), ("actual", &i.actual)] {
+                if let Some(v) = value {
+                    println!("{:<width$}    {label:<8} {v}", "");
+                }
+            }
+        }
+    }
+    println!(
+        "{}: {}/{} critical passed (needs {}%), {}/{} overall (needs {}%)",
+        r.verdict,
+        r.critical_passed,
+        r.critical_total,
+        r.pass_critical,
+        r.passed,
+        r.total,
+        r.pass_overall
+    );
+}
+
 fn elapsed(from: &str, to: &str) -> Option<String> {
     let a: jiff::Timestamp = from.parse().ok()?;
     let b: jiff::Timestamp = to.parse().ok()?;
@@ -157,6 +255,45 @@ fn elapsed(from: &str, to: &str) -> Option<String> {
     } else {
         format!("{}s", ms / 1000)
     })
+}
+
+pub fn print_status_page(page: &api::StatusPage, format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(page).unwrap_or_default());
+        return;
+    }
+    println!("overall: {}", page.overall);
+    for s in &page.services {
+        println!("{:<24} {:<13} {}", s.service, s.state, s.summary);
+        for m in &s.messages {
+            println!("{:<24} “{}” ({}, {})", "", m.message, m.by, m.at);
+        }
+    }
+}
+
+pub fn print_schedules(list: &[api::ScheduleView], format: Format) {
+    if format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(list).unwrap_or_default());
+        return;
+    }
+    if list.is_empty() {
+        println!("no follow-ups");
+        return;
+    }
+    println!(
+        "{:<12} {:<12} {:<11} {:<21} {:<24} COMMAND",
+        "ID", "LAUNCH", "STATUS", "DUE", "STEP"
+    );
+    for s in list {
+        let due = s.due_at.get(..19).unwrap_or(&s.due_at);
+        println!(
+            "{:<12} {:<12} {:<11} {:<21} {:<24} {}",
+            s.id, s.launch_id, s.status, due, s.step, s.command
+        );
+        if let Some(r) = &s.result {
+            println!("{:<12} {r}", "");
+        }
+    }
 }
 
 pub fn print_history(list: &[api::LaunchSummary], format: Format) {

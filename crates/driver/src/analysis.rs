@@ -10,11 +10,14 @@ use liftoff_analysis::{
 };
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
 use liftoff_plan::condition::{Metric, Version, format_value};
-use liftoff_plan::{AnalyzeStep, Gate, OnInconclusive, QueryGate, RollbackSpec, defaults};
+use liftoff_plan::{
+    AnalyzeStep, Gate, MonitorStep, OnInconclusive, QueryGate, RollbackSpec, TriggerAction,
+    defaults,
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{MetricSource, QuerySource};
+use crate::ports::{FlagChange, FlagControl, MetricSource, QuerySource};
 
 /// Hands an event to the launch's actor (which journals it in order).
 pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
@@ -31,6 +34,16 @@ pub struct Sources {
     /// Prometheus (PromQL gates and triggers).
     pub queries: Option<Arc<dyn QuerySource>>,
     pub service: String,
+    /// For `disable_flag` triggers.
+    pub flags: Option<Flags>,
+}
+
+/// The flag service, and who the launch is in its audit log.
+#[derive(Clone)]
+pub struct Flags {
+    pub control: Arc<dyn FlagControl>,
+    /// `launch <id>`.
+    pub actor: String,
 }
 
 impl Sources {
@@ -345,15 +358,167 @@ pub async fn watch_triggers(
                 && start.elapsed() >= trigger.gate.sustained().unwrap_or(Duration::ZERO)
             {
                 *fired = true;
+                let mut detail = format!(
+                    "{detail}, crossed for {:.1}s",
+                    start.elapsed().as_secs_f64()
+                );
+                if let TriggerAction::DisableFlag(flag) = &trigger.action {
+                    // The kill switch acts here, at once; the engine only records it.
+                    let outcome = match &sources.flags {
+                        Some(flags) => {
+                            let cause = format!("trigger `{subject}` fired: {detail}");
+                            flags
+                                .control
+                                .change(flag, FlagChange::Enabled(false), &flags.actor, &cause)
+                                .await
+                        }
+                        None => Err("this daemon has no flag service".into()),
+                    };
+                    match outcome {
+                        Ok(done) => detail.push_str(&format!("; {done}")),
+                        Err(e) => {
+                            detail.push_str(&format!("; could not turn flag `{flag}` off: {e}"))
+                        }
+                    }
+                }
                 report(Event::TriggerFired {
                     trigger: subject.clone(),
-                    action: trigger.action,
-                    detail: format!(
-                        "{detail}, crossed for {:.1}s",
-                        start.elapsed().as_secs_f64()
-                    ),
+                    action: trigger.action.clone(),
+                    detail,
                 });
             }
         }
     }
+}
+
+/// Journal what each version served, from the launch's start to its end, for reports:
+/// every 2s for the first 5 minutes, every 15s until the first hour, then every minute
+/// (a 48-hour watch stays a few thousand records). Idle windows are not journaled.
+pub async fn sample_traffic(
+    metrics: Arc<dyn MetricSource>,
+    mut live: watch::Receiver<bool>,
+    report: Report,
+) {
+    let started = Instant::now();
+    loop {
+        let every = match started.elapsed() {
+            e if e < Duration::from_secs(300) => Duration::from_secs(2),
+            e if e < Duration::from_secs(3600) => Duration::from_secs(15),
+            _ => Duration::from_secs(60),
+        };
+        let tick = tokio::time::sleep(every);
+        tokio::pin!(tick);
+        loop {
+            tokio::select! {
+                () = &mut tick => break,
+                changed = live.changed() => {
+                    if changed.is_err() {
+                        return; // the actor is gone: the launch ended
+                    }
+                }
+            }
+        }
+        let mut versions = Vec::new();
+        for version in [Version::Stable, Version::Candidate] {
+            let Ok(s) = metrics.sample(version, every, started).await else {
+                continue;
+            };
+            if s.requests == 0 {
+                continue;
+            }
+            let p95 = s.quantile(0.95);
+            versions.push(liftoff_engine::VersionSample {
+                version: version.label().to_string(),
+                requests: s.requests,
+                error_rate: Some(s.error_rate()).filter(|r| r.is_finite()),
+                p95_ms: (p95.is_finite()).then_some(p95 * 1000.0),
+                rps: s.rps(),
+            });
+        }
+        if !versions.is_empty() {
+            report(Event::Sampled {
+                window_secs: every.as_secs_f64(),
+                versions,
+            });
+        }
+    }
+}
+
+/// A `monitor` step: at each checkpoint (the step's first start plus its offset, in
+/// wall-clock time, so a restart neither repeats nor delays one) judge the gates over
+/// the window before it and journal the verdict. A failed gate fails the step (the
+/// launch rolls back); too little data is reported, not failed.
+#[allow(clippy::too_many_arguments)]
+pub async fn monitor(
+    sources: &Sources,
+    clock: &dyn crate::ports::Clock,
+    step: StepRef,
+    attempt: u32,
+    m: &MonitorStep,
+    first_started: jiff::Timestamp,
+    done: &[usize],
+    report: &Report,
+    cancel: &CancellationToken,
+) -> Outcome {
+    let started = Instant::now();
+    let mut passed = done.len();
+    for (index, offset) in m.checkpoints.iter().enumerate() {
+        if done.contains(&index) {
+            continue;
+        }
+        let due = jiff::SignedDuration::try_from(*offset)
+            .ok()
+            .and_then(|d| first_started.checked_add(d).ok())
+            .unwrap_or(first_started);
+        tokio::select! {
+            () = crate::ports::sleep_until(clock, due) => {}
+            () = cancel.cancelled() => return Outcome::new(StepResult::Cancelled, "cancelled"),
+        }
+        let mut failed = Vec::new();
+        let mut inconclusive = Vec::new();
+        for gate in &m.gates {
+            let e = sources
+                .evaluate(gate, m.window, started, m.min_requests)
+                .await;
+            let subject = gate.text().to_string();
+            match e.verdict {
+                Verdict::Failed => failed.push(format!("`{subject}`: {}", e.reason)),
+                Verdict::Inconclusive => inconclusive.push(format!("`{subject}`: {}", e.reason)),
+                Verdict::Successful => {}
+            }
+            report(Event::Observed {
+                step: Some(step),
+                subject,
+                verdict: e.verdict.label().to_string(),
+                value: Some(e.value),
+                reason: e.reason,
+                dry_run: false,
+            });
+        }
+        let label = crate::traffic::humantime_short(*offset);
+        let summary = match (failed.first(), inconclusive.first()) {
+            (Some(f), _) => format!("T+{label}: {f}"),
+            (None, Some(i)) => format!("T+{label}: no verdict yet ({i})"),
+            (None, None) if m.gates.is_empty() => format!("T+{label}: figures recorded"),
+            (None, None) => format!("T+{label}: All systems healthy"),
+        };
+        report(Event::Checkpoint {
+            step,
+            attempt,
+            index,
+            passed: failed.is_empty(),
+            summary: summary.clone(),
+        });
+        if !failed.is_empty() {
+            return Outcome::new(
+                StepResult::Failed,
+                format!("checkpoint {} failed: {summary}", index + 1),
+            );
+        }
+        passed += 1;
+    }
+    Outcome::new(
+        StepResult::Succeeded,
+        format!("{passed} checkpoint(s) passed"),
+    )
 }

@@ -6,15 +6,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use liftoff_engine::{Action, Outcome, StepRef, StepResult};
-use liftoff_plan::{Plan, RunStep, StepKind, WaitStep, Weight};
+use liftoff_engine::{Action, BackupInfo, Outcome, StepRef, StepResult};
+use liftoff_plan::{FlagSetting, Plan, RunStep, StepKind, WaitStep, Weight};
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{
-    Clock, CommandRunner, CommandSpec, CommandStatus, HttpProbe, TrafficControl, sleep_until,
+    Clock, CommandRunner, CommandSpec, CommandStatus, FlagChange, HttpProbe, TrafficControl,
+    sleep_until,
 };
-use crate::redact::Redactor;
 use crate::traffic::humantime_short;
+use liftoff_checks::Redactor;
 
 /// Everything a launch's steps need, built once per launch.
 pub struct StepContext {
@@ -28,6 +29,10 @@ pub struct StepContext {
     pub http: Arc<dyn HttpProbe>,
     pub clock: Arc<dyn Clock>,
     pub redactor: Redactor,
+    /// What checklist items, smoke requests and migrations need.
+    pub checks: liftoff_checks::Env,
+    /// This launch's backup directory.
+    pub backups: PathBuf,
 }
 
 impl StepContext {
@@ -52,24 +57,72 @@ pub fn attempt_tag(launch_id: &str, step: StepRef, attempt: u32) -> String {
         StepRef::RevertTraffic => "revert".to_string(),
         StepRef::Rollback(i) => format!("rollback-{i}"),
         StepRef::Promote => "promote".to_string(),
+        StepRef::Checklist => "checklist".to_string(),
+        StepRef::Restore(i) => format!("restore-{i}"),
+        StepRef::Announce => "announce".to_string(),
     };
     format!("{launch_id}/{step}/{attempt}")
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One attempt of one step, as the engine started it.
+pub struct Attempt<'a> {
+    pub step: StepRef,
+    pub attempt: u32,
+    /// The `LIFTOFF_ATTEMPT` tag of its processes.
+    pub tag: &'a str,
+    pub deadline: Option<Timestamp>,
+    /// The candidate weight when it started.
+    pub weight: Option<Weight>,
+    /// For restores: the backup to restore.
+    pub backup: Option<&'a BackupInfo>,
+    /// When the step's first attempt started (checkpoints count from it).
+    pub first_started: Timestamp,
+    /// `monitor` checkpoints judged by earlier attempts.
+    pub checkpoints_done: &'a [usize],
+}
+
 pub async fn execute(
     ctx: &StepContext,
-    step_ref: StepRef,
-    tag: &str,
+    at: &Attempt<'_>,
     report: &crate::analysis::Report,
     action: Action<'_>,
-    deadline: Option<Timestamp>,
-    weight: Option<Weight>,
     cancel: &CancellationToken,
 ) -> Outcome {
+    let (step_ref, tag, deadline, weight) = (at.step, at.tag, at.deadline, at.weight);
     match action {
         Action::SetWeight(w) => set_weight(ctx, w, cancel).await,
+        Action::Checklist(list) => crate::checklist::run(ctx, at, list, report, cancel).await,
+        // Run by the actor, which holds the launch's state (see `notify::announce`).
+        Action::Announce => Outcome::new(StepResult::Failed, "announce runs in the actor"),
+        Action::Restore(step) => match &step.kind {
+            StepKind::Migrate(m) => crate::checklist::restore(ctx, at, m, report, cancel).await,
+            _ => Outcome::new(StepResult::Failed, "only migrate steps have backups"),
+        },
         Action::Step(step) => match &step.kind {
+            StepKind::Check(list) => crate::checklist::run(ctx, at, list, report, cancel).await,
+            StepKind::Smoke(smoke) => crate::checklist::smoke(ctx, at, smoke, report, cancel).await,
+            StepKind::Migrate(m) => crate::checklist::migrate(ctx, at, m, report, cancel).await,
+            StepKind::Monitor(m) => {
+                crate::analysis::monitor(
+                    &ctx.sources,
+                    ctx.clock.as_ref(),
+                    at.step,
+                    at.attempt,
+                    m,
+                    at.first_started,
+                    at.checkpoints_done,
+                    report,
+                    cancel,
+                )
+                .await
+            }
+            StepKind::Flag(f) => {
+                let change = match f.change {
+                    FlagSetting::Percent(w) => FlagChange::Percent(w.percent()),
+                    FlagSetting::Enabled(b) => FlagChange::Enabled(b),
+                };
+                change_flag(ctx, &f.name, change, &format!("step `{}`", step.name)).await
+            }
             StepKind::Traffic(w) => set_weight(ctx, *w, cancel).await,
             StepKind::Run(run) => {
                 run_command(ctx, tag, &step.name, run, deadline, weight, cancel).await
@@ -96,20 +149,61 @@ pub async fn execute(
             StepKind::Analyze(a) => {
                 crate::analysis::analyze(&ctx.sources, step_ref, a, report, cancel).await
             }
-            StepKind::Maintenance(on) => {
-                let Some(traffic) = &ctx.traffic else {
-                    return Outcome::new(StepResult::Failed, "the plan has no router");
-                };
-                match traffic.set_maintenance(*on).await {
-                    Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
-                    Err(e) => Outcome::new(StepResult::Failed, e),
-                }
-            }
+            StepKind::Maintenance(on) => maintenance(ctx, *on, &step.name).await,
         },
     }
 }
 
-fn cancelled() -> Outcome {
+/// The builtin router's maintenance page (when the plan has it) and the daemon's
+/// `maintenance_mode` flag (when it has a flag service), for applications to read.
+async fn maintenance(ctx: &StepContext, on: bool, step: &str) -> Outcome {
+    let mut done = Vec::new();
+    if matches!(ctx.plan.router, Some(liftoff_plan::RouterSpec::Builtin(_)))
+        && let Some(traffic) = &ctx.traffic
+    {
+        match traffic.set_maintenance(on).await {
+            Ok(msg) => done.push(msg),
+            Err(e) => return Outcome::new(StepResult::Failed, e),
+        }
+    }
+    if ctx.sources.flags.is_some() {
+        let flag = liftoff_plan::defaults::MAINTENANCE_FLAG;
+        let o = change_flag(
+            ctx,
+            flag,
+            FlagChange::Enabled(on),
+            &format!("step `{step}`"),
+        )
+        .await;
+        match (o.result, o.message) {
+            (StepResult::Succeeded, Some(m)) => done.push(m),
+            (_, m) => return Outcome::new(StepResult::Failed, m.unwrap_or_default()),
+        }
+    }
+    if done.is_empty() {
+        return Outcome::new(
+            StepResult::Failed,
+            "nothing serves maintenance mode: no builtin router, no flag service",
+        );
+    }
+    Outcome::new(StepResult::Succeeded, done.join("; "))
+}
+
+async fn change_flag(ctx: &StepContext, flag: &str, change: FlagChange, cause: &str) -> Outcome {
+    let Some(flags) = &ctx.sources.flags else {
+        return Outcome::new(StepResult::Failed, "this daemon has no flag service");
+    };
+    match flags
+        .control
+        .change(flag, change, &flags.actor, cause)
+        .await
+    {
+        Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
+        Err(e) => Outcome::new(StepResult::Failed, e),
+    }
+}
+
+pub(crate) fn cancelled() -> Outcome {
     Outcome::new(StepResult::Cancelled, "cancelled")
 }
 
@@ -124,7 +218,7 @@ async fn set_weight(ctx: &StepContext, weight: Weight, cancel: &CancellationToke
     }
 }
 
-async fn run_command(
+pub(crate) async fn run_command(
     ctx: &StepContext,
     tag: &str,
     name: &str,
@@ -176,7 +270,7 @@ async fn run_command(
     outcome.with_output(output)
 }
 
-fn resolve_dir(workdir: &Path, dir: Option<&str>) -> PathBuf {
+pub(crate) fn resolve_dir(workdir: &Path, dir: Option<&str>) -> PathBuf {
     match dir {
         Some(d) => workdir.join(d),
         None => workdir.to_path_buf(),

@@ -10,11 +10,9 @@ pub struct ReqwestProbe {
 
 impl ReqwestProbe {
     pub fn new() -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap_or_default();
-        Self { client }
+        Self {
+            client: liftoff_checks::http_client(),
+        }
     }
 }
 

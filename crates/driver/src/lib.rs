@@ -9,16 +9,19 @@
 
 mod analysis;
 mod builtin;
+mod checklist;
+mod deploy_log;
 mod execute;
 mod http;
+mod notify;
 pub mod ports;
 mod prometheus;
-mod redact;
+mod schedule;
 mod shell;
 mod traffic;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,14 +29,14 @@ use liftoff_engine::{
     Action, Effect, Event, Launch, Record, Rejection, StepRef, decide, decide_draining,
 };
 use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind};
-use liftoff_store::{Entry, LaunchRow, NewLaunch, Store, StoreError};
+use liftoff_store::{Entry, LaunchRow, NewLaunch, ScheduleRow, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use execute::StepContext;
 pub use http::ReqwestProbe;
-pub use redact::{REDACTED, Redactor};
+pub use liftoff_checks::{REDACTED, Redactor};
 pub use shell::ShellRunner;
 pub use traffic::CommandRouter;
 
@@ -79,6 +82,14 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// The daemon's data plane, for plans with `router: { kind: builtin }`.
     pub router: Option<Arc<liftoff_router::Router>>,
+    /// Where `migrate` steps put their backups: `<dir>/<launch id>/`.
+    pub backups: PathBuf,
+    /// The daemon's feature flags, for `flag` steps and `disable_flag` triggers.
+    pub flags: Option<Arc<dyn ports::FlagControl>>,
+    /// Where each launch writes its human-readable deployment log; `None`: nowhere.
+    pub deployment_logs: Option<PathBuf>,
+    /// Delivers the plans' notifications.
+    pub notifier: Arc<liftoff_notify::Notifier>,
 }
 
 impl Default for Ports {
@@ -88,6 +99,10 @@ impl Default for Ports {
             http: Arc::new(ReqwestProbe::new()),
             clock: Arc::new(SystemClock),
             router: None,
+            backups: std::env::temp_dir().join("liftoff-backups"),
+            flags: None,
+            deployment_logs: None,
+            notifier: Arc::new(liftoff_notify::Notifier::new()),
         }
     }
 }
@@ -228,6 +243,33 @@ impl Driver {
         })
     }
 
+    /// Follow-ups, of one launch or all.
+    pub fn schedules(&self, launch: Option<&str>) -> Result<Vec<ScheduleRow>, DriverError> {
+        Ok(self.store.schedules(launch)?)
+    }
+
+    /// Cancel a follow-up that has not started.
+    pub fn cancel_schedule(&self, id: &str, by: &str) -> Result<ScheduleRow, DriverError> {
+        let now = self.ports.clock.now().to_string();
+        let reason = format!("cancelled by {by}");
+        if !self
+            .store
+            .transition_schedule(id, "pending", "cancelled", Some(&reason), &now)?
+        {
+            return match self.store.schedule(id)? {
+                None => Err(DriverError::Invalid(format!("no follow-up with id `{id}`"))),
+                Some(row) => Err(DriverError::Conflict(format!(
+                    "follow-up `{id}` is {}, not pending",
+                    row.status
+                ))),
+            };
+        }
+        tracing::info!(schedule = id, by, "follow-up cancelled");
+        self.store
+            .schedule(id)?
+            .ok_or_else(|| DriverError::Invalid(format!("no follow-up with id `{id}`")))
+    }
+
     pub fn list(&self, limit: usize) -> Result<Vec<LaunchRow>, DriverError> {
         Ok(self.store.launches(limit)?)
     }
@@ -324,6 +366,7 @@ impl Driver {
                 tracing::info!(launch = %id, "launch recovered from the journal");
             }
         }
+        self.start_scheduler();
         Ok(ids.len())
     }
 
@@ -336,10 +379,20 @@ impl Driver {
         self.tasks.wait().await;
     }
 
+    fn delivery(&self) -> notify::Delivery {
+        notify::Delivery {
+            notifier: self.ports.notifier.clone(),
+            store: self.store.clone(),
+            tasks: self.tasks.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
     fn spawn_actor(self: &Arc<Self>, id: &str, launch: Launch, workdir: PathBuf) {
         let (tx, rx) = mpsc::unbounded_channel();
         let plan = launch.plan_arc();
         let ctx = Arc::new(self.step_context(id, plan.clone(), workdir));
+        let metrics_for_notices = ctx.sources.metrics.clone();
         let (armed, armed_rx) = tokio::sync::watch::channel(launch.triggers_armed());
         let report: analysis::Report = {
             let tx = tx.clone();
@@ -347,6 +400,13 @@ impl Driver {
                 let _ = tx.send(Msg { event, reply: None });
             })
         };
+        if let Some(metrics) = ctx.sources.metrics.clone() {
+            tokio::spawn(analysis::sample_traffic(
+                metrics,
+                armed_rx.clone(),
+                report.clone(),
+            ));
+        }
         if !ctx.sources.is_empty() {
             tokio::spawn(analysis::watch_triggers(
                 ctx.sources.clone(),
@@ -366,6 +426,14 @@ impl Driver {
             running: HashMap::new(),
             armed,
             report,
+            log: self.deployment_log(id, &plan.service),
+            notifications: notify::Notifications::start(
+                id,
+                plan.clone(),
+                metrics_for_notices,
+                &self.delivery(),
+            ),
+            delivery: self.delivery(),
         };
         self.actors
             .lock()
@@ -383,6 +451,27 @@ impl Driver {
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
         });
+    }
+
+    fn deployment_log(&self, id: &str, service: &str) -> deploy_log::DeploymentLog {
+        let Some(dir) = &self.ports.deployment_logs else {
+            return deploy_log::DeploymentLog::disabled();
+        };
+        match self.store.launch(id) {
+            Ok(row) => deploy_log::DeploymentLog::new(dir, service, id, &row.created_at),
+            Err(e) => {
+                tracing::warn!(launch = %id, error = %e, "no deployment log");
+                deploy_log::DeploymentLog::disabled()
+            }
+        }
+    }
+
+    /// The file a launch writes its deployment log to, if the daemon keeps them.
+    pub fn deployment_log_path(&self, row: &LaunchRow) -> Option<PathBuf> {
+        let dir = self.ports.deployment_logs.as_ref()?;
+        deploy_log::DeploymentLog::new(dir, &row.service, &row.id, &row.created_at)
+            .path()
+            .map(Path::to_path_buf)
     }
 
     fn step_context(&self, id: &str, plan: Arc<Plan>, workdir: PathBuf) -> StepContext {
@@ -430,12 +519,29 @@ impl Driver {
             )),
             None => None,
         };
+        let flags = self.ports.flags.clone().map(|control| analysis::Flags {
+            control,
+            actor: format!("launch {id}"),
+        });
         let sources = analysis::Sources {
             metrics,
             queries,
             service: plan.service.clone(),
+            flags,
+        };
+        let checks = liftoff_checks::Env {
+            workdir: workdir.clone(),
+            vars: StepContext::base_env(&plan, id),
+            prometheus: plan.metrics.as_ref().map(
+                |liftoff_plan::MetricsSpec::Prometheus { url, timeout }| {
+                    (url.expose().to_string(), *timeout)
+                },
+            ),
+            redactor: redactor.clone(),
         };
         StepContext {
+            checks,
+            backups: self.ports.backups.join(id),
             launch_id: id.to_string(),
             sources,
             plan,
@@ -461,6 +567,9 @@ struct Actor {
     /// Tells the trigger watcher whether to watch.
     armed: tokio::sync::watch::Sender<bool>,
     report: analysis::Report,
+    log: deploy_log::DeploymentLog,
+    notifications: Option<notify::Notifications>,
+    delivery: notify::Delivery,
 }
 
 impl Actor {
@@ -496,6 +605,7 @@ impl Actor {
             self.running.remove(&(*step, *attempt));
         }
         let now = self.clock.now();
+        let before = self.state.status();
         let t = if draining {
             decide_draining(&self.state, event, now)?
         } else {
@@ -505,6 +615,21 @@ impl Actor {
             self.journal(&t.records, &t.state).await?;
             for r in &t.records {
                 log_record(&self.id, &t.state, r);
+            }
+            let lines = t
+                .records
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}  {}",
+                        r.at().strftime("%Y-%m-%dT%H:%M:%S%.3fZ"),
+                        t.state.summarize(r)
+                    )
+                })
+                .collect();
+            self.log.append(lines).await;
+            if let Some(n) = &self.notifications {
+                n.on_records(&t.state, before, &t.records).await;
             }
         }
         self.state = t.state;
@@ -544,8 +669,18 @@ impl Actor {
                 message: e.to_string(),
             })?;
         let status = next.status();
+        let followups = followups(&self.id, next, records, self.clock.now());
         let (store, id) = (self.store.clone(), self.id.clone());
-        blocking(move || store.append(&id, &entries, status.as_str(), status.is_terminal())).await
+        blocking(move || {
+            store.append_with(
+                &id,
+                &entries,
+                status.as_str(),
+                status.is_terminal(),
+                &followups,
+            )
+        })
+        .await
     }
 
     fn execute(&mut self, step: StepRef, attempt: u32, deadline: Option<jiff::Timestamp>) {
@@ -553,11 +688,48 @@ impl Actor {
         self.running.insert((step, attempt), token.clone());
         let (ctx, tx, weight) = (self.ctx.clone(), self.tx.clone(), self.state.weight());
         let report = self.report.clone();
+        let first_started = self
+            .state
+            .step(step)
+            .first_started_at
+            .unwrap_or_else(|| self.clock.now());
+        let checkpoints_done = self.state.step(step).checkpoints.clone();
+        // A restore needs the backup its migrate step took.
+        let backup = match step {
+            StepRef::Restore(i) => self.state.forward_steps()[i].backup.clone(),
+            _ => None,
+        };
+        if let Action::Announce = Action::of(&self.ctx.plan, step) {
+            let (delivery, state, id) =
+                (self.delivery.clone(), self.state.clone(), self.id.clone());
+            tokio::spawn(async move {
+                let outcome = tokio::select! {
+                    o = notify::announce(&delivery, &id, &state) => o,
+                    () = token.cancelled() => execute::cancelled(),
+                };
+                let event = Event::StepFinished {
+                    step,
+                    attempt,
+                    outcome,
+                };
+                let _ = tx.send(Msg { event, reply: None });
+            });
+            return;
+        }
         tokio::spawn(async move {
             let action = Action::of(&ctx.plan, step);
             let tag = execute::attempt_tag(&ctx.launch_id, step, attempt);
-            let outcome =
-                execute::execute(&ctx, step, &tag, &report, action, deadline, weight, &token).await;
+            let at = execute::Attempt {
+                step,
+                attempt,
+                tag: &tag,
+                deadline,
+                weight,
+                backup: backup.as_ref(),
+                first_started,
+                checkpoints_done: &checkpoints_done,
+            };
+            let outcome = execute::execute(&ctx, &at, &report, action, &token).await;
             let event = Event::StepFinished {
                 step,
                 attempt,
@@ -574,8 +746,12 @@ impl Actor {
             self.state
                 .in_flight()
                 .filter(|(step, _)| match self.state.action(*step) {
-                    Action::SetWeight(_) => true,
-                    Action::Step(s) => matches!(s.kind, StepKind::Run(_) | StepKind::Traffic(_)),
+                    Action::SetWeight(_) | Action::Restore(_) => true,
+                    Action::Checklist(_) | Action::Announce => false,
+                    Action::Step(s) => matches!(
+                        s.kind,
+                        StepKind::Run(_) | StepKind::Traffic(_) | StepKind::Migrate(_)
+                    ),
                 });
         if in_flight_command.is_some() {
             let deadline = tokio::time::Instant::now() + grace;
@@ -596,6 +772,49 @@ impl Actor {
     }
 }
 
+/// The follow-ups a transition's records schedule or cancel.
+fn followups(
+    id: &str,
+    launch: &Launch,
+    records: &[Record],
+    now: jiff::Timestamp,
+) -> liftoff_store::Followups {
+    let mut f = liftoff_store::Followups {
+        now: now.to_string(),
+        ..Default::default()
+    };
+    for record in records {
+        match record {
+            Record::FollowUpScheduled {
+                step: step @ StepRef::Forward(i),
+                due,
+                ..
+            } => {
+                let Some(after) = launch.plan().steps[*i].after.as_ref() else {
+                    continue;
+                };
+                f.schedule.push(liftoff_store::NewSchedule {
+                    id: format!("{id}-{i}"),
+                    step: launch.step_name(*step),
+                    due_at: due.to_string(),
+                    command: after.command.to_string(),
+                    timeout_ms: u64::try_from(after.timeout.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
+            Record::LaunchEnded { status, .. }
+                if *status != liftoff_engine::EndStatus::Succeeded =>
+            {
+                f.cancel_pending = Some(format!(
+                    "cancelled: the launch ended {}",
+                    liftoff_engine::Status::from(*status).as_str()
+                ));
+            }
+            _ => {}
+        }
+    }
+    f
+}
+
 fn log_record(id: &str, launch: &Launch, record: &Record) {
     match record {
         Record::StepStarted { step, attempt, .. } => {
@@ -611,6 +830,7 @@ fn log_record(id: &str, launch: &Launch, record: &Record) {
         Record::LaunchEnded { status, reason, .. } => {
             tracing::info!(launch = %id, status = ?status, reason = %reason, "launch ended");
         }
+        Record::Sampled { .. } => tracing::debug!(launch = %id, "traffic sampled"),
         other => tracing::info!(launch = %id, record = other.kind(), "journaled"),
     }
 }

@@ -76,6 +76,30 @@ pub trait CommandRunner: Send + Sync {
     async fn run(&self, spec: CommandSpec, cancel: &CancellationToken) -> CommandOutcome;
 }
 
+/// A change a launch makes to a feature flag (`flag` steps, `disable_flag` triggers,
+/// `maintenance` steps' `maintenance_mode` flag).
+#[derive(Clone, Debug, PartialEq)]
+pub enum FlagChange {
+    /// The kill switch: `false` serves every user the flag's off/default variant.
+    Enabled(bool),
+    /// Roll the flag's variant out to this share of users (0–100, sticky).
+    Percent(f64),
+}
+
+/// The daemon's flag service, as launches see it. Every change is audited with who
+/// made it (`launch <id>`) and why (the step or trigger).
+#[async_trait]
+pub trait FlagControl: Send + Sync {
+    /// Ok: a line saying what changed. Creates the flag if missing (boolean, off).
+    async fn change(
+        &self,
+        flag: &str,
+        change: FlagChange,
+        actor: &str,
+        cause: &str,
+    ) -> Result<String, String>;
+}
+
 #[async_trait]
 pub trait HttpProbe: Send + Sync {
     /// The status of a GET, or why there was none.

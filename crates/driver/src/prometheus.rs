@@ -16,7 +16,7 @@ pub struct PrometheusSource {
 impl PrometheusSource {
     pub fn new(base: &str, timeout: Duration) -> Self {
         Self {
-            client: reqwest::Client::new(),
+            client: liftoff_checks::http_client(),
             base: base.trim_end_matches('/').to_string(),
             timeout,
         }

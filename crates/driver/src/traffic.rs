@@ -9,7 +9,7 @@ use liftoff_plan::{Text, Weight};
 use tokio_util::sync::CancellationToken;
 
 use crate::ports::{CommandRunner, CommandSpec, CommandStatus, TrafficControl};
-use crate::redact::Redactor;
+use liftoff_checks::Redactor;
 
 pub struct CommandRouter {
     pub command: Text,

@@ -4,9 +4,12 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use liftoff_plan::checks::{CheckItem, CheckKind, Checklist, PassRule};
 use liftoff_plan::{Plan, Step, StepKind, Weight};
 
-use crate::record::{Cause, EndStatus, Outcome, Record, StepRef, StepResult};
+use crate::record::{
+    BackupInfo, Cause, CheckResult, EndStatus, Outcome, Record, StepRef, StepResult,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Status {
@@ -20,6 +23,7 @@ pub enum Status {
     Succeeded,
     Failed,
     Aborted,
+    NoGo,
 }
 
 impl Status {
@@ -35,13 +39,18 @@ impl Status {
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Aborted => "aborted",
+            Status::NoGo => "no-go",
         }
     }
 
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Status::RolledBack | Status::Succeeded | Status::Failed | Status::Aborted
+            Status::RolledBack
+                | Status::Succeeded
+                | Status::Failed
+                | Status::Aborted
+                | Status::NoGo
         )
     }
 }
@@ -53,6 +62,7 @@ impl From<EndStatus> for Status {
             EndStatus::RolledBack => Status::RolledBack,
             EndStatus::Failed => Status::Failed,
             EndStatus::Aborted => Status::Aborted,
+            EndStatus::NoGo => Status::NoGo,
         }
     }
 }
@@ -99,6 +109,8 @@ pub struct Approval {
     pub by: String,
     pub comment: Option<String>,
     pub at: Timestamp,
+    /// The checklist item signed off (`approval` items); `None` for `approve` steps.
+    pub item: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,6 +124,15 @@ pub struct StepState {
     pub outcome: Option<Outcome>,
     pub approval: Option<Approval>,
     pub skipped_reason: Option<String>,
+    /// Results of the current attempt's checklist items, smoke requests or verify
+    /// queries, in the order they arrived.
+    pub checks: Vec<CheckResult>,
+    /// Sign-offs of checklist `approval` items, across attempts.
+    pub approvals: Vec<Approval>,
+    /// The backup a `migrate` step took (its latest attempt's).
+    pub backup: Option<BackupInfo>,
+    /// Checkpoints of a `monitor` step already judged, across attempts (by index).
+    pub checkpoints: Vec<usize>,
 }
 
 impl StepState {
@@ -126,15 +147,39 @@ impl StepState {
             outcome: None,
             approval: None,
             skipped_reason: None,
+            checks: Vec::new(),
+            approvals: Vec::new(),
+            backup: None,
+            checkpoints: Vec::new(),
         }
     }
+
+    /// The current attempt's result for a checklist item.
+    pub fn check(&self, item: &str) -> Option<&CheckResult> {
+        self.checks.iter().find(|c| c.item == item)
+    }
 }
+
+/// A checklist with nothing in it, for plans without one.
+static NO_CHECKLIST: Checklist = Checklist {
+    items: Vec::new(),
+    pass: PassRule {
+        critical: Weight::FULL,
+        overall: Weight::STABLE,
+    },
+};
 
 /// What executing a step means, for the shell.
 #[derive(Clone, Copy, Debug)]
 pub enum Action<'a> {
     Step(&'a Step),
     SetWeight(Weight),
+    /// Run the plan's checklist.
+    Checklist(&'a Checklist),
+    /// Restore the backup this `migrate` step took.
+    Restore(&'a Step),
+    /// Tell the plan's required notification channels that the launch starts.
+    Announce,
 }
 
 impl<'a> Action<'a> {
@@ -144,6 +189,11 @@ impl<'a> Action<'a> {
             StepRef::Rollback(i) => Action::Step(&plan.rollback.steps[i]),
             StepRef::Baseline | StepRef::RevertTraffic => Action::SetWeight(Weight::STABLE),
             StepRef::Promote => Action::SetWeight(Weight::FULL),
+            StepRef::Checklist => {
+                Action::Checklist(plan.checklist.as_ref().unwrap_or(&NO_CHECKLIST))
+            }
+            StepRef::Restore(i) => Action::Restore(&plan.steps[i]),
+            StepRef::Announce => Action::Announce,
         }
     }
 }
@@ -158,6 +208,10 @@ pub struct Launch {
     pub(crate) rollback: Vec<StepState>,
     pub(crate) revert: StepState,
     pub(crate) promote: StepState,
+    pub(crate) checklist: StepState,
+    pub(crate) announce: StepState,
+    /// Per forward step: restoring its backup (`migrate` steps only).
+    pub(crate) restores: Vec<StepState>,
     pub(crate) in_flight: Option<(StepRef, u32)>,
     pub(crate) rolling_back: Option<(Cause, Timestamp)>,
     pub(crate) promoting: Option<String>,
@@ -179,6 +233,9 @@ impl Launch {
                 .iter()
                 .map(|_| StepState::new())
                 .collect(),
+            restores: plan.steps.iter().map(|_| StepState::new()).collect(),
+            checklist: StepState::new(),
+            announce: StepState::new(),
             baseline: StepState::new(),
             revert: StepState::new(),
             promote: StepState::new(),
@@ -228,6 +285,11 @@ impl Launch {
         if self.held.is_some() {
             return Status::Paused;
         }
+        if let Some((step, _)) = self.in_flight
+            && self.awaits_sign_off(step)
+        {
+            return Status::WaitingApproval;
+        }
         match self.in_flight.map(|(step, _)| self.action(step)) {
             Some(Action::Step(Step {
                 kind: StepKind::Approve(_),
@@ -252,13 +314,19 @@ impl Launch {
             StepRef::Baseline => "traffic pinned to stable".into(),
             StepRef::RevertTraffic => "traffic back to stable".into(),
             StepRef::Promote => "promote to 100%".into(),
+            StepRef::Checklist => "checklist".into(),
+            StepRef::Restore(i) => format!("restore backup of `{}`", self.plan.steps[i].name),
+            StepRef::Announce => "tell required channels".into(),
         }
     }
 
     pub fn is_idempotent(&self, step: StepRef) -> bool {
         match self.action(step) {
             Action::Step(s) => s.idempotent(),
-            Action::SetWeight(_) => true,
+            // A restore starts from the same archive each time.
+            Action::SetWeight(_) | Action::Checklist(_) | Action::Restore(_) => true,
+            // Telling twice is better than never: receivers deduplicate by notice id.
+            Action::Announce => true,
         }
     }
 
@@ -269,6 +337,9 @@ impl Launch {
             StepRef::Rollback(i) => &self.rollback[i],
             StepRef::RevertTraffic => &self.revert,
             StepRef::Promote => &self.promote,
+            StepRef::Checklist => &self.checklist,
+            StepRef::Restore(i) => &self.restores[i],
+            StepRef::Announce => &self.announce,
         }
     }
 
@@ -279,6 +350,9 @@ impl Launch {
             StepRef::Rollback(i) => &mut self.rollback[i],
             StepRef::RevertTraffic => &mut self.revert,
             StepRef::Promote => &mut self.promote,
+            StepRef::Checklist => &mut self.checklist,
+            StepRef::Restore(i) => &mut self.restores[i],
+            StepRef::Announce => &mut self.announce,
         }
     }
 
@@ -300,6 +374,58 @@ impl Launch {
 
     pub fn promote_step(&self) -> &StepState {
         &self.promote
+    }
+
+    pub fn checklist_step(&self) -> &StepState {
+        &self.checklist
+    }
+
+    pub fn announce_step(&self) -> &StepState {
+        &self.announce
+    }
+
+    /// Restores of `migrate` steps' backups, by forward step index.
+    pub fn restore_steps(&self) -> &[StepState] {
+        &self.restores
+    }
+
+    /// The checklist a step runs: the plan's checklist, or a `check` step's items.
+    pub fn checklist_of(&self, step: StepRef) -> Option<&Checklist> {
+        match self.action(step) {
+            Action::Checklist(list) => Some(list),
+            Action::Step(Step {
+                kind: StepKind::Check(list),
+                ..
+            }) => Some(list),
+            _ => None,
+        }
+    }
+
+    /// `approval` items of a checklist step still waiting for a sign-off.
+    pub fn pending_sign_offs(&self, step: StepRef) -> Vec<&CheckItem> {
+        let Some(list) = self.checklist_of(step) else {
+            return Vec::new();
+        };
+        let state = self.step(step);
+        list.items
+            .iter()
+            .filter(|i| matches!(i.kind, CheckKind::Approval { .. }))
+            .filter(|i| state.check(&i.name).is_none())
+            .collect()
+    }
+
+    /// A checklist step whose automatic items are all done and that waits for people.
+    fn awaits_sign_off(&self, step: StepRef) -> bool {
+        let Some(list) = self.checklist_of(step) else {
+            return false;
+        };
+        let state = self.step(step);
+        let automatic_done = list
+            .items
+            .iter()
+            .filter(|i| !matches!(i.kind, CheckKind::Approval { .. }))
+            .all(|i| state.check(&i.name).is_some());
+        automatic_done && !self.pending_sign_offs(step).is_empty()
     }
 
     pub fn in_flight(&self) -> Option<(StepRef, u32)> {
@@ -373,6 +499,7 @@ impl Launch {
                 s.ended_at = None;
                 s.deadline = *deadline;
                 s.outcome = None;
+                s.checks.clear();
                 self.in_flight = Some((*step, *attempt));
                 self.decision = None;
             }
@@ -385,7 +512,7 @@ impl Launch {
                         ..
                     }) => Some(*w),
                     Action::SetWeight(w) => Some(w),
-                    Action::Step(_) => None,
+                    _ => None,
                 };
                 if outcome.result == StepResult::Succeeded
                     && let Some(w) = weight
@@ -429,13 +556,40 @@ impl Launch {
                 role,
                 by,
                 comment,
+                item,
             } => {
-                self.step_mut(*step).approval = Some(Approval {
+                let approval = Approval {
                     role: role.clone(),
                     by: by.clone(),
                     comment: comment.clone(),
                     at: *at,
-                });
+                    item: item.clone(),
+                };
+                let s = self.step_mut(*step);
+                match item {
+                    Some(_) => s.approvals.push(approval),
+                    None => s.approval = Some(approval),
+                }
+            }
+            Record::Checked {
+                step,
+                attempt,
+                result,
+                ..
+            } => {
+                let s = self.step_mut(*step);
+                if s.attempts == *attempt && s.check(&result.item).is_none() {
+                    s.checks.push(result.clone());
+                }
+            }
+            Record::BackupTaken { step, backup, .. } => {
+                self.step_mut(*step).backup = Some(backup.clone());
+            }
+            Record::Checkpoint { step, index, .. } => {
+                let s = self.step_mut(*step);
+                if !s.checkpoints.contains(index) {
+                    s.checkpoints.push(*index);
+                }
             }
             Record::NeedsDecision { step, message, .. } => {
                 self.decision = Some((*step, message.clone()));
@@ -451,7 +605,11 @@ impl Launch {
                 self.decision = None;
                 self.held = None;
             }
-            Record::Evaluated { .. } | Record::TriggerFired { .. } => {}
+            Record::Evaluated { .. }
+            | Record::TriggerFired { .. }
+            | Record::FollowUpScheduled { .. }
+            | Record::Sampled { .. }
+            | Record::Notified { .. } => {}
             Record::Held { reason, .. } => self.held = Some(reason.clone()),
             Record::Released { .. } => self.held = None,
             Record::LaunchEnded { at, status, reason } => {
@@ -461,6 +619,20 @@ impl Launch {
             }
         }
     }
+}
+
+/// A ten-cell bar of the candidate's share: `▕██▌       ▏`.
+fn bar(w: Weight) -> String {
+    const CELLS: usize = 10;
+    let eighths = (usize::from(w.basis_points()) * CELLS * 8).div_ceil(10_000);
+    let full = eighths / 8;
+    let part = ["", "▏", "▎", "▍", "▌", "▋", "▊", "▉"][eighths % 8];
+    let used = full + usize::from(!part.is_empty());
+    format!(
+        "▕{}{part}{}▏",
+        "█".repeat(full),
+        " ".repeat(CELLS.saturating_sub(used))
+    )
 }
 
 impl Launch {
@@ -494,11 +666,101 @@ impl Launch {
                 format!("`{}` skipped: {reason}", name(step))
             }
             Record::Approved {
-                role, by, comment, ..
-            } => match comment {
-                Some(c) => format!("approved by {by} as {role}: {c}"),
-                None => format!("approved by {by} as {role}"),
-            },
+                role,
+                by,
+                comment,
+                item,
+                ..
+            } => {
+                let what = match item {
+                    Some(item) => format!("`{item}` approved by {by} as {role}"),
+                    None => format!("approved by {by} as {role}"),
+                };
+                match comment {
+                    Some(c) => format!("{what}: {c}"),
+                    None => what,
+                }
+            }
+            Record::Checked { step, result, .. } => {
+                let verdict = if result.passed { "passed" } else { "FAILED" };
+                format!(
+                    "`{}` › `{}` {verdict}: {}",
+                    name(step),
+                    result.item,
+                    result.evidence
+                )
+            }
+            Record::Checkpoint {
+                step,
+                index,
+                passed,
+                summary,
+                ..
+            } => {
+                let verdict = if *passed { "passed" } else { "FAILED" };
+                format!(
+                    "`{}` checkpoint {} {verdict}: {summary}",
+                    name(step),
+                    index + 1
+                )
+            }
+            Record::Notified {
+                channel,
+                event,
+                delivered,
+                attempts,
+                detail,
+                ..
+            } => {
+                let what = if *delivered { "sent" } else { "NOT delivered" };
+                format!(
+                    "{event} notification {what} on `{channel}` after {attempts} attempt(s): {detail}"
+                )
+            }
+            Record::Sampled {
+                versions,
+                weight_bp,
+                ..
+            } => {
+                let parts: Vec<String> = versions
+                    .iter()
+                    .map(|v| {
+                        let rate = v
+                            .error_rate
+                            .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+                        let p95 = v.p95_ms.map_or("-".to_string(), |p| format!("{p:.0}ms"));
+                        format!("{} {:.1} rps, errors {rate}, p95 {p95}", v.version, v.rps)
+                    })
+                    .collect();
+                match weight_bp.and_then(Weight::from_basis_points) {
+                    Some(w) => format!(
+                        "candidate {:>6} {} {}",
+                        format!("{w}%"),
+                        bar(w),
+                        parts.join("; ")
+                    ),
+                    None => format!("traffic: {}", parts.join("; ")),
+                }
+            }
+            Record::FollowUpScheduled { step, due, .. } => {
+                let command = match self.action(*step) {
+                    Action::Step(s) => s.after.as_ref().map(|a| a.command.to_string()),
+                    _ => None,
+                };
+                format!(
+                    "`{}` scheduled its follow-up for {due}: {}",
+                    name(step),
+                    command.unwrap_or_default()
+                )
+            }
+            Record::BackupTaken { step, backup, .. } => format!(
+                "`{}` backed up the database to {} ({} bytes in {}ms; {})",
+                name(step),
+                backup.path,
+                backup.bytes,
+                backup.duration_ms,
+                backup.detail
+            ),
             Record::NeedsDecision { message, .. } => format!("needs a decision: {message}"),
             Record::Decided {
                 step, decision, by, ..
@@ -535,5 +797,20 @@ impl Launch {
             Record::Held { reason, .. } => format!("holding: {reason}; resume or abort"),
             Record::Released { by, .. } => format!("released by {by}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weight_bar_fills_in_eighths_of_a_cell() {
+        let w = |bp| bar(Weight::from_basis_points(bp).unwrap());
+        assert_eq!(w(0), "▕          ▏");
+        assert_eq!(w(10_000), "▕██████████▏");
+        assert_eq!(w(2_500), "▕██▌       ▏");
+        assert_eq!(w(500), "▕▌         ▏");
+        assert_eq!(w(1), "▕▏         ▏", "any traffic shows");
     }
 }

@@ -14,4 +14,7 @@ mod record;
 
 pub use launch::{Action, Approval, Launch, Status, StepState, StepStatus};
 pub use machine::{Effect, Event, Rejection, Transition, decide, decide_draining};
-pub use record::{Cause, Decision, EndStatus, Outcome, Record, StepRef, StepResult};
+pub use record::{
+    BackupInfo, Cause, CheckResult, Decision, EndStatus, Outcome, Record, StepRef, StepResult,
+    VersionSample,
+};

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use liftoff_plan::StepKind;
+use liftoff_plan::checks::{CheckKind, Tally};
 
 use crate::launch::{Action, Launch, StepStatus};
-use crate::record::{Cause, Decision, EndStatus, Outcome, Record, StepRef, StepResult};
+use crate::record::{
+    BackupInfo, Cause, CheckResult, Decision, EndStatus, Outcome, Record, StepRef, StepResult,
+};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Event {
@@ -62,6 +65,40 @@ pub enum Event {
         action: liftoff_plan::TriggerAction,
         detail: String,
     },
+    /// An attempt judged one checklist item, smoke request or verify query. For
+    /// checklists, the last result decides the step (GO or NO-GO).
+    Checked {
+        step: StepRef,
+        attempt: u32,
+        result: CheckResult,
+    },
+    /// A notification's delivery outcome, to journal; changes nothing else.
+    Notified {
+        channel: String,
+        event: String,
+        delivered: bool,
+        attempts: u32,
+        detail: String,
+    },
+    /// Per-version traffic figures to journal; changes nothing else.
+    Sampled {
+        window_secs: f64,
+        versions: Vec<crate::record::VersionSample>,
+    },
+    /// A `monitor` attempt judged one of its checkpoints.
+    Checkpoint {
+        step: StepRef,
+        attempt: u32,
+        index: usize,
+        passed: bool,
+        summary: String,
+    },
+    /// A `migrate` attempt backed the database up (before migrating it).
+    BackupTaken {
+        step: StepRef,
+        attempt: u32,
+        backup: BackupInfo,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +123,7 @@ pub enum Rejection {
     AlreadyStarted,
     #[error("the launch is not waiting for an approval (it is {status})")]
     NotWaitingForApproval { status: &'static str },
-    #[error("the launch waits for an approval by role `{expected}`, not `{given}`")]
+    #[error("the launch waits for an approval by {expected}, not `{given}`")]
     WrongRole { expected: String, given: String },
     #[error("the launch is already rolling back")]
     AlreadyRollingBack,
@@ -147,6 +184,29 @@ pub fn decide(launch: &Launch, event: Event, now: Timestamp) -> Result<Transitio
     Ok(t)
 }
 
+/// A step with `after:` that just succeeded schedules its follow-up.
+fn schedule_follow_ups(t: &mut Transition, now: Timestamp) {
+    let due: Vec<(StepRef, Timestamp)> = t
+        .records
+        .iter()
+        .filter_map(|r| match r {
+            Record::StepFinished {
+                step: step @ StepRef::Forward(i),
+                outcome,
+                ..
+            } if outcome.result == StepResult::Succeeded => {
+                let after = t.state.plan().steps[*i].after.as_ref()?;
+                let delay = SignedDuration::try_from(after.delay).ok()?;
+                Some((*step, now.checked_add(delay).ok()?))
+            }
+            _ => None,
+        })
+        .collect();
+    for (step, due) in due {
+        t.record(Record::FollowUpScheduled { at: now, step, due });
+    }
+}
+
 /// Like [`decide`], but never starts another step or ends the launch: for a daemon
 /// that is shutting down and must record what finished without beginning anything new.
 /// The next `Recover` picks up from there.
@@ -159,6 +219,12 @@ pub fn decide_draining(
 }
 
 fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transition, Rejection> {
+    let mut t = decide_inner(launch, event, now)?;
+    schedule_follow_ups(&mut t, now);
+    Ok(t)
+}
+
+fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transition, Rejection> {
     let mut t = Transition::begin(launch);
     let status = launch.status();
     let ended = || Rejection::Ended {
@@ -193,28 +259,109 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
             if launch.in_flight != Some((step, attempt)) {
                 return Ok(t); // A late report (a timer cancelled by an approval, say).
             }
-            let failed = matches!(outcome.result, StepResult::Failed | StepResult::TimedOut);
-            let message = outcome.message.clone().unwrap_or_else(|| "failed".into());
-            t.record(Record::StepFinished {
+            if launch.checklist_of(step).is_some() && outcome.result != StepResult::Cancelled {
+                // A checklist ends by its last item's result (see `settle_checklist`); an
+                // attempt that stops on its own has lost track of some item.
+                let outcome = Outcome::new(
+                    StepResult::Failed,
+                    "the checklist stopped before every item had a result",
+                );
+                finish(&mut t, step, attempt, outcome, now);
+            } else {
+                finish(&mut t, step, attempt, outcome, now);
+            }
+        }
+        Event::Checked {
+            step,
+            attempt,
+            result,
+        } => {
+            if launch.in_flight != Some((step, attempt))
+                || launch.step(step).check(&result.item).is_some()
+            {
+                return Ok(t);
+            }
+            t.record(Record::Checked {
                 at: now,
                 step,
                 attempt,
-                outcome,
+                result,
             });
-            let forward = matches!(
-                step,
-                StepRef::Baseline | StepRef::Forward(_) | StepRef::Promote
-            );
-            if failed && forward && launch.rolling_back.is_none() {
-                t.record(Record::RollbackStarted {
+            settle_checklist(&mut t, step, attempt, now);
+        }
+        Event::Notified {
+            channel,
+            event,
+            delivered,
+            attempts,
+            detail,
+        } => {
+            // Also after the end: the last message goes out after the launch ended.
+            t.record(Record::Notified {
+                at: now,
+                channel,
+                event,
+                delivered,
+                attempts,
+                detail,
+                incident_id: None,
+            });
+        }
+        Event::Checkpoint {
+            step,
+            attempt,
+            index,
+            passed,
+            summary,
+        } => {
+            if launch.in_flight == Some((step, attempt))
+                && !launch.step(step).checkpoints.contains(&index)
+            {
+                t.record(Record::Checkpoint {
                     at: now,
-                    cause: Cause::StepFailed { step, message },
+                    step,
+                    index,
+                    passed,
+                    summary,
+                });
+            }
+        }
+        Event::Sampled {
+            window_secs,
+            versions,
+        } => {
+            if !status.is_terminal() && launch.started_at.is_some() {
+                t.record(Record::Sampled {
+                    at: now,
+                    window_secs,
+                    versions,
+                    weight_bp: launch.weight().map(|w| w.basis_points()),
+                });
+            }
+        }
+        Event::BackupTaken {
+            step,
+            attempt,
+            backup,
+        } => {
+            if launch.in_flight == Some((step, attempt)) {
+                t.record(Record::BackupTaken {
+                    at: now,
+                    step,
+                    attempt,
+                    backup,
                 });
             }
         }
         Event::Approve { role, by, comment } => {
             if status.is_terminal() {
                 return Err(ended());
+            }
+            if let Some((step, attempt)) = launch.in_flight
+                && launch.checklist_of(step).is_some()
+            {
+                sign_off(&mut t, launch, step, attempt, role, by, comment, now)?;
+                return Ok(t);
             }
             let waiting = launch
                 .in_flight
@@ -229,7 +376,7 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                 && a.role != role
             {
                 return Err(Rejection::WrongRole {
-                    expected: a.role.clone(),
+                    expected: format!("role `{}`", a.role),
                     given: role,
                 });
             }
@@ -240,6 +387,7 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                 role,
                 by,
                 comment,
+                item: None,
             });
             t.record(Record::StepFinished {
                 at: now,
@@ -405,6 +553,137 @@ fn decide_event(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
     Ok(t)
 }
 
+/// Journal an attempt's end; a failed forward step starts the rollback.
+fn finish(t: &mut Transition, step: StepRef, attempt: u32, outcome: Outcome, now: Timestamp) {
+    let failed = matches!(outcome.result, StepResult::Failed | StepResult::TimedOut);
+    let message = outcome.message.clone().unwrap_or_else(|| "failed".into());
+    t.record(Record::StepFinished {
+        at: now,
+        step,
+        attempt,
+        outcome,
+    });
+    let forward = matches!(
+        step,
+        StepRef::Baseline | StepRef::Forward(_) | StepRef::Promote
+    );
+    if failed && forward && t.state.rolling_back.is_none() {
+        t.record(Record::RollbackStarted {
+            at: now,
+            cause: Cause::StepFailed { step, message },
+        });
+    }
+}
+
+/// Once every item of a checklist step has a result, the pass rule decides it.
+fn settle_checklist(t: &mut Transition, step: StepRef, attempt: u32, now: Timestamp) {
+    let Some(list) = t.state.checklist_of(step) else {
+        return;
+    };
+    let state = t.state.step(step);
+    let results: Vec<Option<&CheckResult>> =
+        list.items.iter().map(|i| state.check(&i.name)).collect();
+    if results.iter().any(Option::is_none) {
+        return;
+    }
+    let tally = Tally::of(
+        list.items
+            .iter()
+            .zip(&results)
+            .map(|(i, r)| (i, r.map(|r| r.passed))),
+    );
+    let go = tally.go(list.pass);
+    let failed: Vec<String> = list
+        .items
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_some_and(|r| !r.passed))
+        .map(|(i, _)| {
+            let critical = if i.critical { " (critical)" } else { "" };
+            format!("`{}`{critical}", i.name)
+        })
+        .collect();
+    let mut message = format!("{}: {tally}", if go { "GO" } else { "NO-GO" });
+    if !failed.is_empty() {
+        message.push_str("; failed: ");
+        message.push_str(&failed.join(", "));
+    }
+    let result = if go {
+        StepResult::Succeeded
+    } else {
+        StepResult::Failed
+    };
+    finish(t, step, attempt, Outcome::new(result, message), now);
+    t.effects.push(Effect::Cancel { step, attempt });
+}
+
+/// An `approve` for a checklist step: signs off its first pending `approval` item of
+/// that role.
+#[allow(clippy::too_many_arguments)]
+fn sign_off(
+    t: &mut Transition,
+    launch: &Launch,
+    step: StepRef,
+    attempt: u32,
+    role: String,
+    by: String,
+    comment: Option<String>,
+    now: Timestamp,
+) -> Result<(), Rejection> {
+    let pending = launch.pending_sign_offs(step);
+    let item = pending
+        .iter()
+        .find(|i| matches!(&i.kind, CheckKind::Approval { role: r } if *r == role));
+    let Some(item) = item else {
+        if pending.is_empty() {
+            return Err(Rejection::NotWaitingForApproval {
+                status: launch.status().as_str(),
+            });
+        }
+        let roles: Vec<String> = pending
+            .iter()
+            .filter_map(|i| match &i.kind {
+                CheckKind::Approval { role } => Some(format!("`{role}`")),
+                _ => None,
+            })
+            .collect();
+        return Err(Rejection::WrongRole {
+            expected: format!("role {}", roles.join(" or ")),
+            given: role,
+        });
+    };
+    let evidence = match &comment {
+        Some(c) => format!("approved by {by} as {role}: {c}"),
+        None => format!("approved by {by} as {role}"),
+    };
+    let result = CheckResult {
+        item: item.name.clone(),
+        critical: item.critical,
+        passed: true,
+        evidence,
+        duration_ms: 0,
+        request: None,
+        expected: None,
+        actual: None,
+    };
+    t.record(Record::Approved {
+        at: now,
+        step,
+        role,
+        by,
+        comment,
+        item: Some(item.name.clone()),
+    });
+    t.record(Record::Checked {
+        at: now,
+        step,
+        attempt,
+        result,
+    });
+    settle_checklist(t, step, attempt, now);
+    Ok(())
+}
+
 fn start_rollback(
     t: &mut Transition,
     launch: &Launch,
@@ -434,8 +713,10 @@ fn recover_in_flight(t: &mut Transition, step: StepRef, attempt: u32, now: Times
         step,
         attempt,
     });
-    let superseded = matches!(step, StepRef::Baseline | StepRef::Forward(_))
-        && (t.state.rolling_back.is_some() || t.state.promoting.is_some());
+    let superseded = matches!(
+        step,
+        StepRef::Baseline | StepRef::Forward(_) | StepRef::Checklist | StepRef::Announce
+    ) && (t.state.rolling_back.is_some() || t.state.promoting.is_some());
     if superseded {
         // It was being cancelled when the daemon stopped; it must not run again.
         t.record(Record::StepFinished {
@@ -481,10 +762,21 @@ fn advance(t: &mut Transition, now: Timestamp) {
         if routed && !s.revert.status.is_settled() {
             return start(t, StepRef::RevertTraffic, now);
         }
+        // Backups come back newest first, before the rollback steps (which may need the
+        // old schema).
+        let restore = (0..s.forward.len()).rev().find(|&i| {
+            let wants =
+                matches!(&s.plan().steps[i].kind, StepKind::Migrate(m) if m.restore_on_rollback);
+            wants && s.forward[i].backup.is_some() && !s.restores[i].status.is_settled()
+        });
+        if let Some(i) = restore {
+            return start(t, StepRef::Restore(i), now);
+        }
         if let Some(i) = first_unsettled(&s.rollback) {
             return start(t, StepRef::Rollback(i), now);
         }
         let failures: Vec<String> = std::iter::once(StepRef::RevertTraffic)
+            .chain((0..s.restores.len()).map(StepRef::Restore))
             .chain((0..s.rollback.len()).map(StepRef::Rollback))
             .filter(|step| {
                 matches!(
@@ -519,6 +811,34 @@ fn advance(t: &mut Transition, now: Timestamp) {
         if routed && !s.promote.status.is_settled() {
             return start(t, StepRef::Promote, now);
         }
+    } else if announces(s.plan()) && !s.announce.status.is_settled() {
+        return start(t, StepRef::Announce, now);
+    } else if announces(s.plan()) && s.announce.status != StepStatus::Succeeded {
+        let reason = s
+            .announce
+            .outcome
+            .as_ref()
+            .and_then(|o| o.message.clone())
+            .unwrap_or_else(|| "a required notification channel could not be told".into());
+        t.record(Record::LaunchEnded {
+            at: now,
+            status: EndStatus::Failed,
+            reason,
+        });
+        return;
+    } else if s.plan().checklist.is_some() && !s.checklist.status.is_settled() {
+        return start(t, StepRef::Checklist, now);
+    } else if s.plan().checklist.is_some() && s.checklist.status != StepStatus::Succeeded {
+        let reason = match s.checklist.outcome.as_ref().and_then(|o| o.message.clone()) {
+            Some(m) => format!("checklist: {m}"),
+            None => "checklist: NO-GO".to_string(),
+        };
+        t.record(Record::LaunchEnded {
+            at: now,
+            status: EndStatus::NoGo,
+            reason,
+        });
+        return;
     } else if routed && !s.baseline.status.is_settled() {
         return start(t, StepRef::Baseline, now);
     } else if let Some(i) = first_unsettled(&s.forward) {
@@ -535,14 +855,31 @@ fn advance(t: &mut Transition, now: Timestamp) {
     });
 }
 
+/// Plans with a `required: true` notification channel tell it before anything changes.
+fn announces(plan: &liftoff_plan::Plan) -> bool {
+    plan.notify
+        .as_ref()
+        .is_some_and(|n| n.channels.iter().any(|c| c.required))
+}
+
 fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
     let state = t.state.step(step);
     let attempt = state.attempts + 1;
     let first = state.first_started_at.unwrap_or(now);
+    let approvals = state.approvals.clone();
     let after = |base: Timestamp, d: Duration| {
         SignedDuration::try_from(d)
             .ok()
             .and_then(|d| base.checked_add(d).ok())
+    };
+    // Sign-offs are waited for from the checklist's first start, across restarts.
+    let sign_off_deadline = |list: &liftoff_plan::checks::Checklist| {
+        list.items
+            .iter()
+            .filter(|i| matches!(i.kind, CheckKind::Approval { .. }))
+            .map(|i| i.timeout)
+            .max()
+            .and_then(|d| after(first, d))
     };
     let deadline = match t.state.action(step) {
         Action::Step(s) => match &s.kind {
@@ -550,9 +887,17 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
             StepKind::Approve(a) => a.timeout.and_then(|d| after(first, d)),
             StepKind::Run(r) => after(now, r.timeout),
             StepKind::Wait(w) => after(now, w.timeout),
-            StepKind::Traffic(_) | StepKind::Maintenance(_) | StepKind::Analyze(_) => None,
+            StepKind::Check(list) => sign_off_deadline(list),
+            StepKind::Traffic(_)
+            | StepKind::Maintenance(_)
+            | StepKind::Analyze(_)
+            | StepKind::Smoke(_)
+            | StepKind::Monitor(_)
+            | StepKind::Flag(_)
+            | StepKind::Migrate(_) => None,
         },
-        Action::SetWeight(_) => None,
+        Action::Checklist(list) => sign_off_deadline(list),
+        Action::SetWeight(_) | Action::Restore(_) | Action::Announce => None,
     };
     t.record(Record::StepStarted {
         at: now,
@@ -560,6 +905,35 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
         attempt,
         deadline,
     });
+    // Sign-offs given to an earlier attempt still hold.
+    let carried: Vec<CheckResult> = t
+        .state
+        .pending_sign_offs(step)
+        .iter()
+        .filter_map(|item| {
+            let a = approvals
+                .iter()
+                .find(|a| a.item.as_deref() == Some(&item.name))?;
+            Some(CheckResult {
+                item: item.name.clone(),
+                critical: item.critical,
+                passed: true,
+                evidence: format!("approved by {} as {} (before a restart)", a.by, a.role),
+                duration_ms: 0,
+                request: None,
+                expected: None,
+                actual: None,
+            })
+        })
+        .collect();
+    for result in carried {
+        t.record(Record::Checked {
+            at: now,
+            step,
+            attempt,
+            result,
+        });
+    }
     t.effects.push(Effect::Execute {
         step,
         attempt,

@@ -19,6 +19,14 @@ pub enum StepRef {
     Rollback(usize),
     /// All traffic to the candidate, on `promote`.
     Promote,
+    /// The plan's go/no-go checklist: before anything else; NO-GO ends the launch.
+    Checklist,
+    /// Telling the plan's `required: true` channels that the launch starts: before
+    /// anything else; a channel that cannot be told fails the launch untouched.
+    Announce,
+    /// Restoring the backup taken by the `migrate` step at this index of `steps`, during
+    /// a rollback (after traffic is back on stable, before the rollback steps).
+    Restore(usize),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +123,51 @@ pub enum EndStatus {
     /// The rollback itself did not complete: a human must look.
     Failed,
     Aborted,
+    /// The checklist said NO-GO: nothing was changed.
+    NoGo,
+}
+
+/// The result of one checklist item, smoke request or verify query.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub item: String,
+    pub critical: bool,
+    pub passed: bool,
+    /// One line for humans, redacted.
+    pub evidence: String,
+    #[serde(default)]
+    pub duration_ms: u64,
+    /// For requests: what was sent, what was expected, what came back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<String>,
+}
+
+/// What one version served over a sampling window (builtin router).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VersionSample {
+    /// `stable` or `candidate`.
+    pub version: String,
+    pub requests: u64,
+    /// Failed / requests; `None` without requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    pub rps: f64,
+}
+
+/// A database backup taken by a `migrate` step before its migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    pub path: String,
+    pub bytes: u64,
+    pub duration_ms: u64,
+    /// How the backup was checked readable.
+    pub detail: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,6 +212,9 @@ pub enum Record {
         by: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
+        /// The checklist item signed off, for `approval` items.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        item: Option<String>,
     },
     NeedsDecision {
         at: Timestamp,
@@ -216,6 +272,60 @@ pub enum Record {
         at: Timestamp,
         by: String,
     },
+    /// One checklist item, smoke request or verify query of an attempt.
+    Checked {
+        at: Timestamp,
+        step: StepRef,
+        attempt: u32,
+        result: CheckResult,
+    },
+    BackupTaken {
+        at: Timestamp,
+        step: StepRef,
+        attempt: u32,
+        backup: BackupInfo,
+    },
+    /// A notification was delivered (or given up on) on one channel.
+    Notified {
+        at: Timestamp,
+        /// The channel's name in the plan.
+        channel: String,
+        /// The launch event it told of: `launch_started`, `rollback_started`, ...
+        event: String,
+        delivered: bool,
+        attempts: u32,
+        /// `HTTP 200`, or why it failed (redacted).
+        detail: String,
+        /// The Statuspage maintenance this channel keeps for the launch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        incident_id: Option<String>,
+    },
+    /// Per-version traffic figures over the last `window_secs`, for reports and charts.
+    Sampled {
+        at: Timestamp,
+        window_secs: f64,
+        versions: Vec<VersionSample>,
+        /// The candidate's share when sampled, in basis points.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        weight_bp: Option<u16>,
+    },
+    /// A `monitor` step's checkpoint: its gates judged at its time after the step began.
+    Checkpoint {
+        at: Timestamp,
+        step: StepRef,
+        /// Which checkpoint of the step (0-based).
+        index: usize,
+        passed: bool,
+        /// "All systems healthy", or which gate failed and why.
+        summary: String,
+    },
+    /// The step succeeded and its `after:` command is due at `due` (kept by the daemon
+    /// with this record; cancelled if the launch does not succeed).
+    FollowUpScheduled {
+        at: Timestamp,
+        step: StepRef,
+        due: Timestamp,
+    },
 }
 
 impl Record {
@@ -235,7 +345,13 @@ impl Record {
             | Record::Evaluated { at, .. }
             | Record::TriggerFired { at, .. }
             | Record::Held { at, .. }
-            | Record::Released { at, .. } => *at,
+            | Record::Released { at, .. }
+            | Record::Checked { at, .. }
+            | Record::BackupTaken { at, .. }
+            | Record::FollowUpScheduled { at, .. }
+            | Record::Sampled { at, .. }
+            | Record::Notified { at, .. }
+            | Record::Checkpoint { at, .. } => *at,
         }
     }
 
@@ -257,6 +373,12 @@ impl Record {
             Record::TriggerFired { .. } => "trigger_fired",
             Record::Held { .. } => "held",
             Record::Released { .. } => "released",
+            Record::Checked { .. } => "checked",
+            Record::BackupTaken { .. } => "backup_taken",
+            Record::FollowUpScheduled { .. } => "follow_up_scheduled",
+            Record::Sampled { .. } => "sampled",
+            Record::Notified { .. } => "notified",
+            Record::Checkpoint { .. } => "checkpoint",
         }
     }
 }

@@ -441,3 +441,193 @@ fn without_a_router_rollback_and_promote_move_no_traffic() {
     assert_eq!(sim.state.status(), Status::Succeeded);
     assert_eq!(sim.executed, [StepRef::Forward(0), StepRef::Forward(1)]);
 }
+
+fn checked(item: &str, passed: bool) -> CheckResult {
+    CheckResult {
+        item: item.into(),
+        critical: true,
+        passed,
+        evidence: if passed { "ok".into() } else { "down".into() },
+        duration_ms: 3,
+        request: None,
+        expected: None,
+        actual: None,
+    }
+}
+
+impl Sim {
+    fn check(&mut self, item: &str, passed: bool) {
+        let (step, attempt) = self.state.in_flight().expect("a step in flight");
+        self.send(Event::Checked {
+            step,
+            attempt,
+            result: checked(item, passed),
+        })
+        .unwrap();
+    }
+}
+
+const CHECKLIST: &str = "checklist:
+  pass: { critical: 100%, overall: 50% }
+  items:
+    - { name: db, tcp: '127.0.0.1:5432' }
+    - { name: cache, tcp: '127.0.0.1:6379', critical: false }
+    - { name: sign-off, approval: release-manager }
+";
+
+fn checklist_plan() -> String {
+    format!(
+        "version: 1\nname: t\nservice: svc\n{ROUTER}{CHECKLIST}steps:\n  - traffic: 100%\nrollback:\n  steps:\n    - run: ./cleanup.sh\n"
+    )
+}
+
+#[test]
+fn the_checklist_runs_first_and_a_sign_off_completes_it() {
+    let mut sim = Sim::new(&checklist_plan());
+    sim.send(Event::Start).unwrap();
+    assert_eq!(
+        sim.executed,
+        [StepRef::Checklist],
+        "before any traffic moves"
+    );
+    sim.check("db", true);
+    assert_eq!(sim.state.status(), Status::Running);
+    sim.check("cache", false);
+    assert_eq!(sim.state.status(), Status::WaitingApproval);
+    let wrong = sim.send(Event::Approve {
+        role: "sre".into(),
+        by: "bo".into(),
+        comment: None,
+    });
+    assert_eq!(wrong.unwrap_err().code(), "wrong_role");
+    sim.send(Event::Approve {
+        role: "release-manager".into(),
+        by: "ana".into(),
+        comment: Some("ship it".into()),
+    })
+    .unwrap();
+    let outcome = sim.state.checklist_step().outcome.clone().unwrap();
+    assert_eq!(outcome.result, StepResult::Succeeded);
+    assert_eq!(
+        outcome.message.as_deref(),
+        Some("GO: 2/2 critical, 2/3 overall; failed: `cache`")
+    );
+    assert_eq!(sim.cancelled, [StepRef::Checklist]);
+    assert_eq!(sim.executed.last(), Some(&StepRef::Baseline));
+}
+
+#[test]
+fn a_failed_critical_item_ends_the_launch_no_go_without_touching_traffic() {
+    let mut sim = Sim::new(&checklist_plan());
+    sim.send(Event::Start).unwrap();
+    sim.check("db", false);
+    sim.check("cache", true);
+    sim.send(Event::Approve {
+        role: "release-manager".into(),
+        by: "ana".into(),
+        comment: None,
+    })
+    .unwrap();
+    assert_eq!(sim.state.status(), Status::NoGo);
+    assert_eq!(
+        sim.executed,
+        [StepRef::Checklist],
+        "no baseline, no rollback"
+    );
+    let reason = sim.state.reason().unwrap();
+    assert!(reason.contains("NO-GO: 1/2 critical"), "{reason}");
+    assert!(reason.contains("`db` (critical)"), "{reason}");
+}
+
+#[test]
+fn a_sign_off_survives_a_restart_and_results_of_another_attempt_are_ignored() {
+    let mut sim = Sim::new(&checklist_plan());
+    sim.send(Event::Start).unwrap();
+    sim.send(Event::Approve {
+        role: "release-manager".into(),
+        by: "ana".into(),
+        comment: None,
+    })
+    .unwrap();
+    sim.check("db", true);
+    sim.restart();
+    let (step, attempt) = sim.state.in_flight().unwrap();
+    assert_eq!((step, attempt), (StepRef::Checklist, 2));
+    let state = sim.state.checklist_step();
+    assert!(
+        state.check("sign-off").is_some_and(|c| c.passed),
+        "carried over"
+    );
+    assert!(state.check("db").is_none(), "automatic items run again");
+    // A straggler from the first attempt changes nothing.
+    sim.send(Event::Checked {
+        step,
+        attempt: 1,
+        result: checked("db", false),
+    })
+    .unwrap();
+    assert!(sim.state.checklist_step().check("db").is_none());
+    sim.check("db", true);
+    sim.check("cache", true);
+    assert_eq!(
+        sim.state.checklist_step().status,
+        StepStatus::Succeeded,
+        "{:?}",
+        sim.state.checklist_step().outcome
+    );
+}
+
+#[test]
+fn a_rollback_restores_migration_backups_newest_first_before_the_rollback_steps() {
+    let mut sim = Sim::new(&plan(
+        "  - migrate: { database: 'sqlite:a.db', command: ./m1.sh, restore_on_rollback: true }
+  - migrate: { database: 'sqlite:b.db', command: ./m2.sh }
+  - migrate: { database: 'sqlite:c.db', command: ./m3.sh, restore_on_rollback: true }
+  - traffic: 10%
+",
+        "    - run: ./cleanup.sh\n",
+    ));
+    sim.start();
+    for _ in 0..3 {
+        let (step, attempt) = sim.state.in_flight().unwrap();
+        sim.send(Event::BackupTaken {
+            step,
+            attempt,
+            backup: BackupInfo {
+                path: "/b".into(),
+                bytes: 10,
+                duration_ms: 1,
+                detail: "ok".into(),
+            },
+        })
+        .unwrap();
+        sim.ok();
+    }
+    sim.finish(StepResult::Failed, "router down");
+    assert_eq!(
+        sim.state.in_flight().map(|(s, _)| s),
+        Some(StepRef::RevertTraffic)
+    );
+    sim.ok();
+    assert_eq!(
+        sim.state.in_flight().map(|(s, _)| s),
+        Some(StepRef::Restore(2))
+    );
+    sim.ok();
+    assert_eq!(
+        sim.state.in_flight().map(|(s, _)| s),
+        Some(StepRef::Restore(0))
+    );
+    sim.finish(StepResult::Failed, "pg_restore failed");
+    assert_eq!(
+        sim.state.in_flight().map(|(s, _)| s),
+        Some(StepRef::Rollback(0))
+    );
+    sim.ok();
+    assert_eq!(sim.state.status(), Status::Failed);
+    let reason = sim.state.reason().unwrap();
+    assert!(
+        reason.contains("the rollback failed at `restore backup of `migrate ./m1.sh``"),
+        "{reason}"
+    );
+}

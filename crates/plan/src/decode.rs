@@ -375,6 +375,47 @@ impl<'n, 'a> Fields<'n, 'a> {
             .collect()
     }
 
+    /// The one key of `kinds` the mapping has (an item's or a channel's kind), or `None`
+    /// after reporting why: none given (then every other key is reported unknown, so a
+    /// misspelt kind gets its did-you-mean) or two.
+    pub fn one_kind(
+        &mut self,
+        dec: &mut Decoder<'_>,
+        kinds: &[&'static str],
+        what: &str,
+        unit: &str,
+    ) -> Option<&'static str> {
+        let present: Vec<&'static str> = kinds.iter().copied().filter(|k| self.has(k)).collect();
+        match present.as_slice() {
+            [kind] => Some(*kind),
+            [] => {
+                dec.error_hint(
+                    self.at,
+                    format!("{what}: no kind given"),
+                    format!("a {unit} has exactly one of: {}", kinds.join(", ")),
+                );
+                for key in self.section.keys {
+                    self.take(key);
+                }
+                let rest = Fields {
+                    at: self.at,
+                    section: self.section,
+                    entries: std::mem::take(&mut self.entries),
+                };
+                rest.finish(dec);
+                None
+            }
+            [first, second, ..] => {
+                dec.error_hint(
+                    self.key_location(second).unwrap_or(self.at),
+                    format!("{what}: has both `{first}` and `{second}`"),
+                    format!("one kind per {unit}: split it into two {unit}s"),
+                );
+                None
+            }
+        }
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|e| e.key == key)
     }

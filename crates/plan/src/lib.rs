@@ -3,10 +3,12 @@
 //! Invariant: this crate is pure. No I/O, no tokio, no clock; the environment is a
 //! function handed in, so the same source and variables always give the same plan.
 
+pub mod checks;
 pub mod condition;
 mod decode;
 mod diag;
 mod model;
+pub mod notify;
 pub mod schema;
 
 pub use diag::{Diagnostic, PlanErrors};
@@ -31,6 +33,11 @@ pub const STEP_KINDS: &[&str] = &[
     "maintenance",
     "analyze",
     "bake",
+    "check",
+    "smoke",
+    "migrate",
+    "monitor",
+    "flag",
 ];
 
 /// Keys only a `run` step takes.
@@ -104,6 +111,12 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         .and_then(|n| dec.string(n, "service"));
     let router = top.take("router").and_then(|n| decode_router(dec, n));
     let metrics = top.take("metrics").and_then(|n| decode_metrics(dec, n));
+    let checklist = top
+        .take("checklist")
+        .and_then(|n| checks::decode_checklist(dec, n, "checklist"));
+    let notify = top
+        .take("notify")
+        .and_then(|n| notify::decode_notify(dec, n));
     top.reject_reserved(dec);
 
     let steps_node = top.require(dec, "steps");
@@ -179,13 +192,53 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
             "add `metrics: { kind: prometheus, url: http://... }`",
         );
     }
+    let prometheus_items = |list: &checks::Checklist| {
+        list.items
+            .iter()
+            .filter(|i| matches!(i.kind, checks::CheckKind::Prometheus(_)))
+            .map(|i| i.location)
+            .collect::<Vec<_>>()
+    };
+    let mut needs_prometheus: Vec<Location> = checklist.iter().flat_map(prometheus_items).collect();
     for step in steps.iter().chain(&rollback.steps) {
-        if matches!(step.kind, StepKind::Maintenance(_)) && !builtin {
+        if let StepKind::Check(list) = &step.kind {
+            needs_prometheus.extend(prometheus_items(list));
+        }
+    }
+    if !prometheus {
+        for at in needs_prometheus {
             dec.error_hint(
-                step.location,
-                format!("step `{}` needs the builtin router", step.name),
-                "maintenance mode is served by `router: { kind: builtin }`",
+                at,
+                "checklist item: `prometheus` items need `metrics: { kind: prometheus }`",
+                "add `metrics: { kind: prometheus, url: http://... }`",
             );
+        }
+    }
+    // `maintenance` steps also work without the builtin router: they switch the
+    // daemon's `maintenance_mode` flag, which applications read.
+    for step in steps.iter().chain(&rollback.steps) {
+        if let StepKind::Monitor(m) = &step.kind {
+            let reads_router = m.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
+            if reads_router && !builtin {
+                dec.error_hint(
+                    step.location,
+                    format!(
+                        "step `{}` has conditions that read the builtin router's observations",
+                        step.name
+                    ),
+                    "use `router: { kind: builtin }`, or PromQL gates with `metrics: { kind: prometheus }`",
+                );
+            }
+            if m.gates.iter().any(|g| matches!(g, Gate::Query(_))) && !prometheus {
+                dec.error_hint(
+                    step.location,
+                    format!(
+                        "step `{}` has PromQL gates but the plan has no Prometheus",
+                        step.name
+                    ),
+                    "add `metrics: { kind: prometheus, url: http://... }`",
+                );
+            }
         }
     }
     let needs_router = steps
@@ -206,8 +259,10 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         service: service?,
         router,
         metrics,
+        checklist,
         steps,
         rollback,
+        notify,
         variables: std::mem::take(&mut dec.variables),
     })
 }
@@ -626,9 +681,20 @@ fn decode_trigger(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Trigger> {
             .and_then(|n| decode_condition(dec, n, "rollback.on[].when", true))
             .map(Gate::Builtin)
     };
-    let action = match f.take("action") {
-        None => Some(TriggerAction::Rollback),
-        Some(n) => match dec.string(n, "rollback.on[].action").as_deref() {
+    let flag = f.take("disable_flag");
+    if let (Some(_), Some(at)) = (&flag, f.key_location("action")) {
+        dec.error_hint(
+            at,
+            "rollback.on[]: `disable_flag` is the action; it takes no `action`",
+            "remove `action`",
+        );
+    }
+    let action = match (flag, f.take("action")) {
+        (Some(n), _) => dec
+            .string(n, "rollback.on[].disable_flag")
+            .map(TriggerAction::DisableFlag),
+        (None, None) => Some(TriggerAction::Rollback),
+        (None, Some(n)) => match dec.string(n, "rollback.on[].action").as_deref() {
             Some("rollback") => Some(TriggerAction::Rollback),
             Some("pause") => Some(TriggerAction::Pause),
             Some("notify") => Some(TriggerAction::Notify),
@@ -636,7 +702,7 @@ fn decode_trigger(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Trigger> {
                 dec.error_hint(
                     location(n),
                     format!("rollback.on[].action: unknown action `{other}`"),
-                    "actions: rollback (default), pause, notify",
+                    "actions: rollback (default), pause, notify; or `disable_flag: NAME`",
                 );
                 None
             }
@@ -796,6 +862,124 @@ fn decode_metrics(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MetricsSpec>
     spec
 }
 
+/// A list of gates: conditions (strings) and PromQL gates (mappings). `None` if any is
+/// invalid (each reported).
+fn decode_gates(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<Vec<Gate>> {
+    let items = dec.sequence(node, what)?;
+    let mut gates = Some(Vec::new());
+    for item in items {
+        let gate = match &item.data {
+            saphyr::YamlData::Value(_) => {
+                decode_condition(dec, item, what, false).map(Gate::Builtin)
+            }
+            _ => decode_query(dec, item, &schema::QUERY_GATE, false).map(Gate::Query),
+        };
+        match gate {
+            Some(g) => gates.as_mut().map(|gs| gs.push(g)).unwrap_or_default(),
+            None => gates = None,
+        }
+    }
+    gates
+}
+
+fn decode_monitor(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MonitorStep> {
+    let mut f = dec.fields(node, &schema::MONITOR)?;
+    let mut checkpoints = None;
+    if let Some(n) = f.require(dec, "checkpoints")
+        && let Some(items) = dec.sequence(n, "monitor.checkpoints")
+    {
+        if items.is_empty() {
+            dec.error(location(n), "monitor.checkpoints: at least one checkpoint");
+        }
+        let mut list = Some(Vec::new());
+        let mut last = std::time::Duration::ZERO;
+        for item in items {
+            match dec.duration(item, "monitor.checkpoints") {
+                Some(d) if d <= last => {
+                    dec.error_hint(
+                        location(item),
+                        "monitor.checkpoints: checkpoints must be in increasing order",
+                        "they are offsets from the step's start: `[15m, 30m, 1h, 24h]`",
+                    );
+                    list = None;
+                }
+                Some(d) => {
+                    last = d;
+                    list.as_mut().map(|c| c.push(d)).unwrap_or_default();
+                }
+                None => list = None,
+            }
+        }
+        checkpoints = list;
+    }
+    let gates = match f.take("gates") {
+        Some(n) => decode_gates(dec, n, "monitor.gates"),
+        None => Some(Vec::new()),
+    };
+    let window = match f.take("window") {
+        Some(n) => dec.duration(n, "monitor.window"),
+        None => Some(defaults::MONITOR_WINDOW),
+    };
+    let min_requests = match f.take("min_requests") {
+        Some(n) => dec
+            .integer(n, "monitor.min_requests", 0, i64::MAX)
+            .map(|v| v as u64),
+        None => Some(defaults::ANALYZE_MIN_REQUESTS),
+    };
+    f.finish(dec);
+    Some(MonitorStep {
+        checkpoints: checkpoints?,
+        gates: gates?,
+        window: window?,
+        min_requests: min_requests?,
+    })
+}
+
+/// `flag: { name, percent: 5% }` or `flag: { name, enabled: false }`.
+fn decode_flag(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<FlagStep> {
+    let mut f = dec.fields(node, &schema::FLAG)?;
+    let name = f.require(dec, "name").and_then(|n| {
+        let name = dec.string(n, "flag.name")?;
+        let valid = name.len() <= 128
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !valid {
+            dec.error_hint(
+                location(n),
+                format!("flag.name: `{name}` is not a flag name"),
+                "letters, digits, `_`, `.` and `-`, at most 128",
+            );
+        }
+        valid.then_some(name)
+    });
+    let change = match (f.take("percent"), f.take("enabled")) {
+        (Some(p), None) => dec.percent(p, "flag.percent").map(FlagSetting::Percent),
+        (None, Some(e)) => dec.boolean(e, "flag.enabled").map(FlagSetting::Enabled),
+        (Some(_), Some(_)) => {
+            dec.error_hint(
+                f.key_location("enabled").unwrap_or(f.at),
+                "flag: give `percent` or `enabled`, not both",
+                "one change per step: split it into two steps",
+            );
+            None
+        }
+        (None, None) => {
+            dec.error_hint(
+                f.at,
+                "flag: missing `percent` or `enabled`",
+                "e.g. `flag: { name: new_checkout, percent: 5% }`",
+            );
+            None
+        }
+    };
+    f.finish(dec);
+    Some(FlagStep {
+        name: name?,
+        change: change?,
+    })
+}
+
 fn decode_analyze(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<AnalyzeStep> {
     let mut f = dec.fields(node, &schema::ANALYZE)?;
     let duration = f
@@ -805,23 +989,10 @@ fn decode_analyze(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<AnalyzeStep>
         Some(n) => dec.duration(n, "analyze.interval"),
         None => Some(defaults::ANALYZE_INTERVAL),
     };
-    let mut gates = Some(Vec::new());
-    if let Some(n) = f.take("gates")
-        && let Some(items) = dec.sequence(n, "analyze.gates")
-    {
-        for item in items {
-            let gate = match &item.data {
-                saphyr::YamlData::Value(_) => {
-                    decode_condition(dec, item, "analyze.gates", false).map(Gate::Builtin)
-                }
-                _ => decode_query(dec, item, &schema::QUERY_GATE, false).map(Gate::Query),
-            };
-            match gate {
-                Some(g) => gates.as_mut().map(|gs| gs.push(g)).unwrap_or_default(),
-                None => gates = None,
-            }
-        }
-    }
+    let gates = match f.take("gates") {
+        Some(n) => decode_gates(dec, n, "analyze.gates"),
+        None => Some(Vec::new()),
+    };
     let min_requests = match f.take("min_requests") {
         Some(n) => dec
             .integer(n, "analyze.min_requests", 0, i64::MAX)
@@ -1030,9 +1201,12 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         for key in RUN_KEYS {
             if f.take(key).is_some() {
                 let hint = match (*key, kind_key) {
-                    ("timeout", "approve" | "wait") => {
+                    ("timeout", "approve" | "wait" | "migrate") => {
                         format!("put it inside the step: `{kind_key}: {{ ..., timeout: 5m }}`")
                     }
+                    ("timeout", "smoke" | "check") => format!(
+                        "`{kind_key}: {{ ..., timeout: 5s }}` sets each request's or item's timeout"
+                    ),
                     ("idempotent", _) => format!("`{kind_key}` steps are idempotent by nature"),
                     _ => "remove it".to_string(),
                 };
@@ -1062,8 +1236,23 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
             b.finish(dec);
             d.map(StepKind::Pause)
         }),
+        "check" => checks::decode_checklist(dec, value, "check").map(StepKind::Check),
+        "smoke" => checks::decode_smoke(dec, value).map(StepKind::Smoke),
+        "migrate" => checks::decode_migrate(dec, value).map(|m| StepKind::Migrate(Box::new(m))),
+        "monitor" => decode_monitor(dec, value).map(|m| StepKind::Monitor(Box::new(m))),
+        "flag" => decode_flag(dec, value).map(StepKind::Flag),
         _ => unreachable!("STEP_KINDS and this match agree"),
     };
+    let after = f.take("after").and_then(|n| {
+        if ctx == StepContext::Rollback {
+            dec.error(
+                location(n),
+                "rollback.steps: `after` is for launch steps (a rollback cancels follow-ups)",
+            );
+            return None;
+        }
+        decode_after(dec, n)
+    });
     f.finish(dec);
     let kind = decoded?;
 
@@ -1073,6 +1262,20 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
                 Some("traffic returns to stable automatically before rollback steps run")
             }
             StepKind::Approve(_) => Some("a rollback must never wait for a human"),
+            StepKind::Monitor(_) => {
+                Some("a rollback must not wait for checkpoints (watch the service with a launch)")
+            }
+            StepKind::Check(ref list)
+                if list
+                    .items
+                    .iter()
+                    .any(|i| matches!(i.kind, checks::CheckKind::Approval { .. })) =>
+            {
+                Some("a rollback must never wait for a human (this one has an `approval` item)")
+            }
+            StepKind::Migrate(ref m) if m.restore_on_rollback => Some(
+                "`restore_on_rollback` on a rollback step would restore during the rollback itself",
+            ),
             _ => None,
         };
         if let Some(why) = why {
@@ -1094,8 +1297,27 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         name,
         kind,
         location: at,
+        after,
     };
     Some((step, explicit))
+}
+
+fn decode_after(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<FollowUp> {
+    let mut f = dec.fields(node, &schema::AFTER)?;
+    let delay = f
+        .require(dec, "delay")
+        .and_then(|n| dec.duration(n, "after.delay"));
+    let command = f.require(dec, "run").and_then(|n| dec.text(n, "after.run"));
+    let timeout = match f.take("timeout") {
+        Some(n) => dec.duration(n, "after.timeout"),
+        None => Some(defaults::RUN_TIMEOUT),
+    };
+    f.finish(dec);
+    Some(FollowUp {
+        delay: delay?,
+        command: command?,
+        timeout: timeout?,
+    })
 }
 
 fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -> Option<RunStep> {
@@ -1158,8 +1380,7 @@ fn decode_approve(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<ApproveStep>
     })
 }
 
-/// This build speaks plain HTTP only: an `https://` URL is refused at load, not left to
-/// fail at every attempt during a launch.
+/// An `http://` or `https://` URL (https verified against the system's roots).
 fn check_http_url(
     dec: &mut Decoder<'_>,
     node: &Node<'_>,
@@ -1168,23 +1389,14 @@ fn check_http_url(
     example: &str,
 ) -> bool {
     let s = url.expose();
-    if s.starts_with("http://") {
+    if s.starts_with("http://") || s.starts_with("https://") {
         return true;
     }
-    let (message, hint) = if s.starts_with("https://") {
-        (
-            format!("{what}: `{url}`: https is not supported by this build of liftoff"),
-            format!(
-                "reach the endpoint over plain http on loopback or a private network, e.g. `{example}`"
-            ),
-        )
-    } else {
-        (
-            format!("{what}: `{url}` is not an http URL"),
-            format!("e.g. `{example}`"),
-        )
-    };
-    dec.error_hint(location(node), message, hint);
+    dec.error_hint(
+        location(node),
+        format!("{what}: `{url}` is not an http or https URL"),
+        format!("e.g. `{example}`"),
+    );
     false
 }
 
@@ -1229,21 +1441,7 @@ fn decode_wait(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<WaitStep> {
 
 fn default_name(kind: &StepKind) -> String {
     match kind {
-        StepKind::Run(run) => {
-            let first = run
-                .command
-                .template()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim();
-            let short: String = first.chars().take(48).collect();
-            if short.len() < first.len() {
-                format!("run {short}…")
-            } else {
-                format!("run {short}")
-            }
-        }
+        StepKind::Run(run) => format!("run {}", first_line(run.command.template())),
         StepKind::Traffic(w) => format!("traffic {w}%"),
         StepKind::Pause(d) => format!("pause {}", humantime::format_duration(*d)),
         StepKind::Approve(a) => format!("approve by {}", a.role),
@@ -1251,5 +1449,34 @@ fn default_name(kind: &StepKind) -> String {
         StepKind::Analyze(a) => format!("analyze {}", humantime::format_duration(a.duration)),
         StepKind::Maintenance(true) => "maintenance on".to_string(),
         StepKind::Maintenance(false) => "maintenance off".to_string(),
+        StepKind::Check(list) => match list.items.as_slice() {
+            [one] => format!("check {}", one.name),
+            items => format!("check {} items", items.len()),
+        },
+        StepKind::Smoke(s) => match s.requests.as_slice() {
+            [one] => format!("smoke {}", one.name),
+            requests => format!("smoke {} requests", requests.len()),
+        },
+        StepKind::Migrate(m) => format!("migrate {}", first_line(m.command.template())),
+        StepKind::Monitor(m) => {
+            let last = m.checkpoints.last().copied().unwrap_or_default();
+            format!("monitor {}", humantime::format_duration(last))
+        }
+        StepKind::Flag(f) => match f.change {
+            FlagSetting::Percent(w) => format!("flag {} {w}%", f.name),
+            FlagSetting::Enabled(true) => format!("flag {} on", f.name),
+            FlagSetting::Enabled(false) => format!("flag {} off", f.name),
+        },
+    }
+}
+
+/// A command's first line, at most 48 characters, `…` when cut.
+fn first_line(command: &str) -> String {
+    let first = command.lines().next().unwrap_or_default().trim();
+    let short: String = first.chars().take(48).collect();
+    if short.len() < first.len() {
+        format!("{short}…")
+    } else {
+        short
     }
 }

@@ -26,8 +26,12 @@ pub struct Plan {
     /// Where query gates and triggers get their numbers (`metrics: { kind: prometheus }`).
     /// Conditions like `error_rate < 1%` always read the builtin router.
     pub metrics: Option<MetricsSpec>,
+    /// The go/no-go checklist: run before anything else; NO-GO ends the launch.
+    pub checklist: Option<crate::checks::Checklist>,
     pub steps: Vec<Step>,
     pub rollback: RollbackSpec,
+    /// Who is told about the launch, and how (`notify:`).
+    pub notify: Option<crate::notify::NotifySpec>,
     /// Every `${VAR}` the plan references, with its resolved value. These are secrets:
     /// they are handed to child processes and redacted from captured output, never printed.
     pub variables: Variables,
@@ -246,6 +250,18 @@ pub struct Step {
     pub name: String,
     pub kind: StepKind,
     pub location: Location,
+    /// A command to run some time after this step succeeds (`after:`).
+    pub after: Option<FollowUp>,
+}
+
+/// `after: { delay: 24h, run: ./stop-old.sh }`: scheduled when the step succeeds, run by
+/// the daemon when due (even after the launch ended), cancelled if the launch ends
+/// without succeeding.
+#[derive(Clone, Debug)]
+pub struct FollowUp {
+    pub delay: Duration,
+    pub command: Text,
+    pub timeout: Duration,
 }
 
 impl Step {
@@ -254,7 +270,13 @@ impl Step {
     pub fn idempotent(&self) -> bool {
         match &self.kind {
             StepKind::Run(run) => run.idempotent,
-            StepKind::Traffic(_)
+            // A migration may have half-applied: a human decides.
+            StepKind::Migrate(_) => false,
+            StepKind::Check(_)
+            | StepKind::Monitor(_)
+            | StepKind::Flag(_)
+            | StepKind::Smoke(_)
+            | StepKind::Traffic(_)
             | StepKind::Pause(_)
             | StepKind::Approve(_)
             | StepKind::Wait(_)
@@ -275,6 +297,42 @@ pub enum StepKind {
     Maintenance(bool),
     /// Evaluate gates at an interval for a while.
     Analyze(Box<AnalyzeStep>),
+    /// Checklist items; NO-GO fails the step.
+    Check(crate::checks::Checklist),
+    /// HTTP requests with expected answers.
+    Smoke(crate::checks::SmokeStep),
+    /// Backup, migration command, verify queries.
+    Migrate(Box<crate::checks::MigrateStep>),
+    /// Post-launch checkpoints: gates judged at times after the step starts.
+    Monitor(Box<MonitorStep>),
+    /// Change a feature flag of the daemon's flag service.
+    Flag(FlagStep),
+}
+
+/// `monitor: { checkpoints: [15m, 1h, 24h], gates: [...] }`.
+#[derive(Clone, Debug)]
+pub struct MonitorStep {
+    /// Offsets from the step's first start, ascending.
+    pub checkpoints: Vec<Duration>,
+    /// Judged at each checkpoint; none: the checkpoint reports the figures only.
+    pub gates: Vec<Gate>,
+    /// Each checkpoint judges this window before it.
+    pub window: Duration,
+    pub min_requests: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FlagStep {
+    pub name: String,
+    pub change: FlagSetting,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum FlagSetting {
+    /// Serve the flag's variant to this share of users (sticky).
+    Percent(Weight),
+    /// The kill switch.
+    Enabled(bool),
 }
 
 #[derive(Clone, Debug)]
@@ -379,7 +437,7 @@ pub struct QueryGate {
     pub sustained: Option<Duration>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TriggerAction {
     /// All traffic to stable first, then the rollback steps.
     Rollback,
@@ -387,14 +445,18 @@ pub enum TriggerAction {
     Pause,
     /// Record it (and, with notifications, tell people); the launch goes on.
     Notify,
+    /// Turn this feature flag off (its kill switch); the launch goes on. The seeds'
+    /// first answer to a minor incident, before a rollback.
+    DisableFlag(String),
 }
 
 impl TriggerAction {
-    pub fn label(self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             TriggerAction::Rollback => "rollback",
             TriggerAction::Pause => "pause",
             TriggerAction::Notify => "notify",
+            TriggerAction::DisableFlag(_) => "disable_flag",
         }
     }
 }
@@ -409,6 +471,11 @@ impl StepKind {
             StepKind::Wait(_) => "wait",
             StepKind::Maintenance(_) => "maintenance",
             StepKind::Analyze(_) => "analyze",
+            StepKind::Check(_) => "check",
+            StepKind::Smoke(_) => "smoke",
+            StepKind::Migrate(_) => "migrate",
+            StepKind::Monitor(_) => "monitor",
+            StepKind::Flag(_) => "flag",
         }
     }
 }
@@ -466,4 +533,7 @@ pub mod defaults {
     pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);
     pub const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
     pub const WAIT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    pub const MONITOR_WINDOW: Duration = Duration::from_secs(5 * 60);
+    /// The flag a `maintenance` step turns on and off, for applications to read.
+    pub const MAINTENANCE_FLAG: &str = "maintenance_mode";
 }

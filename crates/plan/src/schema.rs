@@ -14,7 +14,15 @@ pub const PLAN: Section = Section {
     name: "plan",
     path: "",
     keys: &[
-        "version", "name", "service", "router", "metrics", "steps", "rollback",
+        "version",
+        "name",
+        "service",
+        "router",
+        "metrics",
+        "checklist",
+        "steps",
+        "rollback",
+        "notify",
     ],
 };
 
@@ -92,7 +100,140 @@ pub const STEP: Section = Section {
         "maintenance",
         "analyze",
         "bake",
+        "check",
+        "smoke",
+        "migrate",
+        "after",
+        "monitor",
+        "flag",
     ],
+};
+
+pub const MONITOR: Section = Section {
+    name: "monitor",
+    path: "steps[].monitor.",
+    keys: &["checkpoints", "gates", "window", "min_requests"],
+};
+
+pub const FLAG: Section = Section {
+    name: "flag",
+    path: "steps[].flag.",
+    keys: &["name", "percent", "enabled"],
+};
+
+pub const AFTER: Section = Section {
+    name: "after",
+    path: "steps[].after.",
+    keys: &["delay", "run", "timeout"],
+};
+
+pub const CHECKLIST: Section = Section {
+    name: "checklist",
+    path: "checklist.",
+    keys: &["items", "pass", "timeout"],
+};
+
+pub const PASS: Section = Section {
+    name: "pass",
+    path: "checklist.pass.",
+    keys: &["critical", "overall"],
+};
+
+pub const CHECK_ITEM: Section = Section {
+    name: "checklist item",
+    path: "checklist.items[].",
+    keys: &[
+        "name",
+        "critical",
+        "timeout",
+        "http",
+        "method",
+        "headers",
+        "body",
+        "status",
+        "body_contains",
+        "json",
+        "max_latency",
+        "tcp",
+        "tls",
+        "server_name",
+        "min_days",
+        "ca_file",
+        "disk",
+        "min_free",
+        "command",
+        "exit_code",
+        "output_contains",
+        "dir",
+        "postgres",
+        "query",
+        "expect",
+        "redis",
+        "info",
+        "prometheus",
+        "condition",
+        "file",
+        "max_age",
+        "approval",
+    ],
+};
+
+/// `headers` maps header names to values: its keys are data.
+pub const HEADERS: Section = Section {
+    name: "headers",
+    path: "checklist.items[].headers.",
+    keys: &[],
+};
+
+/// `json` maps JSON pointers to expected values: its keys are data.
+pub const JSON: Section = Section {
+    name: "json",
+    path: "checklist.items[].json.",
+    keys: &[],
+};
+
+pub const SMOKE: Section = Section {
+    name: "smoke",
+    path: "steps[].smoke.",
+    keys: &["base_url", "timeout", "requests"],
+};
+
+pub const SMOKE_REQUEST: Section = Section {
+    name: "smoke request",
+    path: "steps[].smoke.requests[].",
+    keys: &[
+        "name",
+        "url",
+        "method",
+        "headers",
+        "body",
+        "status",
+        "body_contains",
+        "json",
+        "max_latency",
+        "timeout",
+    ],
+};
+
+pub const MIGRATE: Section = Section {
+    name: "migrate",
+    path: "steps[].migrate.",
+    keys: &[
+        "database",
+        "command",
+        "timeout",
+        "dir",
+        "verify",
+        "restore_on_rollback",
+        "restore_verify",
+        "terminate_sessions",
+    ],
+};
+
+pub const VERIFY: Section = Section {
+    name: "verify",
+    path: "steps[].migrate.verify[].",
+    keys: &["query", "expect"],
 };
 
 pub const ANALYZE: Section = Section {
@@ -142,6 +283,7 @@ pub const TRIGGER: Section = Section {
         "condition",
         "version",
         "for",
+        "disable_flag",
     ],
 };
 
@@ -186,6 +328,60 @@ pub const ENV: Section = Section {
     keys: &[],
 };
 
+pub const NOTIFY: Section = Section {
+    name: "notify",
+    path: "notify.",
+    keys: &["channels", "templates", "retry"],
+};
+
+pub const NOTIFY_CHANNEL: Section = Section {
+    name: "notify channel",
+    path: "notify.channels[].",
+    keys: &[
+        "name",
+        "slack",
+        "webhook",
+        "email",
+        "statuspage",
+        "secret",
+        "events",
+        "required",
+        "templates",
+    ],
+};
+
+pub const NOTIFY_EMAIL: Section = Section {
+    name: "email",
+    path: "notify.channels[].email.",
+    keys: &["smtp", "starttls", "username", "password", "from", "to"],
+};
+
+pub const NOTIFY_STATUSPAGE: Section = Section {
+    name: "statuspage",
+    path: "notify.channels[].statuspage.",
+    keys: &[
+        "page_id",
+        "api_key",
+        "component_id",
+        "api_url",
+        "expected_duration",
+    ],
+};
+
+/// `templates` maps event names to messages: its keys are data (checked by the decoder).
+/// The same shape serves `notify.channels[].templates`.
+pub const NOTIFY_TEMPLATES: Section = Section {
+    name: "templates",
+    path: "notify.templates.",
+    keys: &[],
+};
+
+pub const NOTIFY_RETRY: Section = Section {
+    name: "retry",
+    path: "notify.retry.",
+    keys: &["attempts", "backoff", "timeout"],
+};
+
 pub const SECTIONS: &[&Section] = &[
     &PLAN,
     &ROUTER,
@@ -203,17 +399,26 @@ pub const SECTIONS: &[&Section] = &[
     &TRIGGER,
     &QUERY_GATE,
     &METRICS,
+    &CHECKLIST,
+    &PASS,
+    &CHECK_ITEM,
+    &HEADERS,
+    &JSON,
+    &SMOKE,
+    &SMOKE_REQUEST,
+    &MIGRATE,
+    &VERIFY,
+    &AFTER,
+    &NOTIFY,
+    &NOTIFY_CHANNEL,
+    &NOTIFY_EMAIL,
+    &NOTIFY_STATUSPAGE,
+    &NOTIFY_TEMPLATES,
+    &NOTIFY_RETRY,
+    &MONITOR,
+    &FLAG,
 ];
 
 /// Keys that belong to the plan format but need a capability this build does not have;
 /// a plan using them is rejected (never half-enforced).
-pub const RESERVED: &[(&str, &str)] = &[
-    ("checklist", "the go/no-go checklist"),
-    ("notify", "notifications"),
-    ("steps[].check", "checklist items as a step"),
-    ("steps[].smoke", "smoke tests"),
-    ("steps[].migrate", "database migrations"),
-    ("steps[].flag", "feature flags"),
-    ("steps[].monitor", "post-launch checkpoints"),
-    ("steps[].after", "scheduled follow-up steps"),
-];
+pub const RESERVED: &[(&str, &str)] = &[];

@@ -1,3 +1,7 @@
+use std::time::Duration;
+
+use liftoff_plan::checks::{CheckKind, DbEngine, DiskFree, Expected, PassRule, Value};
+use liftoff_plan::condition::Op;
 use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind, Sticky, Weight, parse};
 
 fn env(name: &str) -> Option<String> {
@@ -164,18 +168,44 @@ fn step_shape_errors() {
 }
 
 #[test]
-fn unavailable_capabilities_are_errors_not_ignored() {
-    let e = errors("version: 1\nname: n\nservice: s\nchecklist: {}\nsteps:\n  - smoke: { requests: [] }\nnotify:\n  - slack: {}\n").render("p");
-    assert!(
-        e.contains("p:4:1: `checklist` (the go/no-go checklist) is not available"),
-        "{e}"
+fn flag_steps_monitor_steps_and_the_disable_flag_trigger() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:1', stable: 'http://a:1', candidate: 'http://b:2' }\nsteps:\n  - flag: { name: new_checkout, percent: 2.5% }\n  - flag: { name: new_checkout, enabled: false }\n  - monitor: { checkpoints: [15m, 1h], gates: ['error_rate < 1%'] }\nrollback:\n  on:\n    - { when: 'error_rate > 2%', disable_flag: new_checkout }\n",
     );
-    assert!(
-        e.contains("p:6:5: `smoke` (smoke tests) is not available"),
-        "{e}"
+    let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "flag new_checkout 2.5%",
+            "flag new_checkout off",
+            "monitor 1h"
+        ]
     );
+    let liftoff_plan::StepKind::Monitor(m) = &plan.steps[2].kind else {
+        panic!()
+    };
+    assert_eq!(m.checkpoints.len(), 2);
+    assert_eq!(m.window.as_secs(), 300);
+    assert_eq!(
+        plan.rollback.triggers[0].action,
+        liftoff_plan::TriggerAction::DisableFlag("new_checkout".into())
+    );
+
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - flag: { name: new-checkout }\n  - flag: { name: 'bad name', percent: 5% }\n  - flag: { name: x, percent: 5%, enabled: true }\n  - monitor: {}\n  - monitor: { checkpoints: [1h, 30m], gates: ['error_rate < 1%'] }\nrollback:\n  on: [{ when: 'error_rate > 2%', action: pause, disable_flag: x }]\n  steps:\n    - monitor: { checkpoints: [1m] }\n").render("p");
+    for expected in [
+        "p:5:11: flag: missing `percent` or `enabled`",
+        "p:6:19: flag.name: `bad name` is not a flag name",
+        "p:7:35: flag: give `percent` or `enabled`, not both",
+        "p:8:14: monitor: missing required key `checkpoints`",
+        "p:9:34: monitor.checkpoints: checkpoints must be in increasing order",
+        "rollback.on[]: `disable_flag` is the action; it takes no `action`",
+        "p:13:7: rollback.steps: `monitor` steps are not allowed",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in\n{e}");
+    }
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - monitor: { checkpoints: [1h], gates: ['error_rate < 1%'] }\n").render("p");
     assert!(
-        e.contains("p:7:1: `notify` (notifications) is not available"),
+        e.contains("p:5:5: step `monitor 1h` has conditions that read the builtin router"),
         "{e}"
     );
 }
@@ -322,10 +352,9 @@ fn maintenance_steps_and_settings() {
         e.contains("p:5:18: maintenance: expected `on` or `off`"),
         "{e}"
     );
-    assert!(
-        e.contains("p:6:5: step `maintenance on` needs the builtin router"),
-        "{e}"
-    );
+    // Without the builtin router, a maintenance step switches the `maintenance_mode`
+    // flag only.
+    ok("version: 1\nname: n\nservice: s\nsteps:\n  - maintenance: on\n");
     let e = errors("version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:1', stable: 'http://a:1', candidate: 'http://b:2', maintenance: { allow: [10.0.0.0/33] } }\nsteps:\n  - traffic: 5%\n").render("p");
     assert!(
         e.contains("`10.0.0.0/33` is not an address or CIDR network"),
@@ -425,17 +454,467 @@ fn promql_gates_and_triggers_need_prometheus_and_plain_numbers() {
     );
     let e = errors("version: 1\nname: n\nservice: s\nmetrics: { kind: prometheus, url: 'ftp://x' }\nsteps:\n  - run: x\n").render("p");
     assert!(
-        e.contains("metrics.url: `ftp://x` is not an http URL"),
+        e.contains("metrics.url: `ftp://x` is not an http or https URL"),
         "{e}"
     );
-    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - wait: { http: 'https://shop.example.com/health' }\n").render("p");
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - wait: { http: 'shop.example.com/health' }\n",
+    )
+    .render("p");
     assert!(
-        e.contains("p:5:19: wait.http: `https://shop.example.com/health`: https is not supported"),
+        e.contains("p:5:19: wait.http: `shop.example.com/health` is not an http or https URL"),
         "{e}"
     );
+    let ok = liftoff_plan::parse(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - wait: { http: 'https://shop.example.com/health' }\n",
+        &|_| None,
+    );
+    assert!(ok.is_ok(), "https is verified against the system's roots");
     let e = errors("version: 1\nname: n\nservice: s\nmetrics: { kind: prometheus, url: 'http://127.0.0.1:9090' }\nsteps:\n  - run: x\nrollback:\n  on: [{ query: x, condition: '> 1' }]\n").render("p");
     assert!(
         e.contains("this plan has no router"),
         "triggers that could never arm are an error: {e}"
+    );
+}
+
+const PROMETHEUS: &str = "metrics: { kind: prometheus, url: 'http://127.0.0.1:9090' }\n";
+
+#[test]
+fn a_full_checklist_with_every_kind_of_item() {
+    let plan = ok(&format!(
+        "\
+version: 1
+name: n
+service: s
+{PROMETHEUS}checklist:
+  pass: {{ critical: 100%, overall: 95% }}
+  timeout: 15s
+  items:
+    - {{ http: 'http://127.0.0.1:8080/health', method: post, headers: {{ X-Key: '${{DB_URL}}' }}, body: '{{}}', body_contains: ok, json: {{ /ok: true, /lag: '< 5' }}, max_latency: 1s }}
+    - {{ tcp: '127.0.0.1:5432' }}
+    - {{ tcp: '127.0.0.1:5432', critical: false }}
+    - {{ tls: 'api.example.com:443', ca_file: ca.pem }}
+    - {{ disk: /var/lib, min_free: 20% }}
+    - {{ disk: /var/backups, min_free: 10GiB }}
+    - {{ name: tests, command: ./check.sh, exit_code: 3, output_contains: passed, dir: scripts, timeout: 2m }}
+    - {{ postgres: '${{DB_URL}}', query: select pg_is_in_recovery(), expect: false }}
+    - {{ postgres: 'postgres://app@127.0.0.1/shop' }}
+    - {{ redis: 'redis://127.0.0.1:6379' }}
+    - {{ redis: 'redis://127.0.0.1:6379', info: connected_slaves, expect: '>= 1' }}
+    - {{ prometheus: 'sum(up)', condition: '>= 1' }}
+    - {{ file: /var/backups/latest.dump, max_age: 24h }}
+    - {{ approval: sre }}
+steps:
+  - run: x
+"
+    ));
+    let list = plan.checklist.as_ref().expect("a checklist");
+    assert_eq!(
+        list.pass,
+        PassRule {
+            critical: Weight::FULL,
+            overall: Weight::from_basis_points(9500).unwrap(),
+        }
+    );
+    let names: Vec<&str> = list.items.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "POST http://127.0.0.1:8080/health",
+            "tcp 127.0.0.1:5432",
+            "tcp 127.0.0.1:5432 #2",
+            "tls api.example.com:443",
+            "disk /var/lib",
+            "disk /var/backups",
+            "tests",
+            "postgres select pg_is_in_recovery()",
+            "postgres select 1",
+            "redis ping",
+            "redis connected_slaves",
+            "prometheus sum(up)",
+            "file /var/backups/latest.dump",
+            "approval by sre",
+        ],
+        "derived names, repeats numbered"
+    );
+    let critical: Vec<bool> = list.items.iter().map(|i| i.critical).collect();
+    assert_eq!(critical.iter().filter(|c| !**c).count(), 1);
+    assert!(!critical[2]);
+    // `checklist.timeout` is every item's default, but an approval's (24h).
+    assert_eq!(list.items[0].timeout, Duration::from_secs(15));
+    assert_eq!(list.items[6].timeout, Duration::from_secs(120));
+    assert_eq!(list.items[13].timeout, Duration::from_secs(24 * 3600));
+
+    let CheckKind::Http(h) = &list.items[0].kind else {
+        panic!("{:?}", list.items[0])
+    };
+    assert_eq!(h.method, "POST");
+    assert_eq!(h.expect.status, 200);
+    assert_eq!(h.headers[0].0, "X-Key");
+    assert_eq!(h.headers[0].1.template(), "${DB_URL}");
+    assert_eq!(h.body.as_ref().map(|b| b.expose()), Some("{}"));
+    assert_eq!(h.expect.body_contains.as_deref(), Some("ok"));
+    assert_eq!(
+        h.expect.json,
+        [
+            ("/ok".to_string(), Expected::Equals(Value::Bool(true))),
+            ("/lag".to_string(), Expected::Compare(Op::Lt, 5.0)),
+        ]
+    );
+    assert_eq!(h.expect.max_latency, Some(Duration::from_secs(1)));
+    let CheckKind::Tls(t) = &list.items[3].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (t.server_name.as_str(), t.min_days),
+        ("api.example.com", 14)
+    );
+    assert_eq!(t.ca_file.as_ref().map(|c| c.template()), Some("ca.pem"));
+    let disks: Vec<DiskFree> = list
+        .items
+        .iter()
+        .filter_map(|i| match &i.kind {
+            CheckKind::Disk(d) => Some(d.min_free),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(disks, [DiskFree::Percent(20.0), DiskFree::Bytes(10 << 30)]);
+    let CheckKind::Command(c) = &list.items[6].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (c.exit_code, c.output_contains.as_deref()),
+        (3, Some("passed"))
+    );
+    assert_eq!(c.dir.as_ref().map(|d| d.template()), Some("scripts"));
+    let CheckKind::Postgres(db) = &list.items[7].kind else {
+        panic!()
+    };
+    assert_eq!(db.expect, Some(Expected::Equals(Value::Bool(false))));
+    let CheckKind::Postgres(db) = &list.items[8].kind else {
+        panic!()
+    };
+    assert_eq!((db.query.as_str(), &db.expect), ("select 1", &None));
+    let CheckKind::Redis(r) = &list.items[9].kind else {
+        panic!()
+    };
+    assert_eq!((&r.info, &r.expect), (&None, &None), "a PING");
+    let CheckKind::Redis(r) = &list.items[10].kind else {
+        panic!()
+    };
+    assert_eq!(r.expect, Some(Expected::Compare(Op::Ge, 1.0)));
+    let CheckKind::Prometheus(p) = &list.items[11].kind else {
+        panic!()
+    };
+    assert_eq!((p.op, p.threshold), (Op::Ge, 1.0));
+    let CheckKind::File(f) = &list.items[12].kind else {
+        panic!()
+    };
+    assert_eq!(f.max_age, Some(Duration::from_secs(24 * 3600)));
+    assert!(matches!(&list.items[13].kind, CheckKind::Approval { role } if role == "sre"));
+
+    let debug = format!("{plan:?}");
+    assert!(
+        !debug.contains("hunter2"),
+        "connection strings are secrets: {debug}"
+    );
+}
+
+#[test]
+fn a_checklist_list_takes_the_default_pass_rule_and_timeouts() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - tcp: 'db:5432'\n  - { approval: dba, critical: false }\nsteps:\n  - check: [{ http: 'https://api.example.com/health', status: 204 }]\n",
+    );
+    let list = plan.checklist.unwrap();
+    assert_eq!(list.pass, PassRule::default());
+    assert_eq!(
+        (list.pass.critical, list.pass.overall),
+        (Weight::FULL, Weight::STABLE),
+        "critical 100%, overall 0%: non-critical failures are warnings"
+    );
+    let kinds: Vec<&str> = list.items.iter().map(|i| i.kind.keyword()).collect();
+    assert_eq!(kinds, ["tcp", "approval"]);
+    assert_eq!(list.items[0].timeout, Duration::from_secs(10));
+    assert_eq!(list.items[1].timeout, Duration::from_secs(24 * 3600));
+    let StepKind::Check(step) = &plan.steps[0].kind else {
+        panic!()
+    };
+    let CheckKind::Http(h) = &step.items[0].kind else {
+        panic!()
+    };
+    assert_eq!((h.method.as_str(), h.expect.status), ("GET", 204));
+    assert_eq!(
+        plan.steps[0].name,
+        "check GET https://api.example.com/health"
+    );
+    assert!(plan.steps[0].idempotent());
+}
+
+#[test]
+fn a_checklist_item_has_exactly_one_kind() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - { http: 'http://a:1/', tcp: 'a:1' }\n  - { name: nothing }\nsteps:\n  - run: x\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:5:28: checklist item: has both `http` and `tcp`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("one kind per item: split it into two items"),
+        "{e}"
+    );
+    assert!(e.contains("p:6:5: checklist item: no kind given"), "{e}");
+}
+
+#[test]
+fn a_key_of_another_kind_of_item_is_an_error_at_the_key() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - http: 'http://a:1/'\n    min_days: 30\n  - { redis: 'redis://a:1', query: select 1, expect: PONG, info: role }\nsteps:\n  - run: x\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:6:5: checklist item: `min_days` does not apply to `http` items"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:7:29: checklist item: `query` does not apply to `redis` items"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("`expect` does not apply"),
+        "`expect` belongs to redis items too: {e}"
+    );
+}
+
+#[test]
+fn a_disk_item_needs_a_valid_min_free() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - disk: /var/lib\n  - { disk: /a, min_free: lots }\n  - { disk: /b, min_free: 150% }\n  - { disk: /c, min_free: 5 parsecs }\nsteps:\n  - run: x\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:5:5: checklist item: a `disk` item needs `min_free`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:6:27: min_free: `lots` is neither a percentage nor a size"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:7:27: min_free: `150%` is not a percentage"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:8:27: min_free: `5 parsecs` is neither a percentage nor a size"),
+        "{e}"
+    );
+}
+
+#[test]
+fn prometheus_items_need_a_prometheus_section() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - { prometheus: 'sum(up)', condition: '>= 1' }\nsteps:\n  - check: [{ prometheus: up, condition: '> 0' }]\nrollback:\n  steps:\n    - check: [{ prometheus: up, condition: '> 0' }]\n",
+    )
+    .render("p");
+    for at in ["p:5:5", "p:7:13", "p:10:15"] {
+        assert!(
+            e.contains(&format!(
+                "{at}: checklist item: `prometheus` items need `metrics: {{ kind: prometheus }}`"
+            )),
+            "{at}: {e}"
+        );
+    }
+    let e = errors(&format!(
+        "version: 1\nname: n\nservice: s\n{PROMETHEUS}checklist:\n  - {{ prometheus: 'sum(up)' }}\n  - {{ prometheus: 'sum(up)', condition: '= 1' }}\nsteps:\n  - run: x\n"
+    ))
+    .render("p");
+    assert!(
+        e.contains("p:6:5: checklist item: a `prometheus` item needs `condition`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:7:41: condition: `= 1` is not a comparison with a number"),
+        "{e}"
+    );
+}
+
+#[test]
+fn rollback_check_steps_may_not_wait_for_a_sign_off() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - check: [{ approval: sre }]\nrollback:\n  steps:\n    - check: [{ tcp: 'a:1' }]\n    - name: signed off\n      check: [{ tcp: 'a:1' }, { approval: sre }]\n",
+    )
+    .render("p");
+    assert_eq!(e.matches("rollback.steps:").count(), 1, "{e}");
+    assert!(
+        e.contains("p:9:7: rollback.steps: `check` steps are not allowed here: a rollback must never wait for a human (this one has an `approval` item)"),
+        "{e}"
+    );
+}
+
+#[test]
+fn migrate_steps_parse_with_their_defaults() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - migrate: { database: '${DB_URL}', command: alembic upgrade head }\n  - migrate:\n      database: sqlite:data/app.db\n      command: ./migrate.sh\n      dir: db\n      timeout: 5m\n      verify: [{ query: select count(*) from t, expect: 3 }]\n      restore_on_rollback: true\n      restore_verify: [{ query: select v from schema_version, expect: '< 2' }]\n",
+    );
+    let StepKind::Migrate(m) = &plan.steps[0].kind else {
+        panic!()
+    };
+    assert_eq!(m.engine, DbEngine::Postgres);
+    assert_eq!(m.database.template(), "${DB_URL}");
+    assert_eq!(m.timeout, Duration::from_secs(30 * 60));
+    assert!(!m.restore_on_rollback && !m.terminate_sessions);
+    assert!(m.verify.is_empty() && m.restore_verify.is_empty());
+    assert_eq!(plan.steps[0].name, "migrate alembic upgrade head");
+    assert!(!plan.steps[0].idempotent(), "a human decides after a crash");
+    let StepKind::Migrate(m) = &plan.steps[1].kind else {
+        panic!()
+    };
+    assert_eq!(m.engine, DbEngine::Sqlite);
+    assert_eq!(m.timeout, Duration::from_secs(300));
+    assert_eq!(m.verify[0].expect, Expected::Equals(Value::Number(3.0)));
+    assert_eq!(m.restore_verify[0].expect, Expected::Compare(Op::Lt, 2.0));
+    assert!(m.restore_on_rollback && !m.terminate_sessions);
+    let e = errors("version: 1\nname: n\nservice: s\nsteps:\n  - migrate: { database: 'sqlite:a.db', command: x, restore_on_rollback: true, terminate_sessions: true }\n  - migrate: { database: 'postgres://h/d', command: x, terminate_sessions: true }\n  - migrate: { database: 'sqlite:', command: x }\nchecklist:\n  - { disk: /, min_free: 20 }\n").render("p");
+    assert!(
+        e.contains("p:5:80: migrate: `terminate_sessions` applies to PostgreSQL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:6:56: migrate: `terminate_sessions` only matters to a restore"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:7:26: migrate.database: `sqlite:` needs a file path"),
+        "{e}"
+    );
+    assert!(e.contains("p:9:26: min_free: `20` has no unit"), "{e}");
+}
+
+#[test]
+fn restore_on_rollback_is_refused_in_rollback_steps() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - migrate: { database: 'sqlite:a.db', command: ./up.sh, restore_on_rollback: true }\nrollback:\n  steps:\n    - migrate: { database: 'sqlite:a.db', command: ./down.sh }\n    - migrate: { database: 'sqlite:a.db', command: ./down.sh, restore_on_rollback: true }\n",
+    )
+    .render("p");
+    assert_eq!(e.matches("rollback.steps:").count(), 1, "{e}");
+    assert!(
+        e.contains("p:9:7: rollback.steps: `migrate` steps are not allowed here: `restore_on_rollback` on a rollback step would restore during the rollback itself"),
+        "{e}"
+    );
+}
+
+#[test]
+fn restore_verify_needs_restore_on_rollback() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - migrate:\n      database: 'sqlite:a.db'\n      command: ./up.sh\n      restore_verify: [{ query: select 1, expect: 1 }]\n",
+    )
+    .render("p");
+    assert!(
+        e.contains(
+            "p:8:7: migrate: `restore_verify` without `restore_on_rollback: true` would never run"
+        ),
+        "{e}"
+    );
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - migrate: { database: 'sqlite:a.db', command: x, restore_on_rollback: false, restore_verify: [{ query: select 1, expect: 1 }] }\n",
+    )
+    .render("p");
+    assert!(e.contains("would never run"), "{e}");
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - migrate: { database: 'sqlite:a.db', command: x, verify: [{ query: select 1 }] }\n",
+    )
+    .render("p");
+    assert!(e.contains("verify: missing required key `expect`"), "{e}");
+}
+
+#[test]
+fn smoke_requests_join_relative_urls_to_base_url() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - smoke:\n      base_url: 'http://api-${REGION}.example:8000/'\n      timeout: 3s\n      requests:\n        - url: /health\n        - { name: order, url: /orders, method: POST, body: '{}', status: 201, timeout: 30s }\n        - { url: 'https://other.example/ping' }\n",
+    );
+    let StepKind::Smoke(smoke) = &plan.steps[0].kind else {
+        panic!()
+    };
+    let urls: Vec<(&str, &str)> = smoke
+        .requests
+        .iter()
+        .map(|r| match &r.kind {
+            CheckKind::Http(h) => (h.url.template(), h.url.expose()),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            (
+                "http://api-${REGION}.example:8000/health",
+                "http://api-eu.example:8000/health"
+            ),
+            (
+                "http://api-${REGION}.example:8000/orders",
+                "http://api-eu.example:8000/orders"
+            ),
+            ("https://other.example/ping", "https://other.example/ping"),
+        ],
+        "one `/` between base_url and path; whole URLs left alone"
+    );
+    let names: Vec<&str> = smoke.requests.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "GET http://api-${REGION}.example:8000/health",
+            "order",
+            "GET https://other.example/ping"
+        ],
+        "names show the template, never the resolved value"
+    );
+    let timeouts: Vec<u64> = smoke.requests.iter().map(|r| r.timeout.as_secs()).collect();
+    assert_eq!(timeouts, [3, 30, 3]);
+    assert!(smoke.requests.iter().all(|r| r.critical));
+    assert_eq!(plan.steps[0].name, "smoke 3 requests");
+    assert!(plan.steps[0].idempotent());
+
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nsteps:\n  - smoke: [{ url: /health }]\n  - smoke: { base_url: 'ftp://a', requests: [{ url: 'http://a.example/' }] }\n  - smoke: []\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:5:20: url: `/health` is not an http or https URL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("give a whole URL, or a path starting with `/` and `base_url`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:6:24: base_url: `ftp://a` is not an http or https URL"),
+        "{e}"
+    );
+    assert!(e.contains("p:7:12: smoke: no requests"), "{e}");
+}
+
+#[test]
+fn connection_string_literals_are_checked() {
+    let e = errors(
+        "version: 1\nname: n\nservice: s\nchecklist:\n  - { postgres: 'mysql://app@db/shop' }\n  - { postgres: '${DB_URL}' }\n  - { redis: 'memcached://cache:11211' }\nsteps:\n  - migrate: { database: 'mysql://app@db/shop', command: x }\n",
+    )
+    .render("p");
+    assert!(
+        e.contains("p:5:17: postgres: not a `postgres://` connection URL"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("p:6:"),
+        "a variable is checked when used, not at load: {e}"
+    );
+    assert!(e.contains("p:7:14: redis: not a `redis://` URL"), "{e}");
+    assert!(
+        e.contains("p:9:26: migrate.database: neither a `postgres://` URL nor `sqlite:PATH`"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("hunter2"),
+        "errors never show a resolved value: {e}"
     );
 }

@@ -5,7 +5,12 @@
 //! state of their own and never touch the journal directly.
 
 mod auth;
+pub mod check;
+mod flags;
+mod ofrep;
+mod report;
 mod routes;
+mod status_page;
 mod views;
 
 use std::fs::DirBuilder;
@@ -54,6 +59,8 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Worker threads of the builtin router's own runtime.
     pub router_threads: usize,
+    /// Where launches write deployment logs (default `<state>/logs/deployment`).
+    pub deployment_log_dir: Option<PathBuf>,
 }
 
 pub async fn serve(
@@ -72,6 +79,7 @@ pub async fn serve(
     let store = Arc::new(Store::open(&dir.join(DB_FILE))?);
     auth::ensure_admin_token(&store, dir)?;
     let admin_hash = store.token_hash(auth::ADMIN)?.unwrap_or_default();
+    let flags = flags::FlagService::open(store.clone(), &admin_hash)?;
     // The data plane gets its own runtime: routing goes on whatever the API does.
     let router = Arc::new(liftoff_router::Router::start(
         liftoff_router::Limits::default(),
@@ -79,6 +87,14 @@ pub async fn serve(
     )?);
     let ports = Ports {
         router: Some(router.clone()),
+        flags: Some(flags.clone()),
+        backups: dir.join("backups"),
+        deployment_logs: Some(
+            config
+                .deployment_log_dir
+                .clone()
+                .unwrap_or_else(|| dir.join("logs").join("deployment")),
+        ),
         ..Ports::default()
     };
     let driver = Driver::new(store, ports, config.shutdown_grace);
@@ -106,6 +122,7 @@ pub async fn serve(
         driver: driver.clone(),
         admin_hash: Arc::from(admin_hash),
         router: router.clone(),
+        flags,
     });
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

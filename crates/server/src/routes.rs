@@ -18,30 +18,40 @@ pub struct AppState {
     pub driver: Arc<Driver>,
     pub admin_hash: Arc<str>,
     pub router: Arc<liftoff_router::Router>,
+    pub flags: Arc<crate::flags::FlagService>,
 }
 
 pub fn router(state: AppState) -> Router {
     let mutating = Router::new()
         .route("/launches", post(create_launch))
+        .route("/checks", post(run_checks))
         .route("/launches/{id}/approve", post(approve))
         .route("/launches/{id}/abort", post(abort))
         .route("/launches/{id}/rollback", post(rollback))
         .route("/launches/{id}/promote", post(promote))
         .route("/launches/{id}/resume", post(resume))
         .route("/routes/{name}/maintenance", post(maintenance))
+        .route("/schedules/{id}/cancel", post(cancel_schedule))
+        .route("/status/messages", post(crate::status_page::post_message))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     let reads = Router::new()
         .route("/launches", get(list_launches))
         .route("/launches/{id}", get(launch_status))
         .route("/launches/{id}/journal", get(journal))
-        .route("/routes", get(list_routes));
+        .route("/routes", get(list_routes))
+        .route("/schedules", get(list_schedules))
+        .route("/launches/{id}/report", get(crate::report::report));
     Router::new()
         .route(
             "/healthz",
             get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
         )
         .route("/metrics", get(metrics))
+        .route("/status", get(crate::status_page::html))
+        .route("/status.json", get(crate::status_page::json))
         .nest(api::API_PREFIX, mutating.merge(reads))
+        .merge(crate::flags::router(state.flags.clone()))
+        .merge(crate::ofrep::router(state.flags.clone()))
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -72,6 +82,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -157,7 +171,7 @@ impl From<DriverError> for ApiError {
 }
 
 /// `Json` whose rejections are API errors with a JSON body.
-pub struct ApiJson<T>(T);
+pub struct ApiJson<T>(pub T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -192,9 +206,24 @@ async fn create_launch(
     Ok((StatusCode::CREATED, Json(api::Created { id })))
 }
 
+/// Runs the plan's checklist here and now. Behind the token: items run commands.
+async fn run_checks(ApiJson(req): ApiJson<api::CheckRequest>) -> ApiResult<Json<api::CheckReport>> {
+    let plan = liftoff_plan::parse(&req.plan, &|name| req.variables.get(name).cloned())
+        .map_err(DriverError::Plan)?;
+    let workdir = std::path::PathBuf::from(&req.workdir);
+    if !workdir.is_absolute() || !workdir.is_dir() {
+        return Err(DriverError::Invalid(format!(
+            "workdir `{}` is not an existing absolute directory",
+            req.workdir
+        ))
+        .into());
+    }
+    Ok(Json(crate::check::run(&plan, workdir).await))
+}
+
 async fn send(s: &AppState, id: &str, event: Event) -> ApiResult<Json<api::LaunchStatus>> {
     s.driver.send(id, event).await?;
-    Ok(Json(views::status(&s.driver.snapshot(id)?, &s.router)))
+    Ok(Json(status_of(s, id)?))
 }
 
 async fn approve(
@@ -289,7 +318,17 @@ async fn launch_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::LaunchStatus>> {
-    Ok(Json(views::status(&s.driver.snapshot(&id)?, &s.router)))
+    Ok(Json(status_of(&s, &id)?))
+}
+
+fn status_of(s: &AppState, id: &str) -> ApiResult<api::LaunchStatus> {
+    let snap = s.driver.snapshot(id)?;
+    let mut status = views::status(&snap, &s.router);
+    status.deployment_log = s
+        .driver
+        .deployment_log_path(&snap.row)
+        .map(|p| p.display().to_string());
+    Ok(status)
 }
 
 async fn maintenance(
@@ -307,17 +346,41 @@ async fn maintenance(
     Ok(Json(views::route(route)))
 }
 
+#[derive(Deserialize)]
+struct ScheduleQuery {
+    launch: Option<String>,
+}
+
+async fn list_schedules(
+    State(s): State<AppState>,
+    Query(q): Query<ScheduleQuery>,
+) -> ApiResult<Json<Vec<api::ScheduleView>>> {
+    let rows = s.driver.schedules(q.launch.as_deref())?;
+    Ok(Json(rows.iter().map(views::schedule).collect()))
+}
+
+async fn cancel_schedule(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<api::ActorRequest>,
+) -> ApiResult<Json<api::ScheduleView>> {
+    let row = s.driver.cancel_schedule(&id, &req.by)?;
+    Ok(Json(views::schedule(&row)))
+}
+
 async fn list_routes(State(s): State<AppState>) -> Json<Vec<api::RouteView>> {
     Json(s.router.status().iter().map(views::route).collect())
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let mut body = s.router.render_metrics();
+    body.push_str(&s.flags.render_metrics());
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.router.render_metrics(),
+        body,
     )
 }
 

@@ -8,11 +8,43 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
     let launch = &snap.launch;
     let plan = launch.plan();
     let view = |step: StepRef| {
-        step_view(
+        let mut v = step_view(
             launch.step_name(step),
             kind(launch.action(step)),
             launch.step(step),
-        )
+        );
+        // Items not judged yet show as pending, so a status lists the whole checklist.
+        if let Some(list) = launch.checklist_of(step) {
+            let state = launch.step(step);
+            v.checks = list
+                .items
+                .iter()
+                .map(|item| match state.check(&item.name) {
+                    Some(c) => check_view(c),
+                    None => api::CheckView {
+                        item: item.name.clone(),
+                        critical: item.critical,
+                        result: "pending".into(),
+                        evidence: String::new(),
+                        duration_ms: 0,
+                        request: None,
+                        expected: None,
+                        actual: None,
+                    },
+                })
+                .collect();
+            if launch.in_flight().is_some_and(|(s, _)| s == step) {
+                v.waiting_for = launch
+                    .pending_sign_offs(step)
+                    .iter()
+                    .filter_map(|i| match &i.kind {
+                        liftoff_plan::checks::CheckKind::Approval { role } => Some(role.clone()),
+                        _ => None,
+                    })
+                    .collect();
+            }
+        }
+        v
     };
     let touched = |s: &StepState| s.status != StepStatus::Pending;
     let mut rollback = Vec::new();
@@ -20,6 +52,12 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
         if plan.router.is_some() {
             rollback.push(view(StepRef::RevertTraffic));
         }
+        rollback.extend(
+            (0..plan.steps.len())
+                .rev()
+                .filter(|&i| touched(&launch.restore_steps()[i]))
+                .map(|i| view(StepRef::Restore(i))),
+        );
         rollback.extend((0..plan.rollback.steps.len()).map(|i| view(StepRef::Rollback(i))));
     }
     let status = launch.status();
@@ -37,6 +75,31 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
         ended_at: launch.ended_at().map(|t| t.to_string()),
         current_step: launch.in_flight().map(|(s, _)| launch.step_name(s)),
         decision_needed: launch.pending_decision().map(|(_, m)| m.to_string()),
+        deployment_log: None,
+        notifications: snap
+            .records
+            .iter()
+            .filter_map(|(_, r)| match r {
+                liftoff_engine::Record::Notified {
+                    at,
+                    channel,
+                    event,
+                    delivered,
+                    attempts,
+                    detail,
+                    ..
+                } => Some(api::NotificationView {
+                    at: at.to_string(),
+                    channel: channel.clone(),
+                    event: event.clone(),
+                    delivered: *delivered,
+                    attempts: *attempts,
+                    detail: detail.clone(),
+                }),
+                _ => None,
+            })
+            .collect(),
+        checklist: plan.checklist.is_some().then(|| view(StepRef::Checklist)),
         baseline: touched(launch.baseline_step()).then(|| view(StepRef::Baseline)),
         steps: (0..plan.steps.len())
             .map(|i| view(StepRef::Forward(i)))
@@ -103,6 +166,19 @@ fn evaluations(snap: &Snapshot, last: usize) -> Vec<api::EvaluationView> {
     all.into_iter().skip(skip).collect()
 }
 
+pub fn schedule(r: &liftoff_store::ScheduleRow) -> api::ScheduleView {
+    api::ScheduleView {
+        id: r.id.clone(),
+        launch_id: r.launch_id.clone(),
+        step: r.step.clone(),
+        due_at: r.due_at.clone(),
+        command: r.command.clone(),
+        status: r.status.clone(),
+        result: r.result.clone(),
+        updated_at: r.updated_at.clone(),
+    }
+}
+
 pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
     api::RouteView {
         name: r.name.clone(),
@@ -150,6 +226,9 @@ fn kind(action: Action<'_>) -> String {
     match action {
         Action::Step(s) => s.kind.keyword().into(),
         Action::SetWeight(_) => "weight".into(),
+        Action::Checklist(_) => "checklist".into(),
+        Action::Restore(_) => "restore".into(),
+        Action::Announce => "notify".into(),
     }
 }
 
@@ -172,5 +251,26 @@ fn step_view(name: String, kind: String, s: &StepState) -> api::StepView {
             at: a.at.to_string(),
         }),
         skipped_reason: s.skipped_reason.clone(),
+        checks: s.checks.iter().map(check_view).collect(),
+        waiting_for: Vec::new(),
+        backup: s.backup.as_ref().map(|b| api::BackupView {
+            path: b.path.clone(),
+            bytes: b.bytes,
+            duration_ms: b.duration_ms,
+            detail: b.detail.clone(),
+        }),
+    }
+}
+
+pub fn check_view(c: &liftoff_engine::CheckResult) -> api::CheckView {
+    api::CheckView {
+        item: c.item.clone(),
+        critical: c.critical,
+        result: if c.passed { "passed" } else { "failed" }.into(),
+        evidence: c.evidence.clone(),
+        duration_ms: c.duration_ms,
+        request: c.request.clone(),
+        expected: c.expected.clone(),
+        actual: c.actual.clone(),
     }
 }

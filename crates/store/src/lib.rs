@@ -19,6 +19,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+mod flags;
+mod schedules;
+mod status;
+
+pub use flags::{FlagAudit, FlagAuditRow, FlagKeyRow, FlagRow};
+pub use schedules::{NewSchedule, ScheduleRow};
+pub use status::StatusMessage;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database: {0}")]
@@ -211,19 +219,28 @@ impl Store {
         status: &str,
         finished: bool,
     ) -> Result<()> {
+        self.append_with(launch_id, entries, status, finished, &Followups::default())
+    }
+
+    /// [`Store::append`], with the follow-ups the records schedule or cancel, in the
+    /// same transaction: a follow-up exists exactly when its record does.
+    pub fn append_with(
+        &self,
+        launch_id: &str,
+        entries: &[Entry],
+        status: &str,
+        finished: bool,
+        followups: &Followups,
+    ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
-        let next: i64 = tx.query_row(
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE launch_id = ?1",
-            [launch_id],
-            |r| r.get(0),
-        )?;
-        for (seq, e) in (next..).zip(entries) {
-            tx.execute(
-                "INSERT INTO journal (launch_id, seq, kind, at, payload, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![launch_id, seq, e.kind, e.at, e.payload, checksum(launch_id, seq, &e.kind, &e.payload)],
-            )?;
+        for s in &followups.schedule {
+            schedules::insert(&tx, launch_id, s, &followups.now)?;
         }
+        if let Some(reason) = &followups.cancel_pending {
+            schedules::cancel_pending(&tx, launch_id, reason, &followups.now)?;
+        }
+        insert_entries(&tx, launch_id, entries)?;
         let updated = tx.execute(
             "UPDATE launches SET status = ?2, finished = ?3 WHERE id = ?1",
             params![launch_id, status, finished],
@@ -231,6 +248,24 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NoSuchLaunch(launch_id.to_string()));
         }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Append records that change nothing the registry shows (notification outcomes,
+    /// also after the launch ended).
+    pub fn append_unchanged(&self, launch_id: &str, entries: &[Entry]) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM launches WHERE id = ?1)",
+            [launch_id],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            return Err(StoreError::NoSuchLaunch(launch_id.to_string()));
+        }
+        insert_entries(&tx, launch_id, entries)?;
         tx.commit()?;
         Ok(())
     }
@@ -376,8 +411,40 @@ impl Store {
     }
 }
 
+/// Append entries after the launch's last record, each with its checksum.
+fn insert_entries(
+    tx: &rusqlite::Transaction<'_>,
+    launch_id: &str,
+    entries: &[Entry],
+) -> Result<()> {
+    let next: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE launch_id = ?1",
+        [launch_id],
+        |r| r.get(0),
+    )?;
+    for (seq, e) in (next..).zip(entries) {
+        tx.execute(
+            "INSERT INTO journal (launch_id, seq, kind, at, payload, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![launch_id, seq, e.kind, e.at, e.payload, checksum(launch_id, seq, &e.kind, &e.payload)],
+        )?;
+    }
+    Ok(())
+}
+
+/// Follow-ups created or cancelled by one transition.
+#[derive(Clone, Debug, Default)]
+pub struct Followups {
+    pub schedule: Vec<NewSchedule>,
+    /// Cancel the launch's pending follow-ups, with this reason.
+    pub cancel_pending: Option<String>,
+    pub now: String,
+}
+
 /// Schema changes after the first release of a table, applied in place.
 fn migrate(conn: &Connection) -> Result<()> {
+    schedules::create(conn)?;
+    status::create(conn)?;
+    flags::create(conn)?;
     let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
         let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
         let names = stmt

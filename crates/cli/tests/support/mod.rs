@@ -112,6 +112,17 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
+    /// The launch's journal (`seq`, `at`, `kind`, `summary` per record), through the API.
+    pub fn journal(&self, id: &str) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sf", "-H"])
+            .arg(format!("Authorization: Bearer {}", self.token()))
+            .arg(format!("{}/api/v1/launches/{id}/journal", self.url))
+            .output()
+            .expect("curl");
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
     /// Poll until the launch's status satisfies `done`, or panic after `limit`.
     pub fn wait_for(
         &self,
@@ -242,4 +253,145 @@ pub fn set_error_rate(port: u16, rate: &str) {
         String::from_utf8_lossy(&out.stdout).starts_with("error rate"),
         "{out:?}"
     );
+}
+
+/// An HTTP answer, as `curl -i` printed it.
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    /// A header's value (the name in any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+}
+
+/// One request with curl: `headers` as `Name: value`; a body is sent with `-d`, which
+/// (like the seed runbooks' calls) says `application/x-www-form-urlencoded` unless a
+/// Content-Type header is given.
+pub fn http(method: &str, url: &str, headers: &[&str], body: Option<&str>) -> Reply {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "-X", method, url]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args(["--data-binary", b]);
+    }
+    let out = cmd.output().expect("run curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer from {method} {url}: {text:?}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// Poll `done` until it holds, or panic naming `what` after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+// --- PostgreSQL and Redis (the machine's; `LIFTOFF_TEST_PG_URL` / `_REDIS_URL` move them) ---
+
+/// The URL of database `db` on the test PostgreSQL server.
+pub fn pg_url(db: &str) -> String {
+    let base = std::env::var("LIFTOFF_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    match base.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{db}"),
+        None => base,
+    }
+}
+
+pub fn redis_url() -> String {
+    std::env::var("LIFTOFF_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Run `sql` with psql; its unaligned output, trimmed. Panics on an SQL error.
+pub fn psql(url: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "psql {sql}: {}", stderr(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// A database of its own with `schema` applied, dropped at the end.
+pub struct TestDb {
+    name: String,
+}
+
+impl TestDb {
+    pub fn create(name: &str, schema: &str) -> TestDb {
+        let name = format!("liftoff_test_{name}_{}", std::process::id());
+        let admin = pg_url("postgres");
+        psql(
+            &admin,
+            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        );
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let db = TestDb { name };
+        if !schema.is_empty() {
+            psql(&db.url(), schema);
+        }
+        db
+    }
+
+    pub fn url(&self) -> String {
+        pg_url(&self.name)
+    }
+
+    pub fn query(&self, sql: &str) -> String {
+        psql(&self.url(), sql)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args([
+                &pg_url("postgres"),
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+            ])
+            .output();
+    }
 }
