@@ -203,7 +203,7 @@ impl crate::ports::MetricSource for BuiltinMetrics {
             .ok_or_else(|| format!("route `{}` has no {} upstream", self.route, version.label()))?;
         let health = self.router.health(&self.route, role);
         Ok(liftoff_analysis::Sample {
-            window_secs: w.seconds as f64,
+            window_secs: w.span_secs(),
             requests: w.requests,
             failed: w.failed(),
             latency: w

@@ -405,9 +405,12 @@ impl Router {
             .map(|u| u.stats.window(self.shared.second(), secs)))
     }
 
-    /// Like [`Router::window`], but only whole seconds that began after `since`: a
-    /// launch judged from the moment it started sending traffic sees none of what came
-    /// before (e.g. the errors that rolled the previous launch back).
+    /// What a version saw in the `secs` whole seconds before the current one and in
+    /// the current one so far, counting only seconds that began after `since`: a launch
+    /// judged from the moment it started sending traffic sees none of what came before
+    /// (e.g. the errors that rolled the previous launch back). The current second alone
+    /// may have only just begun, so it never stands for a whole window; `covered` says
+    /// how much time the summed seconds span.
     pub fn window_since(
         &self,
         route: &str,
@@ -416,7 +419,9 @@ impl Router {
         since: Instant,
     ) -> Result<Option<Window>, RouterError> {
         let first = since.saturating_duration_since(self.shared.epoch).as_secs() + 1;
-        let now = self.shared.second();
+        let elapsed = self.shared.epoch.elapsed();
+        let now = elapsed.as_secs();
+        let into_current = Duration::from_nanos(u64::from(elapsed.subsec_nanos()));
         let available = (now + 1).saturating_sub(first);
         if available == 0 {
             return Ok(self.window(route, role, 1)?.map(|_| Window {
@@ -424,7 +429,11 @@ impl Router {
                 ..Window::default()
             }));
         }
-        self.window(route, role, secs.min(available))
+        let buckets = secs.saturating_add(1).min(available);
+        Ok(self.window(route, role, buckets)?.map(|w| Window {
+            covered: Duration::from_secs(buckets - 1) + into_current,
+            ..w
+        }))
     }
 
     /// An upstream's health as last checked.

@@ -232,7 +232,11 @@ pub struct TotalsSnapshot {
 /// A summed window of observations.
 #[derive(Clone, Debug)]
 pub struct Window {
+    /// How many 1-second buckets were summed (the newest may have only begun).
     pub seconds: u64,
+    /// How much time those buckets cover, when known ([`crate::Router::window_since`]);
+    /// zero means `seconds` whole seconds.
+    pub covered: Duration,
     pub requests: u64,
     pub status: [u64; 5],
     pub errors: [u64; 4],
@@ -243,6 +247,7 @@ impl Default for Window {
     fn default() -> Self {
         Self {
             seconds: 0,
+            covered: Duration::ZERO,
             requests: 0,
             status: [0; 5],
             errors: [0; 4],
@@ -270,7 +275,17 @@ impl Window {
     }
 
     pub fn rps(&self) -> f64 {
-        self.requests as f64 / self.seconds.max(1) as f64
+        self.requests as f64 / self.span_secs()
+    }
+
+    /// The time the window covers, in seconds (at least a millisecond).
+    pub fn span_secs(&self) -> f64 {
+        let span = if self.covered.is_zero() {
+            self.seconds as f64
+        } else {
+            self.covered.as_secs_f64()
+        };
+        span.max(0.001)
     }
 
     /// The latency below which a `q` share of requests fell (upper bound of its
