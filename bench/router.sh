@@ -7,6 +7,7 @@
 #
 #   bench/router.sh                  # needs root for apt-get if nginx/haproxy/wrk are missing
 #   DURATION=10 RUNS=3 bench/router.sh
+#   LIFTOFF_BASELINE=/path/to/older/liftoff bench/router.sh   # also measure another build
 #
 # Everything listens on 127.0.0.1; every process is started here and stopped by PID.
 set -euo pipefail
@@ -101,6 +102,19 @@ CONF
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$LIFTOFF" serve --listen "127.0.0.1:$API" --state-dir "$work/liftoff/state" --router-threads 1 & pids+=($!)
 wait_port "$API"
 LIFTOFF_SERVER="http://127.0.0.1:$API" LIFTOFF_STATE_DIR="$work/liftoff/state" "$LIFTOFF" launch "$work/liftoff/plan.yaml" >/dev/null
+TARGETS="direct nginx haproxy liftoff"
+# Another liftoff build (e.g. the last commit's), measured the same way: the change's
+# effect with the machine's noise held equal.
+if [ -n "${LIFTOFF_BASELINE:-}" ]; then
+  BL=$(port); BL_API=$(port)
+  mkdir -p "$work/baseline"
+  sed "s/127.0.0.1:$LO/127.0.0.1:$BL/" "$work/liftoff/plan.yaml" > "$work/baseline/plan.yaml"
+  RUST_LOG=warn taskset -c "$PROXY_CPU" "$LIFTOFF_BASELINE" serve --listen "127.0.0.1:$BL_API" --state-dir "$work/baseline/state" --router-threads 1 & pids+=($!)
+  wait_port "$BL_API"
+  LIFTOFF_SERVER="http://127.0.0.1:$BL_API" LIFTOFF_STATE_DIR="$work/baseline/state" "$LIFTOFF_BASELINE" launch "$work/baseline/plan.yaml" >/dev/null
+  wait_port "$BL"
+  TARGETS="$TARGETS baseline"
+fi
 for p in "$B1" "$B2" "$NG" "$HA" "$LO"; do wait_port "$p"; done
 sleep 0.5
 
@@ -127,12 +141,13 @@ median() { sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
 declare -A RPS P50 P99
 for conns in $CONNS; do
-  for target in direct nginx haproxy liftoff; do
+  for target in $TARGETS; do
     case $target in
       direct) url="http://127.0.0.1:$B1/" ;;
       nginx) url="http://127.0.0.1:$NG/" ;;
       haproxy) url="http://127.0.0.1:$HA/" ;;
       liftoff) url="http://127.0.0.1:$LO/" ;;
+      baseline) url="http://127.0.0.1:$BL/" ;;
     esac
     run "$url" "$conns" >/dev/null # warm-up (pools, caches)
     results=()
@@ -151,7 +166,7 @@ echo
 echo "| target | conns | req/s | p50 ms | p99 ms |"
 echo "|---|---:|---:|---:|---:|"
 for conns in $CONNS; do
-  for target in direct nginx haproxy liftoff; do
+  for target in $TARGETS; do
     printf '| %s | %s | %.0f | %.3f | %.3f |\n' "$target" "$conns" "${RPS[$target,$conns]}" "${P50[$target,$conns]}" "${P99[$target,$conns]}"
   done
 done
@@ -161,3 +176,11 @@ echo "|---:|---:|---:|---:|---:|"
 for conns in $CONNS; do
   echo "| $conns | $(ratio "${RPS[liftoff,$conns]}" "${RPS[haproxy,$conns]}") | $(ratio "${RPS[liftoff,$conns]}" "${RPS[nginx,$conns]}") | $(ratio "${RPS[liftoff,$conns]}" "${RPS[direct,$conns]}") | $(ratio "${P99[liftoff,$conns]}" "${P99[haproxy,$conns]}") |"
 done
+if [ -n "${LIFTOFF_BASELINE:-}" ]; then
+  echo
+  echo "| conns | liftoff/baseline req/s | baseline/HAProxy req/s |"
+  echo "|---:|---:|---:|"
+  for conns in $CONNS; do
+    echo "| $conns | $(ratio "${RPS[liftoff,$conns]}" "${RPS[baseline,$conns]}") | $(ratio "${RPS[baseline,$conns]}" "${RPS[haproxy,$conns]}") |"
+  done
+fi

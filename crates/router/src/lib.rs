@@ -11,6 +11,7 @@
 
 pub mod health;
 mod metrics;
+mod pool;
 mod proxy;
 mod slow;
 pub mod split;
@@ -88,11 +89,18 @@ impl Default for Limits {
 pub(crate) struct Shared {
     table: ArcSwap<Table>,
     limits: Limits,
+    /// For health checks; requests use the upstreams' own pools.
     client: proxy::UpstreamClient,
+    /// Every upstream's connection pool, for the idle sweep.
+    pools: Mutex<Vec<Arc<pool::Pool>>>,
     epoch: Instant,
 }
 
 impl Shared {
+    fn pools(&self) -> std::sync::MutexGuard<'_, Vec<Arc<pool::Pool>>> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Seconds since the router started: the stats clock.
     fn second(&self) -> u64 {
         self.epoch.elapsed().as_secs()
@@ -177,6 +185,7 @@ impl Router {
             table: ArcSwap::from_pointee(Table::default()),
             limits,
             client,
+            pools: Mutex::default(),
             epoch: Instant::now(),
         });
         runtime.spawn(tick(shared.clone()));
@@ -216,11 +225,11 @@ impl Router {
     /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
-        let stable = upstream(&mut control, &spec.stable)?;
+        let stable = upstream(&self.shared, &mut control, &spec.stable)?;
         let candidate = spec
             .candidate
             .as_deref()
-            .map(|u| upstream(&mut control, u))
+            .map(|u| upstream(&self.shared, &mut control, u))
             .transpose()?;
         let table = self.shared.table.load();
         let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
@@ -366,7 +375,8 @@ impl Router {
     pub fn set_candidate(&self, route: &str, url: Option<&str>) -> Result<(), RouterError> {
         let candidate = {
             let mut control = self.control();
-            url.map(|u| upstream(&mut control, u)).transpose()?
+            url.map(|u| upstream(&self.shared, &mut control, u))
+                .transpose()?
         };
         self.change(route, |r| {
             Ok(r.with(|f| {
@@ -472,6 +482,11 @@ impl Router {
             .collect()
     }
 
+    /// Keep-alive connections to upstreams that no request is using.
+    pub fn idle_upstream_connections(&self) -> usize {
+        self.shared.pools().iter().map(|p| p.idle_count()).sum()
+    }
+
     /// Prometheus text exposition of every route.
     pub fn render_metrics(&self) -> String {
         metrics::render(&self.shared.table.load())
@@ -497,20 +512,35 @@ pub struct VersionStatus {
     pub last_60s: Window,
 }
 
-fn upstream(control: &mut Control, url: &str) -> Result<Arc<Upstream>, RouterError> {
+fn upstream(
+    shared: &Shared,
+    control: &mut Control,
+    url: &str,
+) -> Result<Arc<Upstream>, RouterError> {
     let probe = Upstream::new(url)?;
     Ok(control
         .upstreams
         .entry(probe.url.clone())
-        .or_insert_with(|| Arc::new(probe))
+        .or_insert_with(|| {
+            let up = Arc::new(probe);
+            shared.pools().push(up.pool.clone());
+            up
+        })
         .clone())
 }
 
-/// Clears each stats slot a second before it is written.
+/// Clears each stats slot a second before it is written; once a second, closes idle
+/// upstream connections that were closed by the upstream or idle too long.
 async fn tick(shared: Arc<Shared>) {
     let mut interval = tokio::time::interval(Duration::from_millis(250));
-    loop {
+    for n in 0u64.. {
         interval.tick().await;
+        if n % 4 == 0 {
+            let pools = shared.pools().clone();
+            for pool in pools {
+                pool.sweep(shared.limits.upstream_idle_timeout);
+            }
+        }
         let next = shared.second() + 1;
         for route in &shared.table.load().routes {
             route.stable.stats.prepare(next);

@@ -17,6 +17,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::pool::{PooledBody, SendError};
 use crate::split::{self, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
 use crate::table::{Route, Upstream};
@@ -24,7 +25,7 @@ use crate::{Limits, Shared};
 
 /// What clients get: the upstream's body streamed through, or one of ours. A concrete
 /// type, not a box: no allocation per response.
-pub type ProxyBody = Either<Incoming, Full<Bytes>>;
+pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 /// What upstreams get: nothing, or the client's body under the size limit.
 pub type UpstreamBody = Either<Empty<Bytes>, Limited<Incoming>>;
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
@@ -233,13 +234,9 @@ enum Sent {
 }
 
 async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<UpstreamBody>) -> Sent {
+    // Origin form (`/path?query`): what an HTTP/1.1 server expects from a client.
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(upstream.authority.clone())
-        .path_and_query(path)
-        .build();
-    match uri {
+    match Uri::builder().path_and_query(path).build() {
         Ok(uri) => *req.uri_mut() = uri,
         Err(_) => {
             return Sent::Failed {
@@ -250,9 +247,17 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<Upstre
         }
     }
     *req.version_mut() = http::Version::HTTP_11;
+    if !req.headers().contains_key(header::HOST)
+        && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str())
+    {
+        req.headers_mut().insert(header::HOST, host);
+    }
     let mut flight = InFlight::new(shared, upstream.clone());
-    let answer =
-        tokio::time::timeout(shared.limits.request_timeout, shared.client.request(req)).await;
+    let answer = tokio::time::timeout(
+        shared.limits.request_timeout,
+        upstream.pool.send(&upstream.authority, req, &shared.limits),
+    )
+    .await;
     match answer {
         Ok(Ok(resp)) => {
             let status = resp.status();
@@ -263,12 +268,20 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<Upstre
             Sent::Response(Response::from_parts(parts, Either::Left(body)))
         }
         Ok(Err(e)) => {
-            tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
+            let never_sent = matches!(e, SendError::Connect(_));
+            match &e {
+                SendError::Connect(e) => {
+                    tracing::debug!(upstream = %upstream.url, error = %e, "cannot connect to upstream");
+                }
+                SendError::Exchange(e) => {
+                    tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
+                }
+            }
             flight.finish(Some(502), Some(ErrorSource::Connect));
             Sent::Failed {
                 status: StatusCode::BAD_GATEWAY,
                 message: "liftoff: upstream unreachable\n",
-                never_sent: e.is_connect(),
+                never_sent,
             }
         }
         Err(_) => {

@@ -19,6 +19,8 @@ pub struct Upstream {
     pub stats: VersionStats,
     pub in_flight: AtomicI64,
     pub health: crate::health::HealthState,
+    /// Idle keep-alive connections to it.
+    pub pool: Arc<crate::pool::Pool>,
 }
 
 impl Upstream {
@@ -46,6 +48,7 @@ impl Upstream {
             stats: VersionStats::new(),
             in_flight: AtomicI64::new(0),
             health: crate::health::HealthState::default(),
+            pool: Arc::default(),
         })
     }
 }

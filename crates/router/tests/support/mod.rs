@@ -159,3 +159,15 @@ pub fn load(
         .collect();
     (report, workers)
 }
+
+/// Poll `ready` every 20 ms until it holds; panics after `limit`.
+pub async fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !ready() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
