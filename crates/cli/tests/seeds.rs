@@ -446,38 +446,6 @@ const SEED_EXAMPLES: [&str; 5] = [
     "hotel-agent-api.yaml",
 ];
 
-/// Production-like values for every variable the seed examples take.
-const SEED_EXAMPLE_VARS: &[(&str, &str)] = &[
-    ("STABLE_PORT", "9000"),
-    ("CANDIDATE_PORT", "9001"),
-    ("DEPLOY_DIR", "/var/run/liftoff-examples"),
-    ("NODE_ENV", "production"),
-    ("LIFTOFF_SERVER", "http://127.0.0.1:7070"),
-    ("LIFTOFF_TOKEN", "example-admin-token"),
-    ("DATABASE_URL", "postgres://app@127.0.0.1:5432/app"),
-    ("REDIS_URL", "redis://127.0.0.1:6379"),
-    ("API_KEY", "example-api-key"),
-    (
-        "SLACK_WEBHOOK_URL",
-        "https://hooks.slack.com/services/T000/B000/XXXX",
-    ),
-    ("STATUSPAGE_PAGE_ID", "examplepage"),
-    ("STATUSPAGE_API_KEY", "example-statuspage-key"),
-    ("STATUSPAGE_API_URL", "https://api.statuspage.io"),
-    (
-        "GOOGLE_APPLICATION_CREDENTIALS",
-        "/etc/gcp/service-account.json",
-    ),
-    (
-        "EMAIL_NOTIFICATION_ENDPOINT",
-        "https://api.example.com/notify",
-    ),
-    ("PROMETHEUS_URL", "http://127.0.0.1:9090"),
-    ("API_TLS_ADDR", "api.example.com:443"),
-    ("TLS_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"),
-    ("SMTP_RELAY", "smtp://localhost:25"),
-];
-
 /// The `${NAME}`s a plan references (`$${NAME}` is a literal).
 fn referenced_variables(plan: &str) -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();
@@ -516,7 +484,7 @@ fn every_seed_example_lists_the_variables_it_takes_and_validates_with_them() {
         assert_eq!(documented, referenced, "{plan}: its header's variable list");
         for name in &referenced {
             assert!(
-                SEED_EXAMPLE_VARS.iter().any(|(n, _)| n == name),
+                support::EXAMPLE_VARS.iter().any(|(n, _)| n == name),
                 "{plan}: no value for {name} here"
             );
         }
@@ -526,7 +494,7 @@ fn every_seed_example_lists_the_variables_it_takes_and_validates_with_them() {
         .args(SEED_EXAMPLES.map(|p| examples().join(p)))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(SEED_EXAMPLE_VARS.iter().copied())
+        .envs(support::EXAMPLE_VARS.iter().copied())
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));

@@ -395,3 +395,36 @@ impl Drop for TestDb {
             .output();
     }
 }
+
+/// Values for the `${VARIABLES}` the seed examples take from whoever launches them
+/// (e2e.rs validates every example with them; `seeds.rs` checks each plan lists exactly the ones it uses).
+pub const EXAMPLE_VARS: &[(&str, &str)] = &[
+    ("STABLE_PORT", "9000"),
+    ("CANDIDATE_PORT", "9001"),
+    ("DEPLOY_DIR", "/var/run/liftoff-examples"),
+    ("NODE_ENV", "production"),
+    ("LIFTOFF_SERVER", "http://127.0.0.1:7070"),
+    ("LIFTOFF_TOKEN", "example-admin-token"),
+    ("DATABASE_URL", "postgres://app@127.0.0.1:5432/app"),
+    ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ("API_KEY", "example-api-key"),
+    (
+        "SLACK_WEBHOOK_URL",
+        "https://hooks.slack.com/services/T000/B000/XXXX",
+    ),
+    ("STATUSPAGE_PAGE_ID", "examplepage"),
+    ("STATUSPAGE_API_KEY", "example-statuspage-key"),
+    ("STATUSPAGE_API_URL", "https://api.statuspage.io"),
+    (
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "/etc/gcp/service-account.json",
+    ),
+    (
+        "EMAIL_NOTIFICATION_ENDPOINT",
+        "https://api.example.com/notify",
+    ),
+    ("PROMETHEUS_URL", "http://127.0.0.1:9090"),
+    ("API_TLS_ADDR", "api.example.com:443"),
+    ("TLS_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"),
+    ("SMTP_RELAY", "smtp://localhost:25"),
+];
