@@ -570,11 +570,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
         let shared = shared.clone();
         tokio::spawn(async move {
             let head_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let conn = proxy::ConnInfo {
-                listen: local,
-                peer,
-                head_seen: head_seen.clone(),
-            };
+            let conn = Arc::new(proxy::ConnInfo::new(local, peer, head_seen.clone()));
             let io =
                 slow::FirstHeadDeadline::new(stream, shared.limits.header_read_timeout, head_seen);
             serve_connection(io, conn, shared).await;
@@ -585,7 +581,7 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
 
 async fn serve_connection(
     stream: slow::FirstHeadDeadline,
-    conn: proxy::ConnInfo,
+    conn: Arc<proxy::ConnInfo>,
     shared: Arc<Shared>,
 ) {
     let limits = shared.limits.clone();
@@ -598,6 +594,7 @@ async fn serve_connection(
         // Ours (408) fires first for the first request; hyper's covers the later ones.
         .header_read_timeout(limits.header_read_timeout + Duration::from_millis(500))
         .max_buf_size(limits.max_header_bytes)
+        .writev(false)
         .keep_alive(true);
     builder
         .http2()

@@ -162,6 +162,7 @@ async fn connect(
     let _ = stream.set_nodelay(true);
     let (send, conn) = http1::Builder::new()
         .max_buf_size(limits.max_header_bytes.max(8192))
+        .writev(false)
         .handshake(TokioIo::new(stream))
         .await
         .map_err(SendError::Exchange)?;

@@ -30,13 +30,39 @@ pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 pub type UpstreamBody = Either<Empty<Bytes>, Limited<Incoming>>;
 pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
 
-/// Per connection: where it came in and from whom.
-#[derive(Clone)]
+/// Per connection: where it came in and from whom, and the forwarding header values
+/// that only depend on the client (formatted once, not per request).
 pub struct ConnInfo {
     pub listen: SocketAddr,
     pub peer: SocketAddr,
     /// Set once a request head arrived (disarms the slow-client deadline).
     pub head_seen: Arc<std::sync::atomic::AtomicBool>,
+    /// The client address as `X-Forwarded-For` carries it.
+    client: HeaderValue,
+    /// `for=<client>;proto=http`, the start of our `Forwarded` element.
+    forwarded_for: Bytes,
+}
+
+impl ConnInfo {
+    pub fn new(
+        listen: SocketAddr,
+        peer: SocketAddr,
+        head_seen: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        let ip = peer.ip().to_canonical();
+        let forwarded_for = if ip.is_ipv6() {
+            format!("for=\"[{ip}]\";proto=http")
+        } else {
+            format!("for={ip};proto=http")
+        };
+        Self {
+            listen,
+            peer,
+            head_seen,
+            client: HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value"),
+            forwarded_for: Bytes::from(forwarded_for),
+        }
+    }
 }
 
 pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
@@ -95,7 +121,7 @@ impl Drop for InFlight<'_> {
 
 pub async fn handle(
     shared: Arc<Shared>,
-    conn: ConnInfo,
+    conn: Arc<ConnInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, Infallible> {
     conn.head_seen.store(true, Relaxed);
@@ -313,6 +339,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over what is there (a handful of headers) instead of a lookup per
+    // hop-by-hop name: most messages carry none, or only `Connection`.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     // Headers named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -326,38 +357,50 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<HeaderValue>) {
-    use std::fmt::Write;
-    strip_hop_by_hop(headers);
-    let ip = conn.peer.ip().to_canonical();
-    // Strings are built once and handed to the header without a copy.
-    let mut xff = String::with_capacity(48);
-    if let Some(prior) = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        let _ = write!(xff, "{prior}, ");
+/// `prior, ours` when a proxy before us set the header; a header value built from
+/// bytes without a formatter.
+fn append_element(prior: Option<&HeaderValue>, parts: &[&[u8]]) -> Option<HeaderValue> {
+    let len = prior.map_or(0, |p| p.len() + 2) + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut buf = Vec::with_capacity(len);
+    if let Some(prior) = prior {
+        buf.extend_from_slice(prior.as_bytes());
+        buf.extend_from_slice(b", ");
     }
-    let _ = write!(xff, "{ip}");
-    if let Ok(v) = HeaderValue::try_from(xff) {
+    for part in parts {
+        buf.extend_from_slice(part);
+    }
+    HeaderValue::from_maybe_shared(Bytes::from(buf)).ok()
+}
+
+fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<HeaderValue>) {
+    strip_hop_by_hop(headers);
+    let xff = match headers.get("x-forwarded-for") {
+        None => Some(conn.client.clone()),
+        prior => append_element(prior, &[conn.client.as_bytes()]),
+    };
+    if let Some(v) = xff {
         headers.insert("x-forwarded-for", v);
     }
     headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    let mut forwarded = String::with_capacity(64);
-    if let Some(prior) = headers.get(header::FORWARDED).and_then(|v| v.to_str().ok()) {
-        let _ = write!(forwarded, "{prior}, ");
-    }
-    if ip.is_ipv6() {
-        let _ = write!(forwarded, "for=\"[{ip}]\";proto=http");
-    } else {
-        let _ = write!(forwarded, "for={ip};proto=http");
-    }
+    let prior = headers.get(header::FORWARDED);
+    // A host that would break out of the quoted string is left out of `Forwarded`.
+    let quotable = host
+        .as_ref()
+        .filter(|h| !h.as_bytes().iter().any(|b| matches!(b, b'"' | b'\\')));
+    let forwarded = match (quotable, prior) {
+        (None, None) => HeaderValue::from_maybe_shared(conn.forwarded_for.clone()).ok(),
+        (None, prior) => append_element(prior, &[&conn.forwarded_for]),
+        (Some(host), prior) => append_element(
+            prior,
+            &[&conn.forwarded_for, b";host=\"", host.as_bytes(), b"\""],
+        ),
+    };
     if let Some(host) = host {
-        if let Ok(text) = host.to_str() {
-            let _ = write!(forwarded, ";host=\"{text}\"");
-        }
         headers.insert("x-forwarded-host", host.clone());
         // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
         headers.entry(header::HOST).or_insert(host);
     }
-    if let Ok(v) = HeaderValue::try_from(forwarded) {
+    if let Some(v) = forwarded {
         headers.insert(header::FORWARDED, v);
     }
 }
@@ -371,4 +414,65 @@ pub fn upstream_client(limits: &Limits) -> UpstreamClient {
         .pool_idle_timeout(limits.upstream_idle_timeout)
         .pool_timer(hyper_util::rt::TokioTimer::new())
         .build(connector)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn(peer: &str) -> ConnInfo {
+        ConnInfo::new(
+            "127.0.0.1:80".parse().unwrap(),
+            peer.parse().unwrap(),
+            Arc::default(),
+        )
+    }
+
+    fn rewritten(peer: &str, given: &[(&str, &str)], host: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (k, v) in given {
+            headers.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        let host = host.map(|h| HeaderValue::from_str(h).unwrap());
+        rewrite_request_headers(&mut headers, &conn(peer), host);
+        headers
+    }
+
+    #[test]
+    fn forwarding_headers_extend_what_earlier_proxies_set() {
+        let h = rewritten(
+            "[2001:db8::7]:5000",
+            &[
+                ("x-forwarded-for", "203.0.113.9"),
+                ("forwarded", "for=203.0.113.9"),
+                ("connection", "keep-alive, x-secret"),
+                ("x-secret", "1"),
+                ("keep-alive", "timeout=5"),
+            ],
+            Some("shop.example"),
+        );
+        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::7");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.9, for=\"[2001:db8::7]\";proto=http;host=\"shop.example\""
+        );
+        assert_eq!(h["x-forwarded-host"], "shop.example");
+        assert_eq!(h["host"], "shop.example");
+        for gone in ["connection", "x-secret", "keep-alive"] {
+            assert!(!h.contains_key(gone), "{gone} is hop-by-hop");
+        }
+    }
+
+    #[test]
+    fn a_host_that_would_break_the_quoted_string_stays_out_of_forwarded() {
+        let h = rewritten("[::ffff:10.0.0.1]:5000", &[], Some("evil\";for=1.2.3.4"));
+        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
+        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http");
+        let h = rewritten("10.0.0.2:1", &[], None);
+        assert_eq!(h["forwarded"], "for=10.0.0.2;proto=http");
+        assert!(!h.contains_key("x-forwarded-host"));
+    }
 }
