@@ -261,15 +261,18 @@ enum Sent {
 
 async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<UpstreamBody>) -> Sent {
     // Origin form (`/path?query`): what an HTTP/1.1 server expects from a client.
-    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-    match Uri::builder().path_and_query(path).build() {
-        Ok(uri) => *req.uri_mut() = uri,
-        Err(_) => {
-            return Sent::Failed {
-                status: StatusCode::BAD_REQUEST,
-                message: "liftoff: bad request target\n",
-                never_sent: false,
-            };
+    // HTTP/1 clients send it already; HTTP/2 and absolute-form targets are rebuilt.
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        match Uri::builder().path_and_query(path).build() {
+            Ok(uri) => *req.uri_mut() = uri,
+            Err(_) => {
+                return Sent::Failed {
+                    status: StatusCode::BAD_REQUEST,
+                    message: "liftoff: bad request target\n",
+                    never_sent: false,
+                };
+            }
         }
     }
     *req.version_mut() = http::Version::HTTP_11;
@@ -328,6 +331,10 @@ fn is_idempotent(m: &Method) -> bool {
     )
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
@@ -340,21 +347,49 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over what is there (a handful of headers) instead of a lookup per
-    // hop-by-hop name: most messages carry none, or only `Connection`.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
+    // hop-by-hop name; most messages carry none, or only `Connection: keep-alive`.
+    let mut present = 0u8;
+    let mut names_others = false;
+    for (name, value) in headers.iter() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+            if i == 0 {
+                names_others |= connection_tokens(value).next().is_some();
+            }
+        }
     }
-    // Headers named in `Connection` are hop-by-hop too.
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    if names_others {
+        // Headers named in `Connection` are hop-by-hop too.
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(connection_tokens)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
     }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
+    }
+}
+
+/// The header names a `Connection` value lists (`close` and `keep-alive` are
+/// options, not names).
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("close")
+                && !t.eq_ignore_ascii_case("keep-alive")
+        })
 }
 
 /// `prior, ours` when a proxy before us set the header; a header value built from
@@ -374,14 +409,16 @@ fn append_element(prior: Option<&HeaderValue>, parts: &[&[u8]]) -> Option<Header
 
 fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<HeaderValue>) {
     strip_hop_by_hop(headers);
-    let xff = match headers.get("x-forwarded-for") {
+    // Up to five headers are added: one allocation, not several as the map grows.
+    headers.reserve(5);
+    let xff = match headers.get(&X_FORWARDED_FOR) {
         None => Some(conn.client.clone()),
         prior => append_element(prior, &[conn.client.as_bytes()]),
     };
     if let Some(v) = xff {
-        headers.insert("x-forwarded-for", v);
+        headers.insert(X_FORWARDED_FOR, v);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     let prior = headers.get(header::FORWARDED);
     // A host that would break out of the quoted string is left out of `Forwarded`.
     let quotable = host
@@ -396,7 +433,7 @@ fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Optio
         ),
     };
     if let Some(host) = host {
-        headers.insert("x-forwarded-host", host.clone());
+        headers.insert(X_FORWARDED_HOST, host.clone());
         // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
         headers.entry(header::HOST).or_insert(host);
     }
