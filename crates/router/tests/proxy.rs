@@ -350,3 +350,29 @@ async fn a_new_candidate_starts_with_no_traffic() {
     }
     assert_eq!(v3_served.load(Relaxed), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_body_that_also_declares_a_length_reaches_the_upstream_chunked() {
+    use std::io::{Read, Write};
+    let echo = echo_backend().await;
+    let r = router(Limits::default());
+    let at = r.upsert_route(spec(&echo, None)).unwrap();
+    let reply = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(at).unwrap();
+        s.write_all(
+            b"POST /upload HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\
+              content-length: 3\r\nconnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    })
+    .await
+    .unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains("body=5"),
+        "all five bytes, as one body: {reply}"
+    );
+}
