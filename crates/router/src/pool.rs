@@ -370,94 +370,155 @@ enum Parsed {
 }
 
 /// Parse a response head at the start of `buf`; on success it is consumed from `buf`.
+/// The head handed on carries only end-to-end headers: the hop-by-hop ones (and those
+/// `Connection` names) are read for framing and keep-alive, never copied.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(buf) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(e) => return Err(protocol_error(format!("bad response head: {e}"))),
+    // Most heads fit the small table; only a long one pays for the large.
+    let mut small = [httparse::EMPTY_HEADER; 32];
+    let scanned = match scan(buf, &mut small) {
+        Err(Some(httparse::Error::TooManyHeaders)) => {
+            scan(buf, &mut [httparse::EMPTY_HEADER; MAX_HEADERS])
+        }
+        other => other,
     };
-    let code = parsed.code.unwrap_or(0);
-    let status = StatusCode::from_u16(code).map_err(|_| protocol_error("bad status code"))?;
-    if status.is_informational() {
-        if status == StatusCode::SWITCHING_PROTOCOLS {
+    let scan = match scanned {
+        Ok(Some(scan)) => scan,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            let why = e.map_or("bad status code".to_string(), |e| e.to_string());
+            return Err(protocol_error(format!("bad response head: {why}")));
+        }
+    };
+    if scan.status.is_informational() {
+        if scan.status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(protocol_error("upstream switched protocols unasked"));
         }
-        buf.advance(len);
+        buf.advance(scan.len);
         return Ok(Some(Parsed::Interim));
     }
-    let http10 = parsed.version == Some(0);
-    // Offsets, so the values can share the buffer's memory once it is split off.
-    let base = buf.as_ptr() as usize;
-    let mut fields: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(parsed.headers.len());
-    for h in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| protocol_error(format!("bad header name {:?}", h.name)))?;
-        let start = h.value.as_ptr() as usize - base;
-        fields.push((name, start, start + h.value.len()));
-    }
-    let head = buf.split_to(len).freeze();
-    let mut headers = HeaderMap::with_capacity(fields.len());
-    for (name, start, end) in fields {
+    let head = buf.split_to(scan.len).freeze();
+    let mut headers = HeaderMap::with_capacity(scan.fields.len());
+    for (name, start, end) in scan.fields {
         let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| protocol_error(format!("bad value for header {name}")))?;
         headers.append(name, value);
     }
-    let framing = framing(status, &headers, head_only)?;
-    let keep_alive = keeps_alive(&headers, http10) && !matches!(framing, Framing::UntilClose);
+    for name in &scan.named {
+        headers.remove(name);
+    }
+    let d = scan.delimiting;
+    let framing = if head_only
+        || scan.status == StatusCode::NO_CONTENT
+        || scan.status == StatusCode::NOT_MODIFIED
+    {
+        Framing::Length(0)
+    } else if let Some(chunked) = d.chunked {
+        // Transfer-Encoding overrides a length; the client gets the body re-framed.
+        headers.remove(header::CONTENT_LENGTH);
+        if chunked {
+            Framing::Chunked(Chunked::Size)
+        } else {
+            Framing::UntilClose
+        }
+    } else {
+        d.length.map_or(Framing::UntilClose, Framing::Length)
+    };
+    let keep_alive = !d.close
+        && (!scan.http10 || d.keep_alive)
+        && d.chunked.is_none_or(|_| d.length.is_none())
+        && !matches!(framing, Framing::UntilClose);
     let (mut parts, ()) = Response::new(()).into_parts();
-    parts.status = status;
+    parts.status = scan.status;
     parts.headers = headers;
     Ok(Some(Parsed::Final(parts, framing, keep_alive)))
 }
 
-fn keeps_alive(headers: &HeaderMap, http10: bool) -> bool {
-    let mut close = false;
-    let mut keep = false;
-    for value in headers.get_all(header::CONNECTION) {
-        for token in value.to_str().unwrap_or("").split(',').map(str::trim) {
-            close |= token.eq_ignore_ascii_case("close");
-            keep |= token.eq_ignore_ascii_case("keep-alive");
-        }
-    }
-    !close && (!http10 || keep)
+/// What the headers say about the body's length and the connection.
+#[derive(Default)]
+struct Delimiting {
+    close: bool,
+    keep_alive: bool,
+    /// Some when a Transfer-Encoding came: whether its last coding is chunked.
+    chunked: Option<bool>,
+    length: Option<u64>,
 }
 
-fn framing(status: StatusCode, headers: &HeaderMap, head_only: bool) -> io::Result<Framing> {
-    if head_only || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok(Framing::Length(0));
-    }
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        let chunked = last
-            .to_str()
-            .ok()
-            .and_then(|v| v.rsplit(',').next())
-            .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
-        return Ok(if chunked {
-            Framing::Chunked(Chunked::Size)
-        } else {
-            Framing::UntilClose
-        });
-    }
-    let mut length: Option<u64> = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().unwrap_or("").split(',') {
-            let n: u64 = part
-                .trim()
-                .parse()
-                .map_err(|_| protocol_error("bad content-length"))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(protocol_error("conflicting content-length values"));
+/// One parse of a response head: where each end-to-end header's value lies in the
+/// buffer (so it can share the buffer's memory once split off), and the rest.
+struct Scan {
+    len: usize,
+    status: StatusCode,
+    http10: bool,
+    fields: Vec<(HeaderName, usize, usize)>,
+    /// Headers `Connection` names: hop-by-hop too.
+    named: Vec<HeaderName>,
+    delimiting: Delimiting,
+}
+
+/// `Err(None)` for a status code out of range.
+fn scan<'b>(
+    buf: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Option<Scan>, Option<httparse::Error>> {
+    let mut parsed = httparse::Response::new(slots);
+    let len = match parsed.parse(buf).map_err(Some)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return Ok(None),
+    };
+    let status = StatusCode::from_u16(parsed.code.unwrap_or(0)).map_err(|_| None)?;
+    let base = buf.as_ptr() as usize;
+    let mut d = Delimiting::default();
+    let mut fields = Vec::with_capacity(parsed.headers.len());
+    let mut named = Vec::new();
+    for h in parsed.headers.iter() {
+        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
+            return Err(Some(httparse::Error::HeaderName));
+        };
+        let text = std::str::from_utf8(h.value).unwrap_or("");
+        match name {
+            header::CONNECTION => {
+                for token in text.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        d.close = true;
+                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                        d.keep_alive = true;
+                    } else if let Ok(other) = HeaderName::from_bytes(token.as_bytes()) {
+                        named.push(other);
+                    }
+                }
+                continue;
             }
-            length = Some(n);
+            header::TRANSFER_ENCODING => {
+                let last = text.rsplit(',').next().unwrap_or("").trim();
+                d.chunked = Some(last.eq_ignore_ascii_case("chunked"));
+                continue;
+            }
+            header::CONTENT_LENGTH => {
+                for part in text.split(',') {
+                    let n = part
+                        .trim()
+                        .parse::<u64>()
+                        .map_err(|_| Some(httparse::Error::HeaderValue))?;
+                    if d.length.is_some_and(|l| l != n) {
+                        return Err(Some(httparse::Error::HeaderValue));
+                    }
+                    d.length = Some(n);
+                }
+            }
+            _ if crate::proxy::is_hop_by_hop(&name) => continue,
+            _ => {}
         }
+        let start = h.value.as_ptr() as usize - base;
+        fields.push((name, start, start + h.value.len()));
     }
-    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+    Ok(Some(Scan {
+        len,
+        status,
+        http10: parsed.version == Some(0),
+        fields,
+        named,
+        delimiting: d,
+    }))
 }
 
 /// Where a chunked body's decoder is.
@@ -777,6 +838,32 @@ mod tests {
         assert!(head("HTTP/1.1 101 Switching Protocols\r\n\r\n").is_err());
         assert!(head("HTTP/1.1 200 OK\r\ncontent-le").unwrap().is_none());
         assert!(head("SSH-2.0-OpenSSH\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn hop_by_hop_response_headers_stay_behind() {
+        let Some(Parsed::Final(parts, _, keep)) = head(
+            "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-internal\r\nx-internal: 1\r\n\
+             keep-alive: timeout=5\r\nx-app: 1\r\ncontent-length: 0\r\n\r\n",
+        )
+        .unwrap() else {
+            panic!("no final head");
+        };
+        assert!(keep);
+        let mut names: Vec<&str> = parts.headers.keys().map(|k| k.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "x-app"]);
+        let Some(Parsed::Final(parts, _, keep)) =
+            head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n")
+                .unwrap()
+        else {
+            panic!("no final head");
+        };
+        assert!(
+            parts.headers.is_empty(),
+            "a length that chunked overrides is dropped"
+        );
+        assert!(!keep, "a head with both framings closes its connection");
     }
 
     #[test]

@@ -292,8 +292,8 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<Upstre
             let status = resp.status();
             let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
             flight.finish(Some(status.as_u16()), error);
-            let (mut parts, body) = resp.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            // The pool hands on end-to-end headers only.
+            let (parts, body) = resp.into_parts();
             Sent::Response(Response::from_parts(parts, Either::Left(body)))
         }
         Ok(Err(e)) => {
@@ -344,6 +344,10 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];
+
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over what is there (a handful of headers) instead of a lookup per
