@@ -66,11 +66,11 @@ impl Pool {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The warmest idle connection, if any is younger than `idle_timeout`.
+    /// The warmest idle connection that is still open and younger than `idle_timeout`.
     fn checkout(&self, idle_timeout: Duration) -> Option<Conn> {
         loop {
             let Idle { conn, since } = self.idle().pop()?;
-            if since.elapsed() < idle_timeout {
+            if since.elapsed() < idle_timeout && conn.is_open() {
                 return Some(conn);
             }
         }
@@ -131,8 +131,8 @@ impl Pool {
         let mut body = (!bodyless).then_some(body);
         loop {
             let (mut conn, reused) = match self.checkout(limits.upstream_idle_timeout) {
-                Some(c) if c.is_open() => (c, true),
-                Some(_) | None => (connect(authority, limits).await?, false),
+                Some(c) => (c, true),
+                None => (connect(authority, limits).await?, false),
             };
             let written = conn.write_request(&head, body.take(), length).await;
             let response = match written {

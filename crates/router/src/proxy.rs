@@ -102,12 +102,15 @@ impl<'a> InFlight<'a> {
     fn finish(&mut self, status: Option<u16>, error: Option<ErrorSource>) {
         if !self.done {
             self.done = true;
+            // One clock read for both the latency and the stats second.
+            let now = Instant::now();
             let obs = Observation {
                 status,
                 error,
-                latency: self.started.elapsed(),
+                latency: now.saturating_duration_since(self.started),
             };
-            self.upstream.stats.record(self.shared.second(), obs);
+            let second = now.saturating_duration_since(self.shared.epoch).as_secs();
+            self.upstream.stats.record(second, obs);
         }
     }
 }
