@@ -32,7 +32,7 @@ use crate::proxy::UpstreamBody;
 /// The most response headers we accept from an upstream.
 const MAX_HEADERS: usize = 100;
 /// How much is read from an upstream at a time.
-const READ_CHUNK: usize = 16 * 1024;
+const READ_CHUNK: usize = 8 * 1024;
 
 /// One open connection and the bytes read from it but not yet used.
 pub struct Conn {
@@ -76,7 +76,10 @@ impl Pool {
         }
     }
 
-    fn checkin(&self, conn: Conn) {
+    fn checkin(&self, mut conn: Conn) {
+        // An idle connection holds no buffer: the next read takes a recently freed
+        // (cache-warm) one from the allocator instead of this connection's cold one.
+        conn.buf = BytesMut::new();
         self.idle().push(Idle {
             conn,
             since: Instant::now(),
@@ -301,7 +304,9 @@ impl Conn {
     /// socket's readiness, so the next poll waits for the runtime instead of asking
     /// the kernel.)
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        self.buf.reserve(READ_CHUNK);
+        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+            self.buf.reserve(READ_CHUNK);
+        }
         tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
     }
 
