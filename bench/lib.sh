@@ -24,3 +24,25 @@ wait_port() {
   echo "port $1 never opened" >&2
   return 1
 }
+
+# The routers' backend: one nginx worker answering a small 200 on two ports (stable and
+# candidate). Arguments: the two ports, then an optional launcher (e.g. taskset -c 1).
+start_backend() {
+  local b1=$1 b2=$2
+  shift 2
+  mkdir -p "$work/backend"
+  cat > "$work/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backend/nginx.pid;
+error_log $work/backend/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$b1; location / { return 200 "ok\n"; } }
+  server { listen 127.0.0.1:$b2; location / { return 200 "ok\n"; } }
+}
+CONF
+  "$@" nginx -c "$work/backend/nginx.conf" -p "$work/backend" & pids+=($!)
+}

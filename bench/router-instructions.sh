@@ -28,21 +28,7 @@ BENCH_NAME=instructions
 source bench/lib.sh
 
 B1=$(port); B2=$(port)
-mkdir -p "$work/backend"
-cat > "$work/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$B1; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:$B2; location / { return 200 "ok\n"; } }
-}
-CONF
-nginx -c "$work/backend/nginx.conf" -p "$work/backend" & pids+=($!)
+start_backend "$B1" "$B2"
 wait_port "$B1"; wait_port "$B2"
 
 # One build under callgrind: prints instructions per request.

@@ -31,22 +31,8 @@ source bench/lib.sh
 
 B1=$(port); B2=$(port); NG=$(port); HA=$(port); LO=$(port); API=$(port)
 
-# The backend: nginx answering a small 200 on two ports (stable and candidate).
-mkdir -p "$work/backend" "$work/proxy"
-cat > "$work/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backend/nginx.pid;
-error_log $work/backend/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$B1; location / { return 200 "ok\n"; } }
-  server { listen 127.0.0.1:$B2; location / { return 200 "ok\n"; } }
-}
-CONF
-taskset -c "$LOAD_CPU" nginx -c "$work/backend/nginx.conf" -p "$work/backend" & pids+=($!)
+mkdir -p "$work/proxy"
+start_backend "$B1" "$B2" taskset -c "$LOAD_CPU"
 
 # nginx as the proxy: weights 95/5, an upstream keep-alive pool big enough for 256.
 cat > "$work/proxy/nginx.conf" <<CONF

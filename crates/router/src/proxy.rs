@@ -327,7 +327,7 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<Upstre
     }
 }
 
-fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
@@ -361,7 +361,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
             present |= 1 << i;
             if i == 0 {
-                names_others |= connection_tokens(value).next().is_some();
+                names_others |= connection_tokens(value.to_str().unwrap_or(""))
+                    .next()
+                    .is_some();
             }
         }
     }
@@ -370,7 +372,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
-            .flat_map(connection_tokens)
+            .flat_map(|v| connection_tokens(v.to_str().unwrap_or("")))
             .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
             .collect();
         for name in &named {
@@ -386,17 +388,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// The header names a `Connection` value lists (`close` and `keep-alive` are
 /// options, not names).
-fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
-    value
-        .to_str()
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| {
-            !t.is_empty()
-                && !t.eq_ignore_ascii_case("close")
-                && !t.eq_ignore_ascii_case("keep-alive")
-        })
+pub(crate) fn connection_tokens(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|t| {
+        !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
+    })
 }
 
 /// `prior, ours` when a proxy before us set the header; a header value built from
