@@ -9,11 +9,11 @@
 //! - an upstream removed from the table drains: in-flight requests hold it until done;
 //! - this crate knows nothing of launches, plans or the journal.
 
+mod h1;
 pub mod health;
 mod metrics;
 mod pool;
 mod proxy;
-mod slow;
 pub mod split;
 pub mod stats;
 pub mod table;
@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use http::HeaderName;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 
 pub use health::{HealthCheck, HealthReport};
@@ -569,42 +568,10 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let head_seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let conn = Arc::new(proxy::ConnInfo::new(local, peer, head_seen.clone()));
-            let io =
-                slow::FirstHeadDeadline::new(stream, shared.limits.header_read_timeout, head_seen);
-            serve_connection(io, conn, shared).await;
+            let conn = Arc::new(proxy::ConnInfo::new(local, peer));
+            h1::serve(stream, conn, shared).await;
             drop(permit);
         });
-    }
-}
-
-async fn serve_connection(
-    stream: slow::FirstHeadDeadline,
-    conn: Arc<proxy::ConnInfo>,
-    shared: Arc<Shared>,
-) {
-    let limits = shared.limits.clone();
-    let service =
-        hyper::service::service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        // Ours (408) fires first for the first request; hyper's covers the later ones.
-        .header_read_timeout(limits.header_read_timeout + Duration::from_millis(500))
-        .max_buf_size(limits.max_header_bytes)
-        .writev(false)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX));
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .await
-    {
-        tracing::debug!(error = %e, "client connection ended with an error");
     }
 }
 
@@ -621,7 +588,7 @@ async fn probe(shared: &Shared, url: &str, timeout: Duration) -> Result<(), Stri
     let uri: http::Uri = url.parse().map_err(|_| format!("bad health URL {url}"))?;
     let req = http::Request::get(uri)
         .header(http::header::USER_AGENT, "liftoff-health-check")
-        .body(proxy::empty_body())
+        .body(http_body_util::Empty::new())
         .map_err(|e| e.to_string())?;
     match tokio::time::timeout(timeout, shared.client.request(req)).await {
         Ok(Ok(resp)) if resp.status().is_success() => Ok(()),

@@ -15,29 +15,33 @@
 //! idled too long.
 
 use std::io;
+use std::ops::Range;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::proxy::{UpstreamBody, connection_tokens, is_hop_by_hop, is_idempotent};
+use crate::proxy::{Hop, hop_by_hop};
 
-/// The most response headers we accept from an upstream.
-const MAX_HEADERS: usize = 100;
-/// How much is read from an upstream at a time.
+/// The most headers a message may carry.
+pub(crate) const MAX_HEADERS: usize = 100;
+/// How much is read from a socket at a time.
 const READ_CHUNK: usize = 8 * 1024;
+/// Body data up to this size is copied behind the head (one send); larger goes out
+/// as it is.
+const COALESCE: usize = 16 * 1024;
 
 /// One open connection and the bytes read from it but not yet used.
 pub struct Conn {
-    io: TcpStream,
-    buf: BytesMut,
+    pub(crate) io: TcpStream,
+    pub(crate) buf: BytesMut,
 }
 
 struct Idle {
@@ -59,6 +63,63 @@ pub enum SendError {
     Connect(io::Error),
     /// The exchange failed after the request was (or may have been) written.
     Exchange(io::Error),
+}
+
+/// A request as the upstream gets it: the encoded head, and how its body is framed.
+#[derive(Clone)]
+pub(crate) struct Outgoing {
+    /// Request line and headers, ending in the empty line.
+    pub head: Bytes,
+    /// The body's declared length (sent exactly), or `None` for chunked.
+    pub length: Option<u64>,
+    pub has_body: bool,
+    /// A HEAD request: the response has no body whatever its headers say.
+    pub head_only: bool,
+    /// Without a body and idempotent: may be sent again.
+    pub resendable: bool,
+    /// The client gave no Host: the upstream's authority is added per attempt.
+    pub needs_host: bool,
+}
+
+/// An upstream's response head: its bytes, and where its end-to-end fields lie in
+/// them. Nothing is copied or validated twice: an HTTP/1 client gets the fields as
+/// they came, an HTTP/2 client a header map built from them.
+pub struct UpstreamHead {
+    pub status: StatusCode,
+    bytes: Bytes,
+    reason: Range<usize>,
+    fields: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl UpstreamHead {
+    pub fn reason(&self) -> &[u8] {
+        &self.bytes[self.reason.clone()]
+    }
+
+    /// Name and value of each end-to-end field, in order.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .iter()
+            .map(|(n, v)| (&self.bytes[n.clone()], &self.bytes[v.clone()]))
+    }
+
+    pub fn to_header_map(&self) -> io::Result<HeaderMap> {
+        let mut headers = HeaderMap::with_capacity(self.fields.len());
+        for (name, value) in &self.fields {
+            let n = HeaderName::from_bytes(&self.bytes[name.clone()])
+                .map_err(|_| protocol_error("bad header name"))?;
+            let v = HeaderValue::from_maybe_shared(self.bytes.slice(value.clone()))
+                .map_err(|_| protocol_error(format!("bad value for header {n}")))?;
+            headers.append(n, v);
+        }
+        Ok(headers)
+    }
+}
+
+/// A response from an upstream: the head, and the body still on the connection.
+pub struct Upstreamed {
+    pub head: UpstreamHead,
+    pub body: PooledBody,
 }
 
 impl Pool {
@@ -103,49 +164,58 @@ impl Pool {
         self.idle().len()
     }
 
-    /// Send `req` on a pooled connection (or a new one) and read the response head.
-    /// The response body reads the rest from the connection and returns it to the pool
-    /// when it ends.
-    pub async fn send(
+    /// Send a request on a pooled connection (or a new one) and read the response
+    /// head. The response body reads the rest from the connection and returns it to
+    /// the pool when it ends.
+    pub(crate) async fn send<B>(
         self: &Arc<Self>,
         authority: &http::uri::Authority,
-        req: Request<UpstreamBody>,
+        out: &Outgoing,
+        body: Option<B>,
         limits: &crate::Limits,
-    ) -> Result<Response<PooledBody>, SendError> {
-        let (parts, body) = req.into_parts();
-        let bodyless = body.is_end_stream();
-        let head = encode_head(&parts.method, &parts.uri, &parts.headers, bodyless);
+    ) -> Result<Upstreamed, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: std::fmt::Display,
+    {
+        let head = if out.needs_host {
+            with_host(&out.head, authority)
+        } else {
+            out.head.clone()
+        };
+        let mut body = body.filter(|_| out.has_body);
         // The body is sent chunked unless it declared a length; then exactly that many
         // bytes go out, or the exchange fails (more would be a second request to the
         // upstream).
-        let length = if bodyless {
-            None
-        } else {
-            content_length(&parts.headers).map_err(SendError::Exchange)?
+        let framing = match out.length {
+            Some(n) => Sending::Exactly(n),
+            None => Sending::Chunked,
         };
-        let head_only = parts.method == Method::HEAD;
-        // Sent again on a new connection when a reused one turns out closed.
-        let resendable = bodyless && is_idempotent(&parts.method);
-        let mut body = (!bodyless).then_some(body);
         loop {
             let (mut conn, reused) = match self.checkout(limits.upstream_idle_timeout) {
                 Some(c) => (c, true),
                 None => (connect(authority, limits).await?, false),
             };
-            let written = conn.write_request(&head, body.take(), length).await;
+            let written = write_message(
+                &mut conn.io,
+                BytesMut::from(&head[..]),
+                body.take().as_mut().map(Pin::new),
+                framing,
+            )
+            .await;
             let response = match written {
-                Ok(()) => conn.read_head(limits.max_header_bytes, head_only).await,
+                Ok(()) => conn.read_head(limits.max_header_bytes, out.head_only).await,
                 Err(e) => Err(Failed {
                     error: e,
                     nothing_read: true,
                 }),
             };
             match response {
-                Ok((parts, framing, keep_alive)) => {
+                Ok((head, framing, keep_alive)) => {
                     let body = PooledBody::new(conn, self.clone(), framing, keep_alive);
-                    return Ok(Response::from_parts(parts, body));
+                    return Ok(Upstreamed { head, body });
                 }
-                Err(f) if reused && f.nothing_read && resendable => {
+                Err(f) if reused && f.nothing_read && out.resendable => {
                     tracing::debug!(error = %f.error, "pooled upstream connection was closed; sending again");
                 }
                 Err(f) => return Err(SendError::Exchange(f.error)),
@@ -154,37 +224,14 @@ impl Pool {
     }
 }
 
-/// The request line and headers, as the upstream gets them. Header values were
-/// validated when they were parsed or built (no CR, LF or NUL), so they are copied
-/// as they are.
-fn encode_head(method: &Method, uri: &http::Uri, headers: &HeaderMap, bodyless: bool) -> Bytes {
-    let target = uri.path_and_query().map_or("/", |p| p.as_str());
-    let size = headers
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum::<usize>();
-    let mut h = BytesMut::with_capacity(method.as_str().len() + target.len() + size + 64);
-    h.put_slice(method.as_str().as_bytes());
-    h.put_u8(b' ');
-    h.put_slice(target.as_bytes());
-    h.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        h.put_slice(name.as_str().as_bytes());
-        h.put_slice(b": ");
-        h.put_slice(value.as_bytes());
-        h.put_slice(b"\r\n");
-    }
-    let has_length = headers.contains_key(header::CONTENT_LENGTH);
-    if !bodyless && !has_length {
-        h.put_slice(b"transfer-encoding: chunked\r\n");
-    } else if bodyless
-        && !has_length
-        && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-    {
-        // A body-carrying method with no body says so, or the upstream waits for one.
-        h.put_slice(b"content-length: 0\r\n");
-    }
-    h.put_slice(b"\r\n");
+/// `head` with a Host field for `authority` before its empty line.
+fn with_host(head: &[u8], authority: &http::uri::Authority) -> Bytes {
+    let end = head.len().saturating_sub(2);
+    let mut h = BytesMut::with_capacity(head.len() + authority.as_str().len() + 8);
+    h.put_slice(&head[..end]);
+    h.put_slice(b"host: ");
+    h.put_slice(authority.as_str().as_bytes());
+    h.put_slice(b"\r\n\r\n");
     h.freeze()
 }
 
@@ -204,32 +251,27 @@ async fn connect(
         })?
         .map_err(SendError::Connect)?;
     let _ = io.set_nodelay(true);
-    Ok(Conn {
-        io,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-    })
+    Ok(Conn::new(io))
 }
 
 /// The body length a message's `Content-Length` fields declare: `None` without one;
 /// an error when a value is not a number or two values differ.
-fn content_length(headers: &HeaderMap) -> io::Result<Option<u64>> {
-    headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .try_fold(None, |length, value| {
-            add_length(length, value.to_str().unwrap_or("")).map(Some)
-        })
+pub(crate) fn content_length<'a>(
+    mut values: impl Iterator<Item = &'a [u8]>,
+) -> io::Result<Option<u64>> {
+    values.try_fold(None, |length, value| add_length(length, value).map(Some))
 }
 
 /// `length` so far, checked against one `Content-Length` value (which may list the
 /// same number several times, comma-separated).
-fn add_length(length: Option<u64>, value: &str) -> io::Result<u64> {
+fn add_length(length: Option<u64>, value: &[u8]) -> io::Result<u64> {
     let mut length = length;
-    for part in value.split(',') {
-        let n: u64 = part
-            .trim()
-            .parse()
-            .map_err(|_| protocol_error("bad content-length"))?;
+    for part in value.split(|b| *b == b',') {
+        let n: u64 = std::str::from_utf8(part.trim_ascii())
+            .ok()
+            .filter(|t| t.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| protocol_error("bad content-length"))?;
         if length.is_some_and(|l| l != n) {
             return Err(protocol_error("conflicting content-length values"));
         }
@@ -244,21 +286,114 @@ struct Failed {
     nothing_read: bool,
 }
 
-fn protocol_error(what: impl Into<String>) -> io::Error {
+pub(crate) fn protocol_error(what: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, what.into())
 }
 
-/// How the response body is delimited (RFC 9112 §6.3).
+/// How a message body is delimited on the wire being read (RFC 9112 §6.3).
 #[derive(Debug)]
-enum Framing {
+pub(crate) enum Framing {
     /// So many bytes still to come.
     Length(u64),
     Chunked(Chunked),
-    /// Until the upstream closes the connection (which then cannot be reused).
+    /// Until the peer closes the connection (which then cannot be reused).
     UntilClose,
 }
 
+/// How a body is framed on the wire being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sending {
+    /// Exactly so many bytes: more or fewer is an error.
+    Exactly(u64),
+    Chunked,
+    /// As it comes; the connection's end delimits it.
+    AsIs,
+}
+
+/// Write `out` (a head) and then `body` framed as `sending`. Body data that is ready
+/// at once goes out with the head in one write; later data as it comes.
+pub(crate) async fn write_message<B>(
+    io: &mut TcpStream,
+    mut out: BytesMut,
+    body: Option<Pin<&mut B>>,
+    sending: Sending,
+) -> io::Result<()>
+where
+    B: Body<Data = Bytes> + ?Sized,
+    B::Error: std::fmt::Display,
+{
+    let Some(mut body) = body else {
+        return io.write_all(&out).await;
+    };
+    let mut left = match sending {
+        Sending::Exactly(n) => Some(n),
+        _ => None,
+    };
+    loop {
+        let next = std::future::poll_fn(|cx| match body.as_mut().poll_frame(cx) {
+            Poll::Pending if !out.is_empty() => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(frame) => Poll::Ready(Some(frame)),
+        })
+        .await;
+        let data = match next {
+            // Nothing more ready now: what is gathered goes out while we wait.
+            None => {
+                io.write_all(&out).await?;
+                out.clear();
+                continue;
+            }
+            Some(None) => break,
+            Some(Some(Err(e))) => return Err(io::Error::other(format!("body: {e}"))),
+            Some(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) if !data.is_empty() => data,
+                _ => continue, // trailers are not forwarded
+            },
+        };
+        if let Some(left) = &mut left {
+            *left = left
+                .checked_sub(data.len() as u64)
+                .ok_or_else(|| protocol_error("body longer than its content-length"))?;
+        }
+        if sending == Sending::Chunked {
+            out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        }
+        if data.len() <= COALESCE {
+            out.put_slice(&data);
+        } else {
+            io.write_all(&out).await?;
+            out.clear();
+            io.write_all(&data).await?;
+        }
+        if sending == Sending::Chunked {
+            out.put_slice(b"\r\n");
+        }
+        if out.len() >= COALESCE {
+            io.write_all(&out).await?;
+            out.clear();
+        }
+    }
+    match left {
+        Some(0) | None => {}
+        Some(_) => return Err(protocol_error("body shorter than its content-length")),
+    }
+    if sending == Sending::Chunked {
+        out.put_slice(b"0\r\n\r\n");
+    }
+    if !out.is_empty() {
+        io.write_all(&out).await?;
+    }
+    Ok(())
+}
+
 impl Conn {
+    pub(crate) fn new(io: TcpStream) -> Self {
+        Conn {
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+        }
+    }
+
     /// Without waiting: false if the upstream closed the connection (or sent
     /// something unasked, which makes it unusable). Costs a system call only when
     /// the socket turned readable since the last read.
@@ -267,59 +402,10 @@ impl Conn {
         matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
     }
 
-    /// Write the head, then the body: `length` bytes exactly, or chunked without one.
-    async fn write_request<B>(
-        &mut self,
-        head: &[u8],
-        body: Option<B>,
-        length: Option<u64>,
-    ) -> io::Result<()>
-    where
-        B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
-    {
-        self.io.write_all(head).await?;
-        let Some(mut body) = body else {
-            return Ok(());
-        };
-        let mut left = length;
-        let mut body = Pin::new(&mut body);
-        while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            let frame = frame.map_err(|e| io::Error::other(format!("request body: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue; // trailers are not forwarded
-            };
-            if data.is_empty() {
-                continue;
-            }
-            match &mut left {
-                Some(left) => {
-                    *left = left.checked_sub(data.len() as u64).ok_or_else(|| {
-                        protocol_error("request body longer than its content-length")
-                    })?;
-                    self.io.write_all(&data).await?;
-                }
-                None => {
-                    // Size line, data and CRLF in one vectored write.
-                    let size = Bytes::from(format!("{:x}\r\n", data.len()));
-                    let mut chunk = size.chain(data).chain(&b"\r\n"[..]);
-                    self.io.write_all_buf(&mut chunk).await?;
-                }
-            }
-        }
-        match left {
-            Some(0) => Ok(()),
-            Some(_) => Err(protocol_error(
-                "request body shorter than its content-length",
-            )),
-            None => self.io.write_all(b"0\r\n\r\n").await,
-        }
-    }
-
     /// Read into the buffer; 0 at the end of the stream. (A short read clears the
     /// socket's readiness, so the next poll waits for the runtime instead of asking
     /// the kernel.)
-    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+    pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
             self.buf.reserve(READ_CHUNK);
         }
@@ -330,20 +416,65 @@ impl Conn {
         std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
+    /// The next piece of a body framed as `framing`: `None` at its end. The end of
+    /// the stream ends an `UntilClose` body and is an error for the others.
+    pub(crate) fn poll_body(
+        &mut self,
+        framing: &mut Framing,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<Bytes>>> {
+        loop {
+            match framing {
+                Framing::Length(0) => return Poll::Ready(None),
+                Framing::Length(left) => {
+                    if !self.buf.is_empty() {
+                        let n = usize::try_from(*left)
+                            .unwrap_or(usize::MAX)
+                            .min(self.buf.len());
+                        *left -= n as u64;
+                        return Poll::Ready(Some(Ok(self.buf.split_to(n).freeze())));
+                    }
+                }
+                Framing::Chunked(decoder) => match decoder.decode(&mut self.buf) {
+                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(data))),
+                    Ok(Decoded::End) => return Poll::Ready(None),
+                    Ok(Decoded::More) => {}
+                    Err(e) => return Poll::Ready(Some(Err(e))),
+                },
+                Framing::UntilClose => {
+                    if !self.buf.is_empty() {
+                        return Poll::Ready(Some(Ok(self.buf.split().freeze())));
+                    }
+                }
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) if matches!(framing, Framing::UntilClose) => return Poll::Ready(None),
+                Ok(0) => {
+                    return Poll::Ready(Some(Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a body",
+                    ))));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
     /// Read the response head (skipping interim 1xx responses) and say how the body
     /// that follows is delimited.
     async fn read_head(
         &mut self,
         max_bytes: usize,
         head_only: bool,
-    ) -> Result<(http::response::Parts, Framing, bool), Failed> {
+    ) -> Result<(UpstreamHead, Framing, bool), Failed> {
         let mut nothing_read = self.buf.is_empty();
         loop {
             if !self.buf.is_empty() {
                 match parse_head(&mut self.buf, head_only) {
                     Ok(Some(Parsed::Interim)) => continue,
-                    Ok(Some(Parsed::Final(parts, framing, keep_alive))) => {
-                        return Ok((parts, framing, keep_alive));
+                    Ok(Some(Parsed::Final(head, framing, keep_alive))) => {
+                        return Ok((head, framing, keep_alive));
                     }
                     Ok(None) if self.buf.len() >= max_bytes => {
                         return Err(Failed {
@@ -387,11 +518,11 @@ enum Parsed {
     Interim,
     /// The head, how its body is delimited, and whether the connection can carry
     /// another request after it.
-    Final(http::response::Parts, Framing, bool),
+    Final(UpstreamHead, Framing, bool),
 }
 
 /// Parse a response head at the start of `buf`; on success it is consumed from `buf`.
-/// The head handed on carries only end-to-end headers: the hop-by-hop ones (and those
+/// The head handed on carries only end-to-end fields: the hop-by-hop ones (and those
 /// `Connection` names) are read for framing and keep-alive, never copied.
 fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>> {
     // Most heads fit the small table; only a long one pays for the large.
@@ -402,7 +533,7 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>>
         }
         other => other,
     };
-    let scan = match scanned {
+    let mut scan = match scanned {
         Ok(Some(scan)) => scan,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -417,16 +548,7 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>>
         buf.advance(scan.len);
         return Ok(Some(Parsed::Interim));
     }
-    let head = buf.split_to(scan.len).freeze();
-    let mut headers = HeaderMap::with_capacity(scan.fields.len());
-    for (name, start, end) in scan.fields {
-        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
-            .map_err(|_| protocol_error(format!("bad value for header {name}")))?;
-        headers.append(name, value);
-    }
-    for name in &scan.named {
-        headers.remove(name);
-    }
+    let bytes = buf.split_to(scan.len).freeze();
     let d = scan.delimiting;
     let framing = if head_only
         || scan.status == StatusCode::NO_CONTENT
@@ -435,7 +557,9 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>>
         Framing::Length(0)
     } else if let Some(chunked) = d.chunked {
         // Transfer-Encoding overrides a length; the client gets the body re-framed.
-        headers.remove(header::CONTENT_LENGTH);
+        if let Some(at) = scan.length_field.take() {
+            scan.fields.remove(at);
+        }
         if chunked {
             Framing::Chunked(Chunked::Size)
         } else {
@@ -448,10 +572,13 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>>
         && (!scan.http10 || d.keep_alive)
         && d.chunked.is_none_or(|_| d.length.is_none())
         && !matches!(framing, Framing::UntilClose);
-    let (mut parts, ()) = Response::new(()).into_parts();
-    parts.status = scan.status;
-    parts.headers = headers;
-    Ok(Some(Parsed::Final(parts, framing, keep_alive)))
+    let head = UpstreamHead {
+        status: scan.status,
+        bytes,
+        reason: scan.reason,
+        fields: scan.fields,
+    };
+    Ok(Some(Parsed::Final(head, framing, keep_alive)))
 }
 
 /// What the headers say about the body's length and the connection.
@@ -464,15 +591,17 @@ struct Delimiting {
     length: Option<u64>,
 }
 
-/// One parse of a response head: where each end-to-end header's value lies in the
-/// buffer (so it can share the buffer's memory once split off), and the rest.
+/// One parse of a response head: where its reason and each end-to-end field lie in
+/// the buffer, and what its hop-by-hop fields say.
 struct Scan {
     len: usize,
     status: StatusCode,
     http10: bool,
-    fields: Vec<(HeaderName, usize, usize)>,
-    /// Headers `Connection` names: hop-by-hop too.
-    named: Vec<HeaderName>,
+    reason: Range<usize>,
+    fields: Vec<(Range<usize>, Range<usize>)>,
+    /// Which of `fields` is the (first) Content-Length; later ones, being equal,
+    /// are not kept.
+    length_field: Option<usize>,
     delimiting: Delimiting,
 }
 
@@ -488,55 +617,80 @@ fn scan<'b>(
     };
     let status = StatusCode::from_u16(parsed.code.unwrap_or(0)).map_err(|_| None)?;
     let base = buf.as_ptr() as usize;
+    let range = |s: &[u8]| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
     let mut d = Delimiting::default();
     let mut fields = Vec::with_capacity(parsed.headers.len());
-    let mut named = Vec::new();
+    let mut length_field = None;
+    let mut named = false;
     for h in parsed.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(h.name.as_bytes()) else {
-            return Err(Some(httparse::Error::HeaderName));
-        };
-        let text = std::str::from_utf8(h.value).unwrap_or("");
-        match name {
-            header::CONNECTION => {
-                for token in text.split(',').map(str::trim) {
-                    d.close |= token.eq_ignore_ascii_case("close");
-                    d.keep_alive |= token.eq_ignore_ascii_case("keep-alive");
+        match hop_by_hop(h.name.as_bytes()) {
+            Some(Hop::Connection) => {
+                for token in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+                    if token.eq_ignore_ascii_case(b"close") {
+                        d.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        d.keep_alive = true;
+                    } else if !token.is_empty() {
+                        named = true;
+                    }
                 }
-                named.extend(
-                    connection_tokens(text)
-                        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
-                );
-                continue;
             }
-            header::TRANSFER_ENCODING => {
-                let last = text.rsplit(',').next().unwrap_or("").trim();
-                d.chunked = Some(last.eq_ignore_ascii_case("chunked"));
-                continue;
+            Some(Hop::TransferEncoding) => {
+                let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(&[]);
+                d.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
-            header::CONTENT_LENGTH => {
+            Some(_) => {}
+            None if h.name.eq_ignore_ascii_case("content-length") => {
+                let first = d.length.is_none();
                 d.length = Some(
-                    add_length(d.length, text).map_err(|_| Some(httparse::Error::HeaderValue))?,
+                    add_length(d.length, h.value)
+                        .map_err(|_| Some(httparse::Error::HeaderValue))?,
                 );
+                if first {
+                    length_field = Some(fields.len());
+                    fields.push((range(h.name.as_bytes()), range(h.value)));
+                }
             }
-            _ if is_hop_by_hop(&name) => continue,
-            _ => {}
+            None => fields.push((range(h.name.as_bytes()), range(h.value))),
         }
-        let start = h.value.as_ptr() as usize - base;
-        fields.push((name, start, start + h.value.len()));
+    }
+    if named {
+        // Fields that `Connection` names are hop-by-hop too.
+        let names: Vec<&[u8]> = parsed
+            .headers
+            .iter()
+            .filter(|h| hop_by_hop(h.name.as_bytes()) == Some(Hop::Connection))
+            .flat_map(|h| h.value.split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .collect();
+        let length_name = length_field.map(|i| fields[i].0.clone());
+        fields.retain(|(n, _)| {
+            !names
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(&buf[n.clone()]))
+        });
+        length_field = length_name.and_then(|l| fields.iter().position(|(n, _)| *n == l));
     }
     Ok(Some(Scan {
         len,
         status,
         http10: parsed.version == Some(0),
+        reason: parsed
+            .reason
+            .filter(|r| !r.is_empty())
+            .map_or(0..0, |r| range(r.as_bytes())),
         fields,
-        named,
+        length_field,
         delimiting: d,
     }))
 }
 
 /// Where a chunked body's decoder is.
 #[derive(Debug)]
-enum Chunked {
+pub(crate) enum Chunked {
     /// Reading a chunk-size line.
     Size,
     /// So many bytes of chunk data to go, then its CRLF.
@@ -650,6 +804,12 @@ impl PooledBody {
         body
     }
 
+    /// The body's length is not known ahead (chunked, or until the upstream closes):
+    /// an HTTP/1 client needs it framed.
+    pub(crate) fn needs_framing(&self) -> bool {
+        !self.done && !matches!(self.framing, Framing::Length(_))
+    }
+
     fn finish(&mut self) {
         self.done = true;
         if let Some((conn, pool)) = self.conn.take()
@@ -658,12 +818,6 @@ impl PooledBody {
         {
             pool.checkin(conn);
         }
-    }
-
-    fn fail(&mut self, e: io::Error) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
-        self.done = true;
-        self.conn = None;
-        Poll::Ready(Some(Err(e)))
     }
 }
 
@@ -676,58 +830,29 @@ impl Body for PooledBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
-        loop {
-            if this.done {
-                return Poll::Ready(None);
-            }
-            let Some((conn, _)) = &mut this.conn else {
-                return Poll::Ready(None);
-            };
-            match &mut this.framing {
-                Framing::Length(left) => {
-                    if !conn.buf.is_empty() {
-                        let n = usize::try_from(*left)
-                            .unwrap_or(usize::MAX)
-                            .min(conn.buf.len());
-                        let data = conn.buf.split_to(n).freeze();
-                        *left -= n as u64;
-                        if *left == 0 {
-                            // The last byte is in hand: the connection is free now, even
-                            // if the client never asks for the end of the stream.
-                            this.finish();
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                Framing::Chunked(decoder) => match decoder.decode(&mut conn.buf) {
-                    Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
-                    Ok(Decoded::End) => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Decoded::More) => {}
-                    Err(e) => return this.fail(e),
-                },
-                Framing::UntilClose => {
-                    if !conn.buf.is_empty() {
-                        let data = conn.buf.split().freeze();
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-            }
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) if matches!(this.framing, Framing::UntilClose) => {
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let Some((conn, _)) = &mut this.conn else {
+            return Poll::Ready(None);
+        };
+        match ready!(conn.poll_body(&mut this.framing, cx)) {
+            Some(Ok(data)) => {
+                if matches!(this.framing, Framing::Length(0)) {
+                    // The last byte is in hand: the connection is free now, even if
+                    // the client never asks for the end of the stream.
                     this.finish();
-                    return Poll::Ready(None);
                 }
-                Ok(0) => {
-                    return this.fail(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "upstream closed the connection in the middle of a response body",
-                    ));
-                }
-                Ok(_) => {}
-                Err(e) => return this.fail(e),
+                Poll::Ready(Some(Ok(Frame::data(data))))
+            }
+            None => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Some(Err(e)) => {
+                this.done = true;
+                this.conn = None;
+                Poll::Ready(Some(Err(e)))
             }
         }
     }
@@ -783,8 +908,10 @@ mod tests {
             io: TcpStream::connect(addr).await.unwrap(),
             buf: BytesMut::new(),
         };
-        let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()));
-        let result = conn.write_request(b"H\r\n\r\n", Some(body), length).await;
+        let mut body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()));
+        let sending = length.map_or(Sending::Chunked, Sending::Exactly);
+        let head = BytesMut::from(&b"H\r\n\r\n"[..]);
+        let result = write_message(&mut conn.io, head, Some(Pin::new(&mut body)), sending).await;
         drop(conn);
         let out = reader.await.unwrap();
         result.map(|()| out)
@@ -855,7 +982,7 @@ mod tests {
 
     #[test]
     fn hop_by_hop_response_headers_stay_behind() {
-        let Some(Parsed::Final(parts, _, keep)) = head(
+        let Some(Parsed::Final(parsed, _, keep)) = head(
             "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-internal\r\nx-internal: 1\r\n\
              keep-alive: timeout=5\r\nx-app: 1\r\ncontent-length: 0\r\n\r\n",
         )
@@ -863,17 +990,18 @@ mod tests {
             panic!("no final head");
         };
         assert!(keep);
-        let mut names: Vec<&str> = parts.headers.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        assert_eq!(names, ["content-length", "x-app"]);
-        let Some(Parsed::Final(parts, _, keep)) =
+        let names: Vec<&[u8]> = parsed.fields().map(|(n, _)| n).collect();
+        assert_eq!(names, [&b"x-app"[..], b"content-length"]);
+        assert_eq!(parsed.reason(), b"OK");
+        let Some(Parsed::Final(parsed, _, keep)) =
             head("HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ncontent-length: 3\r\n\r\n")
                 .unwrap()
         else {
             panic!("no final head");
         };
-        assert!(
-            parts.headers.is_empty(),
+        assert_eq!(
+            parsed.fields().count(),
+            0,
             "a length that chunked overrides is dropped"
         );
         assert!(!keep, "a head with both framings closes its connection");
@@ -899,33 +1027,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn request_heads_carry_framing_for_their_bodies() {
-        let uri: http::Uri = "/a?b=1".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("shop"));
-        let text = |m: Method, h: &HeaderMap, bodyless| {
-            String::from_utf8(encode_head(&m, &uri, h, bodyless).to_vec()).unwrap()
-        };
-        assert_eq!(
-            text(Method::GET, &headers, true),
-            "GET /a?b=1 HTTP/1.1\r\nhost: shop\r\n\r\n"
-        );
-        assert_eq!(
-            text(Method::POST, &headers, true),
-            "POST /a?b=1 HTTP/1.1\r\nhost: shop\r\ncontent-length: 0\r\n\r\n"
-        );
-        assert_eq!(
-            text(Method::POST, &headers, false),
-            "POST /a?b=1 HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: chunked\r\n\r\n"
-        );
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        assert_eq!(
-            text(Method::PUT, &headers, false),
-            "PUT /a?b=1 HTTP/1.1\r\nhost: shop\r\ncontent-length: 5\r\n\r\n"
-        );
-    }
-
     /// Answers the first request on each connection and closes the connection,
     /// unanswered, when the next request arrives: a server whose idle timeout fires
     /// just as a pooled connection is reused.
@@ -948,11 +1049,15 @@ mod tests {
         addr.to_string().parse().unwrap()
     }
 
-    fn get(authority: &http::uri::Authority) -> Request<UpstreamBody> {
-        Request::get("/")
-            .header(http::header::HOST, authority.as_str())
-            .body(crate::proxy::empty_body())
-            .unwrap()
+    fn get() -> Outgoing {
+        Outgoing {
+            head: Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"),
+            length: None,
+            has_body: false,
+            head_only: false,
+            resendable: true,
+            needs_host: true,
+        }
     }
 
     #[tokio::test]
@@ -963,10 +1068,15 @@ mod tests {
         let limits = crate::Limits::default();
         for i in 0..3 {
             let resp = pool
-                .send(&authority, get(&authority), &limits)
+                .send(
+                    &authority,
+                    &get(),
+                    None::<http_body_util::Empty<Bytes>>,
+                    &limits,
+                )
                 .await
                 .unwrap_or_else(|e| panic!("request {i}: {e:?}"));
-            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            let body = resp.body.collect().await.unwrap().to_bytes();
             assert_eq!(&body[..], b"ok");
             assert_eq!(pool.idle_count(), 1, "the connection went back to the pool");
         }

@@ -1,54 +1,49 @@
-//! The request path: pick a version, forward, stream back, observe.
+//! The request path shared by both front ends (HTTP/1 in `h1`, HTTP/2 through
+//! hyper): pick a version, encode the upstream's request head, forward, observe.
 //!
 //! Invariant: nothing here takes a lock or waits on the control plane. The table is
 //! one atomic load; observations are relaxed atomic adds.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Instant;
 
-use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
 use http_body_util::{Either, Empty, Full, Limited};
 use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::pool::{PooledBody, SendError};
-use crate::split::{self, Role, SplitRule};
+use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed, content_length};
+use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
 use crate::table::{Route, Upstream};
 use crate::{Limits, Shared};
 
-/// What clients get: the upstream's body streamed through, or one of ours. A concrete
-/// type, not a box: no allocation per response.
+/// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
+/// concrete type, not a box: no allocation per response.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
-/// What upstreams get: nothing, or the client's body under the size limit.
-pub type UpstreamBody = Either<Empty<Bytes>, Limited<Incoming>>;
-pub type UpstreamClient = Client<HttpConnector, UpstreamBody>;
+/// For health checks, which send no body.
+pub type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Per connection: where it came in and from whom, and the forwarding header values
 /// that only depend on the client (formatted once, not per request).
 pub struct ConnInfo {
     pub listen: SocketAddr,
     pub peer: SocketAddr,
-    /// Set once a request head arrived (disarms the slow-client deadline).
-    pub head_seen: Arc<std::sync::atomic::AtomicBool>,
     /// The client address as `X-Forwarded-For` carries it.
-    client: HeaderValue,
+    client: Bytes,
     /// `for=<client>;proto=http`, the start of our `Forwarded` element.
     forwarded_for: Bytes,
 }
 
 impl ConnInfo {
-    pub fn new(
-        listen: SocketAddr,
-        peer: SocketAddr,
-        head_seen: Arc<std::sync::atomic::AtomicBool>,
-    ) -> Self {
+    pub fn new(listen: SocketAddr, peer: SocketAddr) -> Self {
         let ip = peer.ip().to_canonical();
         let forwarded_for = if ip.is_ipv6() {
             format!("for=\"[{ip}]\";proto=http")
@@ -58,25 +53,80 @@ impl ConnInfo {
         Self {
             listen,
             peer,
-            head_seen,
-            client: HeaderValue::try_from(ip.to_string()).expect("an IP address is a header value"),
+            client: Bytes::from(ip.to_string()),
             forwarded_for: Bytes::from(forwarded_for),
         }
     }
 }
 
-pub fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<ProxyBody> {
-    let mut resp = Response::new(Either::Right(Full::new(body.into())));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+/// What a request gets: an upstream's response, or one of ours.
+pub(crate) enum Answer {
+    Upstream(Upstreamed),
+    Ours(Ours),
 }
 
-pub(crate) fn empty_body() -> UpstreamBody {
-    Either::Left(Empty::new())
+/// A response liftoff makes itself: an error, or the maintenance page.
+pub(crate) struct Ours {
+    pub status: StatusCode,
+    pub body: Bytes,
+    /// Set for the maintenance page (HTML, `Retry-After`, not to be cached).
+    pub retry_after: Option<u32>,
+}
+
+impl Ours {
+    pub fn text(status: StatusCode, message: &'static str) -> Self {
+        Ours {
+            status,
+            body: Bytes::from_static(message.as_bytes()),
+            retry_after: None,
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        if self.retry_after.is_some() {
+            "text/html; charset=utf-8"
+        } else {
+            "text/plain; charset=utf-8"
+        }
+    }
+}
+
+impl Answer {
+    /// For hyper's HTTP/2 server.
+    fn into_response(self) -> Response<ProxyBody> {
+        match self {
+            Answer::Upstream(Upstreamed { head, body }) => match head.to_header_map() {
+                Ok(headers) => {
+                    let mut resp = Response::new(Either::Left(body));
+                    *resp.status_mut() = head.status;
+                    *resp.headers_mut() = headers;
+                    resp
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "upstream response head not valid for HTTP/2");
+                    Answer::Ours(Ours::text(
+                        StatusCode::BAD_GATEWAY,
+                        "liftoff: bad upstream response\n",
+                    ))
+                    .into_response()
+                }
+            },
+            Answer::Ours(ours) => {
+                let mut resp = Response::new(Either::Right(Full::new(ours.body.clone())));
+                *resp.status_mut() = ours.status;
+                let h = resp.headers_mut();
+                h.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(ours.content_type()),
+                );
+                if let Some(secs) = ours.retry_after {
+                    h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+                    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                }
+                resp
+            }
+        }
+    }
 }
 
 /// Counts a request as in flight on an upstream, and records a client abort if the
@@ -122,55 +172,30 @@ impl Drop for InFlight<'_> {
     }
 }
 
-pub async fn handle(
-    shared: Arc<Shared>,
-    conn: Arc<ConnInfo>,
-    req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    conn.head_seen.store(true, Relaxed);
-    Ok(route_request(&shared, &conn, req).await)
-}
-
-async fn route_request(
+/// The route for a request and the version that serves it, or our answer: no route
+/// for its host, or the route is in maintenance and the client not let through.
+pub(crate) fn pick<F: Fields + ?Sized>(
     shared: &Shared,
     conn: &ConnInfo,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let host = request_host(&req);
-    let table = shared.table.load();
-    let Some(route) = table
-        .find(conn.listen, host.as_ref().and_then(|h| h.to_str().ok()))
+    host: Option<&[u8]>,
+    fields: &F,
+) -> Result<(Arc<Route>, Role), Ours> {
+    let host = host.and_then(|h| std::str::from_utf8(h).ok());
+    let route = shared
+        .table
+        .load()
+        .find(conn.listen, host)
         .cloned()
-    else {
-        return full(StatusCode::NOT_FOUND, "liftoff: no route for this host\n");
-    };
-    drop(table);
+        .ok_or_else(|| Ours::text(StatusCode::NOT_FOUND, "liftoff: no route for this host\n"))?;
     let client_ip = conn.peer.ip();
     if let Some(m) = &route.maintenance
-        && !m.lets_through(client_ip, req.headers())
+        && !m.lets_through(client_ip, fields)
     {
-        let mut resp = full(StatusCode::SERVICE_UNAVAILABLE, m.page.clone());
-        let h = resp.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/html; charset=utf-8"),
-        );
-        h.insert(header::RETRY_AFTER, HeaderValue::from(m.retry_after_secs));
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        return resp;
-    }
-    let limits = &shared.limits;
-    if let Some(len) = req
-        .body()
-        .size_hint()
-        .exact()
-        .or(req.body().size_hint().upper())
-        && len > limits.max_body_bytes as u64
-    {
-        return full(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "liftoff: request body too large\n",
-        );
+        return Err(Ours {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: m.page.clone(),
+            retry_after: Some(m.retry_after_secs),
+        });
     }
     let rule = SplitRule {
         weight_bp: route.weight_bp,
@@ -179,125 +204,83 @@ async fn route_request(
         override_header: route.override_header.as_ref(),
         has_candidate: route.candidate.is_some(),
     };
-    let role = split::choose(&rule, req.headers(), client_ip);
-    forward(shared, conn, &route, role, host, req).await
+    let role = split::choose(&rule, fields, client_ip);
+    Ok((route, role))
 }
 
-/// The Host (HTTP/1) or `:authority` (HTTP/2). A header value clone is a reference
-/// count, not a copy.
-fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
-    req.headers().get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    })
+pub(crate) fn too_large() -> Ours {
+    Ours::text(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "liftoff: request body too large\n",
+    )
 }
 
-async fn forward(
+/// Send the request to the chosen version; a bodyless request whose upstream failed
+/// is replayed once on the other version (a stopped backend must not be an outage;
+/// a streamed body is gone). The encoded head is reused as it is.
+pub(crate) async fn forward<B>(
     shared: &Shared,
-    conn: &ConnInfo,
     route: &Route,
     role: Role,
-    host: Option<HeaderValue>,
-    req: Request<Incoming>,
-) -> Response<ProxyBody> {
-    let limits = &shared.limits;
-    let (mut parts, body) = req.into_parts();
-    let bodyless = body.is_end_stream();
-    rewrite_request_headers(&mut parts.headers, conn, host);
-    let Some(upstream) = route.upstream(role).cloned() else {
-        return full(StatusCode::BAD_GATEWAY, "liftoff: no upstream\n");
+    out: &Outgoing,
+    body: Option<B>,
+) -> Answer
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
+    let Some(upstream) = route.upstream(role) else {
+        return Answer::Ours(Ours::text(
+            StatusCode::BAD_GATEWAY,
+            "liftoff: no upstream\n",
+        ));
     };
-    // A bodyless request can be replayed once on the other version when its upstream
-    // failed: a stopped backend must not be an outage. (A streamed body is gone.) The
-    // copy is only made when there is another version to replay on.
+    let (status, message, never_sent) = match send(shared, upstream, out, body).await {
+        Ok(resp) => return Answer::Upstream(resp),
+        Err(failed) => failed,
+    };
     let fallback = route
         .upstream(role.other())
-        .filter(|u| !Arc::ptr_eq(u, &upstream))
-        .cloned();
-    let replay = (bodyless && fallback.is_some()).then(|| {
-        (
-            parts.method.clone(),
-            parts.uri.clone(),
-            parts.headers.clone(),
-        )
-    });
-    let body: UpstreamBody = if bodyless {
-        empty_body()
-    } else {
-        Either::Right(Limited::new(body, limits.max_body_bytes))
-    };
-    let first = send(shared, &upstream, Request::from_parts(parts, body)).await;
-    match first {
-        Sent::Response(resp) => resp,
-        Sent::Failed {
-            status,
-            message,
-            never_sent,
-        } => match (replay, fallback) {
-            (Some((method, uri, headers)), Some(other)) if never_sent || is_idempotent(&method) => {
-                let mut again = Request::new(empty_body());
-                *again.method_mut() = method;
-                *again.uri_mut() = uri;
-                *again.headers_mut() = headers;
-                match send(shared, &other, again).await {
-                    Sent::Response(resp) => resp,
-                    Sent::Failed {
-                        status, message, ..
-                    } => full(status, message),
-                }
-            }
-            _ => full(status, message),
-        },
-    }
-}
-
-enum Sent {
-    Response(Response<ProxyBody>),
-    Failed {
-        status: StatusCode,
-        message: &'static str,
-        /// The request certainly did not reach the upstream (connecting failed).
-        never_sent: bool,
-    },
-}
-
-async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<UpstreamBody>) -> Sent {
-    // Origin form (`/path?query`): what an HTTP/1.1 server expects from a client.
-    // HTTP/1 clients send it already; HTTP/2 and absolute-form targets are rebuilt.
-    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
-        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-        match Uri::builder().path_and_query(path).build() {
-            Ok(uri) => *req.uri_mut() = uri,
-            Err(_) => {
-                return Sent::Failed {
-                    status: StatusCode::BAD_REQUEST,
-                    message: "liftoff: bad request target\n",
-                    never_sent: false,
-                };
+        .filter(|u| !Arc::ptr_eq(u, upstream));
+    match fallback {
+        Some(other) if !out.has_body && (never_sent || out.resendable) => {
+            match send(shared, other, out, None::<B>).await {
+                Ok(resp) => Answer::Upstream(resp),
+                Err((status, message, _)) => Answer::Ours(Ours::text(status, message)),
             }
         }
+        _ => Answer::Ours(Ours::text(status, message)),
     }
-    *req.version_mut() = http::Version::HTTP_11;
-    if !req.headers().contains_key(header::HOST)
-        && let Ok(host) = HeaderValue::from_str(upstream.authority.as_str())
-    {
-        req.headers_mut().insert(header::HOST, host);
-    }
+}
+
+/// On failure: our status, its message, and whether the request certainly did not
+/// reach the upstream (connecting failed).
+type Failure = (StatusCode, &'static str, bool);
+
+async fn send<B>(
+    shared: &Shared,
+    upstream: &Arc<Upstream>,
+    out: &Outgoing,
+    body: Option<B>,
+) -> Result<Upstreamed, Failure>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: std::fmt::Display,
+{
     let mut flight = InFlight::new(shared, upstream.clone());
     let answer = tokio::time::timeout(
         shared.limits.request_timeout,
-        upstream.pool.send(&upstream.authority, req, &shared.limits),
+        upstream
+            .pool
+            .send(&upstream.authority, out, body, &shared.limits),
     )
     .await;
     match answer {
         Ok(Ok(resp)) => {
-            let status = resp.status();
+            let status = resp.head.status;
             let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
             flight.finish(Some(status.as_u16()), error);
-            // The pool hands on end-to-end headers only.
-            let (parts, body) = resp.into_parts();
-            Sent::Response(Response::from_parts(parts, Either::Left(body)))
+            Ok(resp)
         }
         Ok(Err(e)) => {
             let never_sent = matches!(e, SendError::Connect(_));
@@ -310,141 +293,269 @@ async fn send(shared: &Shared, upstream: &Arc<Upstream>, mut req: Request<Upstre
                 }
             }
             flight.finish(Some(502), Some(ErrorSource::Connect));
-            Sent::Failed {
-                status: StatusCode::BAD_GATEWAY,
-                message: "liftoff: upstream unreachable\n",
+            Err((
+                StatusCode::BAD_GATEWAY,
+                "liftoff: upstream unreachable\n",
                 never_sent,
-            }
+            ))
         }
         Err(_) => {
             flight.finish(Some(504), Some(ErrorSource::Timeout));
-            Sent::Failed {
-                status: StatusCode::GATEWAY_TIMEOUT,
-                message: "liftoff: upstream timed out\n",
-                never_sent: false,
-            }
+            Err((
+                StatusCode::GATEWAY_TIMEOUT,
+                "liftoff: upstream timed out\n",
+                false,
+            ))
         }
     }
 }
 
-pub(crate) fn is_idempotent(m: &Method) -> bool {
+pub(crate) fn is_idempotent(method: &str) -> bool {
     matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+        method,
+        "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
     )
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name)
+/// The hop-by-hop fields (RFC 9110 §7.6.1): they concern one connection and are
+/// never forwarded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Hop {
+    Connection,
+    KeepAlive,
+    ProxyConnection,
+    Te,
+    Trailer,
+    TransferEncoding,
+    Upgrade,
 }
 
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over what is there (a handful of headers) instead of a lookup per
-    // hop-by-hop name; most messages carry none, or only `Connection: keep-alive`.
-    let mut present = 0u8;
-    let mut names_others = false;
-    for (name, value) in headers.iter() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
-            present |= 1 << i;
-            if i == 0 {
-                names_others |= connection_tokens(value.to_str().unwrap_or(""))
-                    .next()
-                    .is_some();
-            }
-        }
-    }
-    if names_others {
-        // Headers named in `Connection` are hop-by-hop too.
-        let named: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| connection_tokens(v.to_str().unwrap_or("")))
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in &named {
-            headers.remove(name);
-        }
-    }
-    for (i, name) in HOP_BY_HOP.iter().enumerate() {
-        if present & (1 << i) != 0 {
-            headers.remove(name);
-        }
-    }
+pub(crate) fn hop_by_hop(name: &[u8]) -> Option<Hop> {
+    const NAMES: [(&[u8], Hop); 7] = [
+        (b"connection", Hop::Connection),
+        (b"keep-alive", Hop::KeepAlive),
+        (b"proxy-connection", Hop::ProxyConnection),
+        (b"te", Hop::Te),
+        (b"trailer", Hop::Trailer),
+        (b"transfer-encoding", Hop::TransferEncoding),
+        (b"upgrade", Hop::Upgrade),
+    ];
+    NAMES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, hop)| *hop)
+}
+
+/// The fields liftoff sets itself on the way to the upstream: a client's own are
+/// replaced (Host, framing) or extended (the forwarding fields).
+fn rewritten(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 6] = [
+        b"host",
+        b"content-length",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+    ];
+    NAMES.iter().any(|n| n.eq_ignore_ascii_case(name))
 }
 
 /// The header names a `Connection` value lists (`close` and `keep-alive` are
 /// options, not names).
-pub(crate) fn connection_tokens(value: &str) -> impl Iterator<Item = &str> {
-    value.split(',').map(str::trim).filter(|t| {
-        !t.is_empty() && !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive")
-    })
+fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"close")
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+        })
 }
 
-/// `prior, ours` when a proxy before us set the header; a header value built from
-/// bytes without a formatter.
-fn append_element(prior: Option<&HeaderValue>, parts: &[&[u8]]) -> Option<HeaderValue> {
-    let len = prior.map_or(0, |p| p.len() + 2) + parts.iter().map(|p| p.len()).sum::<usize>();
-    let mut buf = Vec::with_capacity(len);
-    if let Some(prior) = prior {
-        buf.extend_from_slice(prior.as_bytes());
-        buf.extend_from_slice(b", ");
-    }
-    for part in parts {
-        buf.extend_from_slice(part);
-    }
-    HeaderValue::from_maybe_shared(Bytes::from(buf)).ok()
+/// How a request's body is framed, as the client sent it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RequestBody {
+    None,
+    Length(u64),
+    Chunked,
 }
 
-fn rewrite_request_headers(headers: &mut HeaderMap, conn: &ConnInfo, host: Option<HeaderValue>) {
-    strip_hop_by_hop(headers);
-    // Up to five headers are added: one allocation, not several as the map grows.
-    headers.reserve(5);
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        None => Some(conn.client.clone()),
-        prior => append_element(prior, &[conn.client.as_bytes()]),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR, v);
+/// A request as the upstream gets it, from what the client sent (either front end):
+/// its fields minus the hop-by-hop ones (and those `Connection` names), Host set to
+/// the host the request was routed by, the forwarding fields extended, and framing
+/// for its body. Field values were validated by the parser, so they are copied as
+/// they are.
+pub(crate) fn encode_request<'a, I>(
+    method: &str,
+    target: &[u8],
+    fields: I,
+    host: Option<&[u8]>,
+    body: RequestBody,
+    conn: &ConnInfo,
+) -> Outgoing
+where
+    I: Iterator<Item = (&'a [u8], &'a [u8])> + Clone,
+{
+    let mut size = method.len() + target.len() + 200;
+    let mut named = false;
+    for (name, value) in fields.clone() {
+        size += name.len() + value.len() + 4;
+        if hop_by_hop(name) == Some(Hop::Connection) {
+            named |= connection_tokens(value).next().is_some();
+        }
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    let prior = headers.get(header::FORWARDED);
-    // A host that would break out of the quoted string is left out of `Forwarded`.
-    let quotable = host
-        .as_ref()
-        .filter(|h| !h.as_bytes().iter().any(|b| matches!(b, b'"' | b'\\')));
-    let forwarded = match (quotable, prior) {
-        (None, None) => HeaderValue::from_maybe_shared(conn.forwarded_for.clone()).ok(),
-        (None, prior) => append_element(prior, &[&conn.forwarded_for]),
-        (Some(host), prior) => append_element(
-            prior,
-            &[&conn.forwarded_for, b";host=\"", host.as_bytes(), b"\""],
-        ),
+    let is_named = |name: &[u8]| {
+        named
+            && fields.clone().any(|(n, v)| {
+                hop_by_hop(n) == Some(Hop::Connection)
+                    && connection_tokens(v).any(|t| t.eq_ignore_ascii_case(name))
+            })
     };
+    let prior = |wanted: &'static [u8]| {
+        fields
+            .clone()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(wanted))
+            .map(|(_, v)| v)
+    };
+    let mut h = BytesMut::with_capacity(size);
+    h.put_slice(method.as_bytes());
+    h.put_u8(b' ');
+    h.put_slice(target);
+    h.put_slice(b" HTTP/1.1\r\n");
     if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST, host.clone());
-        // HTTP/2 clients send `:authority`, not Host: give the upstream a Host.
-        headers.entry(header::HOST).or_insert(host);
+        put_field(&mut h, b"host", host);
     }
-    if let Some(v) = forwarded {
-        headers.insert(header::FORWARDED, v);
+    for (name, value) in fields.clone() {
+        if hop_by_hop(name).is_none() && !rewritten(name) && !is_named(name) {
+            put_field(&mut h, name, value);
+        }
+    }
+    // `prior, ours` when a proxy before us set the field.
+    h.put_slice(b"x-forwarded-for: ");
+    for v in prior(b"x-forwarded-for") {
+        h.put_slice(v);
+        h.put_slice(b", ");
+    }
+    h.put_slice(&conn.client);
+    h.put_slice(b"\r\nx-forwarded-proto: http\r\n");
+    h.put_slice(b"forwarded: ");
+    for v in prior(b"forwarded") {
+        h.put_slice(v);
+        h.put_slice(b", ");
+    }
+    h.put_slice(&conn.forwarded_for);
+    // A host that would break out of the quoted string is left out of `Forwarded`.
+    if let Some(host) = host.filter(|h| !h.iter().any(|b| matches!(b, b'"' | b'\\'))) {
+        h.put_slice(b";host=\"");
+        h.put_slice(host);
+        h.put_u8(b'"');
+    }
+    h.put_slice(b"\r\n");
+    if let Some(host) = host {
+        put_field(&mut h, b"x-forwarded-host", host);
+    }
+    match body {
+        RequestBody::Length(n) => {
+            let _ = write!(h, "content-length: {n}\r\n");
+        }
+        RequestBody::Chunked => h.put_slice(b"transfer-encoding: chunked\r\n"),
+        // A body-carrying method with no body says so, or the upstream waits for one.
+        RequestBody::None if matches!(method, "POST" | "PUT" | "PATCH") => {
+            h.put_slice(b"content-length: 0\r\n");
+        }
+        RequestBody::None => {}
+    }
+    h.put_slice(b"\r\n");
+    Outgoing {
+        head: h.freeze(),
+        length: match body {
+            RequestBody::Length(n) => Some(n),
+            _ => None,
+        },
+        has_body: body != RequestBody::None,
+        head_only: method == "HEAD",
+        resendable: body == RequestBody::None && is_idempotent(method),
+        needs_host: host.is_none(),
     }
 }
 
-/// The upstream connection pool: grows with concurrency (no fixed keep-alive cap).
+fn put_field(h: &mut BytesMut, name: &[u8], value: &[u8]) {
+    h.put_slice(name);
+    h.put_slice(b": ");
+    h.put_slice(value);
+    h.put_slice(b"\r\n");
+}
+
+/// The HTTP/2 front end: hyper serves the connection and calls this per request.
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    Ok(h2_request(&shared, &conn, req).await.into_response())
+}
+
+async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Answer {
+    // `:authority`, or a Host field.
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| Bytes::copy_from_slice(a.as_str().as_bytes()))
+        .or_else(|| {
+            req.headers()
+                .get(header::HOST)
+                .map(|h| Bytes::copy_from_slice(h.as_bytes()))
+        });
+    let (route, role) = match pick(shared, conn, host.as_deref(), req.headers()) {
+        Ok(picked) => picked,
+        Err(ours) => return Answer::Ours(ours),
+    };
+    let (parts, body) = req.into_parts();
+    let framing = if body.is_end_stream() {
+        RequestBody::None
+    } else {
+        match content_length(
+            parts
+                .headers
+                .get_all(header::CONTENT_LENGTH)
+                .iter()
+                .map(|v| v.as_bytes()),
+        ) {
+            Ok(Some(n)) if n > shared.limits.max_body_bytes as u64 => {
+                return Answer::Ours(too_large());
+            }
+            Ok(Some(n)) => RequestBody::Length(n),
+            Ok(None) => RequestBody::Chunked,
+            Err(_) => {
+                return Answer::Ours(Ours::text(
+                    StatusCode::BAD_REQUEST,
+                    "liftoff: bad content-length\n",
+                ));
+            }
+        }
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    // The map's iterator cannot be cloned; the encoder reads the fields twice.
+    let fields: Vec<(&[u8], &[u8])> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .collect();
+    let out = encode_request(
+        parts.method.as_str(),
+        target.as_bytes(),
+        fields.iter().copied(),
+        host.as_deref(),
+        framing,
+        conn,
+    );
+    let body = Limited::new(body, shared.limits.max_body_bytes);
+    forward(shared, &route, role, &out, Some(body)).await
+}
+
+/// The connection pool for health checks: grows with concurrency (no fixed
+/// keep-alive cap).
 pub fn upstream_client(limits: &Limits) -> UpstreamClient {
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(limits.connect_timeout));
@@ -460,58 +571,124 @@ mod tests {
     use super::*;
 
     fn conn(peer: &str) -> ConnInfo {
-        ConnInfo::new(
-            "127.0.0.1:80".parse().unwrap(),
-            peer.parse().unwrap(),
-            Arc::default(),
-        )
+        ConnInfo::new("127.0.0.1:80".parse().unwrap(), peer.parse().unwrap())
     }
 
-    fn rewritten(peer: &str, given: &[(&str, &str)], host: Option<&str>) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        for (k, v) in given {
-            headers.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        let host = host.map(|h| HeaderValue::from_str(h).unwrap());
-        rewrite_request_headers(&mut headers, &conn(peer), host);
-        headers
+    fn head(
+        method: &str,
+        peer: &str,
+        given: &[(&str, &str)],
+        host: Option<&str>,
+        body: RequestBody,
+    ) -> String {
+        let fields = given.iter().map(|(k, v)| (k.as_bytes(), v.as_bytes()));
+        let out = encode_request(
+            method,
+            b"/a?b=1",
+            fields,
+            host.map(str::as_bytes),
+            body,
+            &conn(peer),
+        );
+        assert_eq!(out.needs_host, host.is_none());
+        String::from_utf8(out.head.to_vec()).unwrap()
+    }
+
+    /// The upstream's fields, lowercased names, in order.
+    fn fields(peer: &str, given: &[(&str, &str)], host: Option<&str>) -> Vec<(String, String)> {
+        let text = head("GET", peer, given, host, RequestBody::None);
+        let mut slots = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut slots);
+        assert!(req.parse(text.as_bytes()).unwrap().is_complete(), "{text}");
+        req.headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8(h.value.to_vec()).unwrap();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect()
+    }
+
+    fn value<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     #[test]
     fn forwarding_headers_extend_what_earlier_proxies_set() {
-        let h = rewritten(
+        let h = fields(
             "[2001:db8::7]:5000",
             &[
-                ("x-forwarded-for", "203.0.113.9"),
+                ("Host", "ignored.example"),
+                ("X-Forwarded-For", "203.0.113.9"),
+                ("x-forwarded-for", "198.51.100.1"),
                 ("forwarded", "for=203.0.113.9"),
                 ("connection", "keep-alive, x-secret"),
-                ("x-secret", "1"),
+                ("X-Secret", "1"),
                 ("keep-alive", "timeout=5"),
+                ("x-app", "kept"),
+                ("x-forwarded-proto", "https"),
             ],
             Some("shop.example"),
         );
-        assert_eq!(h["x-forwarded-for"], "203.0.113.9, 2001:db8::7");
         assert_eq!(
-            h["forwarded"],
-            "for=203.0.113.9, for=\"[2001:db8::7]\";proto=http;host=\"shop.example\""
+            value(&h, "x-forwarded-for"),
+            Some("203.0.113.9, 198.51.100.1, 2001:db8::7")
         );
-        assert_eq!(h["x-forwarded-host"], "shop.example");
-        assert_eq!(h["host"], "shop.example");
+        assert_eq!(
+            value(&h, "forwarded"),
+            Some("for=203.0.113.9, for=\"[2001:db8::7]\";proto=http;host=\"shop.example\"")
+        );
+        assert_eq!(value(&h, "x-forwarded-host"), Some("shop.example"));
+        assert_eq!(value(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(value(&h, "host"), Some("shop.example"), "the routed host");
+        assert_eq!(value(&h, "x-app"), Some("kept"));
         for gone in ["connection", "x-secret", "keep-alive"] {
-            assert!(!h.contains_key(gone), "{gone} is hop-by-hop");
+            assert_eq!(value(&h, gone), None, "{gone} is hop-by-hop");
+        }
+        for once in ["host", "x-forwarded-for", "x-forwarded-proto", "forwarded"] {
+            assert_eq!(h.iter().filter(|(n, _)| n == once).count(), 1, "{once}");
         }
     }
 
     #[test]
     fn a_host_that_would_break_the_quoted_string_stays_out_of_forwarded() {
-        let h = rewritten("[::ffff:10.0.0.1]:5000", &[], Some("evil\";for=1.2.3.4"));
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1");
-        assert_eq!(h["forwarded"], "for=10.0.0.1;proto=http");
-        let h = rewritten("10.0.0.2:1", &[], None);
-        assert_eq!(h["forwarded"], "for=10.0.0.2;proto=http");
-        assert!(!h.contains_key("x-forwarded-host"));
+        let h = fields("[::ffff:10.0.0.1]:5000", &[], Some("evil\";for=1.2.3.4"));
+        assert_eq!(value(&h, "x-forwarded-for"), Some("10.0.0.1"));
+        assert_eq!(value(&h, "forwarded"), Some("for=10.0.0.1;proto=http"));
+        let h = fields("10.0.0.2:1", &[], None);
+        assert_eq!(value(&h, "forwarded"), Some("for=10.0.0.2;proto=http"));
+        assert_eq!(value(&h, "x-forwarded-host"), None);
+        assert_eq!(value(&h, "host"), None, "added per upstream");
+    }
+
+    #[test]
+    fn request_heads_carry_framing_for_their_bodies() {
+        let framing = |method, given: &[(&str, &str)], body| {
+            let text = head(method, "10.0.0.2:1", given, Some("shop"), body);
+            let start = text.find("x-forwarded-host: shop\r\n").unwrap() + 24;
+            format!("{} {}", &text[..text.find(' ').unwrap()], &text[start..])
+        };
+        assert_eq!(framing("GET", &[], RequestBody::None), "GET \r\n");
+        assert_eq!(
+            framing("POST", &[], RequestBody::None),
+            "POST content-length: 0\r\n\r\n"
+        );
+        assert_eq!(
+            framing("POST", &[("content-length", "5")], RequestBody::Chunked),
+            "POST transfer-encoding: chunked\r\n\r\n",
+            "a length that chunked overrides is dropped"
+        );
+        assert_eq!(
+            framing("PUT", &[("Content-Length", "5")], RequestBody::Length(5)),
+            "PUT content-length: 5\r\n\r\n"
+        );
+        let text = head("GET", "10.0.0.2:1", &[], Some("shop"), RequestBody::None);
+        assert!(
+            text.starts_with("GET /a?b=1 HTTP/1.1\r\nhost: shop\r\n"),
+            "{text}"
+        );
     }
 }

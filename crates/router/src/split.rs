@@ -7,7 +7,32 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderName, header};
+use http::{HeaderMap, HeaderName};
+
+/// A request's fields, however they were parsed: hyper's map (HTTP/2) or the
+/// parser's slice (HTTP/1, read in place).
+pub trait Fields {
+    /// The values of the fields called `name` (given in lowercase), in order.
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]>;
+
+    fn first<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.values(name).next()
+    }
+}
+
+impl Fields for HeaderMap {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(|v| v.as_bytes())
+    }
+}
+
+impl Fields for [httparse::Header<'_>] {
+    fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+        self.iter()
+            .filter(move |h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -54,12 +79,12 @@ pub struct SplitRule<'a> {
     pub has_candidate: bool,
 }
 
-pub fn choose(rule: &SplitRule<'_>, headers: &HeaderMap, client: IpAddr) -> Role {
+pub fn choose<F: Fields + ?Sized>(rule: &SplitRule<'_>, headers: &F, client: IpAddr) -> Role {
     if !rule.has_candidate {
         return Role::Stable;
     }
-    if let Some(value) = rule.override_header.and_then(|h| headers.get(h)) {
-        match value.as_bytes() {
+    if let Some(value) = rule.override_header.and_then(|h| headers.first(h.as_str())) {
+        match value {
             b"candidate" => return Role::Candidate,
             b"stable" => return Role::Stable,
             _ => {}
@@ -95,14 +120,17 @@ impl AsRef<[u8]> for Key<'_> {
     }
 }
 
-fn sticky_key<'h>(sticky: &Sticky, headers: &'h HeaderMap, client: IpAddr) -> Option<Key<'h>> {
+fn sticky_key<'h, F: Fields + ?Sized>(
+    sticky: &'h Sticky,
+    headers: &'h F,
+    client: IpAddr,
+) -> Option<Key<'h>> {
     match sticky {
         Sticky::None => None,
-        Sticky::Header(name) => headers.get(name).map(|v| Key::Borrowed(v.as_bytes())),
+        Sticky::Header(name) => headers.first(name.as_str()).map(Key::Borrowed),
         Sticky::Cookie(name) => headers
-            .get_all(header::COOKIE)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|b| *b == b';'))
+            .values("cookie")
+            .flat_map(|v| v.split(|b| *b == b';'))
             .find_map(|pair| {
                 let pair = pair.trim_ascii();
                 let (k, v) = pair.split_at(pair.iter().position(|b| *b == b'=')?);
@@ -118,6 +146,7 @@ fn sticky_key<'h>(sticky: &Sticky, headers: &'h HeaderMap, client: IpAddr) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::header;
 
     fn rule(weight_bp: u16, sticky: &Sticky) -> SplitRule<'_> {
         SplitRule {

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicI64;
 use http::HeaderName;
 use http::uri::Authority;
 
-use crate::split::{Role, Sticky};
+use crate::split::{Fields, Role, Sticky};
 use crate::stats::VersionStats;
 
 /// One deployed version behind a route. Outlives table swaps: in-flight requests hold
@@ -95,13 +95,13 @@ impl Maintenance {
         })
     }
 
-    pub fn lets_through(&self, client: std::net::IpAddr, headers: &http::HeaderMap) -> bool {
+    pub fn lets_through<F: Fields + ?Sized>(&self, client: std::net::IpAddr, headers: &F) -> bool {
         let client = client.to_canonical();
         self.allow.iter().any(|net| net.contains(&client))
             || self.bypass_header.as_ref().is_some_and(|(name, secret)| {
                 headers
-                    .get(name)
-                    .is_some_and(|v| v.as_bytes() == secret.as_bytes())
+                    .first(name.as_str())
+                    .is_some_and(|v| v == secret.as_bytes())
             })
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky};
-use support::{backend, client, closed_port, get, load};
+use support::{backend, client, closed_port, echo_backend, get, load};
 
 fn spec(stable: &str, candidate: Option<&str>) -> RouteSpec {
     RouteSpec {
@@ -224,51 +224,6 @@ async fn metrics_are_valid_prometheus_text() {
 }
 
 /// A backend that answers with the request's method, body and forwarding headers.
-async fn echo_backend() -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        use http_body_util::BodyExt;
-                        let h = req.headers().clone();
-                        let get = |n: &str| {
-                            h.get(n)
-                                .and_then(|v| v.to_str().ok())
-                                .unwrap_or("-")
-                                .to_string()
-                        };
-                        let head = format!(
-                            "{} host={} xff={} proto={} xhost={} fwd={} conn={}",
-                            req.method(),
-                            get("host"),
-                            get("x-forwarded-for"),
-                            get("x-forwarded-proto"),
-                            get("x-forwarded-host"),
-                            get("forwarded"),
-                            get("x-hop"),
-                        );
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let text = format!("{head} body={}", body.len());
-                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
-                            http_body_util::Full::new(bytes::Bytes::from(text)),
-                        ))
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_clients_streamed_bodies_and_forwarding_headers() {
     let echo = echo_backend().await;
@@ -311,7 +266,7 @@ async fn h2c_clients_streamed_bodies_and_forwarding_headers() {
     assert_eq!(
         got,
         format!(
-            "POST host={at} xff=203.0.113.9, 127.0.0.1 proto=http xhost={at} fwd=for=127.0.0.1;proto=http;host=\"{at}\" conn=- body=300000"
+            "POST /upload host={at} xff=203.0.113.9, 127.0.0.1 proto=http xhost={at} fwd=for=127.0.0.1;proto=http;host=\"{at}\" conn=- body=300000"
         )
     );
     // HTTP/2 without TLS (prior knowledge): the upstream still gets HTTP/1.1 with a Host.
@@ -319,7 +274,7 @@ async fn h2c_clients_streamed_bodies_and_forwarding_headers() {
         .await
         .unwrap();
     assert!(
-        got.starts_with(&format!("GET host={at} xff=127.0.0.1 proto=http")),
+        got.starts_with(&format!("GET /upload host={at} xff=127.0.0.1 proto=http")),
         "{got}"
     );
 }

@@ -257,6 +257,11 @@ async fn every_way_an_upstream_delimits_a_response_reaches_the_client_intact() {
         );
         assert_eq!(curl(vec![url("/continue")]).await, (200, "done".into()));
     }
+    // An HTTP/1.0 client cannot take chunks: the body ends with the connection.
+    assert_eq!(
+        curl(vec!["--http1.0".into(), url("/chunked")]).await,
+        (200, "hello world".into())
+    );
     let (code, head) = curl(vec!["-I".into(), url("/head")]).await;
     assert_eq!(code, 200);
     assert!(

@@ -171,3 +171,51 @@ pub async fn wait_for(limit: Duration, mut ready: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A backend that answers with what it was sent: method, path, the forwarding
+/// fields, `x-hop`, and the body's length.
+pub async fn echo_backend() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        use http_body_util::BodyExt;
+                        let h = req.headers().clone();
+                        let get = |n: &str| {
+                            h.get(n)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("-")
+                                .to_string()
+                        };
+                        let head = format!(
+                            "{} {} host={} xff={} proto={} xhost={} fwd={} conn={}",
+                            req.method(),
+                            req.uri(),
+                            get("host"),
+                            get("x-forwarded-for"),
+                            get("x-forwarded-proto"),
+                            get("x-forwarded-host"),
+                            get("forwarded"),
+                            get("x-hop"),
+                        );
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let text = format!("{head} body={}", body.len());
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                            http_body_util::Full::new(bytes::Bytes::from(text)),
+                        ))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
