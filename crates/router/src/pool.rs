@@ -196,13 +196,13 @@ impl Pool {
                 Some(c) => (c, true),
                 None => (connect(authority, limits).await?, false),
             };
-            let written = write_message(
-                &mut conn.io,
-                BytesMut::from(&head[..]),
-                body.take().as_mut().map(Pin::new),
-                framing,
-            )
-            .await;
+            let written = match body.take() {
+                None => conn.io.write_all(&head).await,
+                Some(mut body) => {
+                    let out = BytesMut::from(&head[..]);
+                    write_message(&mut conn.io, out, Some(Pin::new(&mut body)), framing).await
+                }
+            };
             let response = match written {
                 Ok(()) => conn.read_head(limits.max_header_bytes, out.head_only).await,
                 Err(e) => Err(Failed {

@@ -184,3 +184,31 @@ async fn a_head_request_gets_the_length_and_no_body_and_the_connection_goes_on()
     );
     assert!(responses[1].contains("GET /g host=shop"), "{got}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_the_body_limit_is_refused_while_it_is_still_being_sent() {
+    let (_r, at) = echo_router(Limits {
+        max_body_bytes: 1024,
+        ..Limits::default()
+    })
+    .await;
+    // The head says too much is coming: refused at once, nothing forwarded.
+    let file = std::env::temp_dir().join(format!("liftoff-refused-{}", std::process::id()));
+    std::fs::write(&file, "x".repeat(4_000_000)).unwrap();
+    let data = format!("@{}", file.display());
+    let got = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("curl")
+            .args(["-s", "-i", "-H", "expect:", "--data-binary", &data])
+            .arg(format!("http://{at}/"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_file(&file);
+    let got = String::from_utf8_lossy(&got.stdout);
+    assert!(
+        got.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{got:?}"
+    );
+}

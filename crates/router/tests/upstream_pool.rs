@@ -259,13 +259,16 @@ async fn every_way_an_upstream_delimits_a_response_reaches_the_client_intact() {
     }
     // An HTTP/1.0 client cannot take chunks: the body ends with the connection, even
     // when the client asked to keep it.
-    let http10 = ["--http1.0", "-H", "connection: keep-alive", "--max-time", "3"];
+    let http10 = [
+        "--http1.0",
+        "-H",
+        "connection: keep-alive",
+        "--max-time",
+        "3",
+    ];
     let mut args: Vec<String> = http10.iter().map(|a| a.to_string()).collect();
     args.push(url("/chunked"));
-    assert_eq!(
-        curl(args).await,
-        (200, "hello world".into())
-    );
+    assert_eq!(curl(args).await, (200, "hello world".into()));
     let (code, head) = curl(vec!["-I".into(), url("/head")]).await;
     assert_eq!(code, 200);
     assert!(
