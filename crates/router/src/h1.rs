@@ -335,7 +335,13 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
             Answer::Ours(ours)
         }
         Act::Forward { route, role, out } => match request.body {
-            None => forward(shared, &route, role, &out, None).await,
+            None => {
+                let exchange = forward(shared, &route, role, &out, None);
+                match unless_client_leaves(client, shared, exchange).await {
+                    Some(answer) => answer,
+                    None => return Ok(false),
+                }
+            }
             Some(framing) => {
                 if request.expect_continue {
                     client
@@ -402,6 +408,33 @@ async fn forward(
     body: Option<&mut ClientBody<'_>>,
 ) -> Answer {
     proxy::forward(shared, route, role, out, body).await
+}
+
+/// Run `exchange` while watching the client: if it closes its connection first, the
+/// exchange is dropped (which records the client as gone, and closes the upstream
+/// connection mid-response) and `None` comes back. What the client sends meanwhile
+/// (a pipelined request) is kept, up to a head's worth.
+async fn unless_client_leaves<F: Future>(
+    client: &mut Conn,
+    shared: &Shared,
+    exchange: F,
+) -> Option<F::Output> {
+    let mut exchange = std::pin::pin!(exchange);
+    let mut watching = true;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        while watching {
+            match client.poll_fill(cx) {
+                Poll::Ready(Ok(0) | Err(_)) => return Poll::Ready(None),
+                Poll::Ready(Ok(_)) => watching = client.buf.len() < shared.limits.max_header_bytes,
+                Poll::Pending => break,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 fn put_connection(out: &mut BytesMut, keep_alive: bool, http10: bool) {

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use liftoff_router::{Limits, RouteSpec, Router, Sticky};
+use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky};
 use support::echo_backend;
 
 fn spec(stable: &str) -> RouteSpec {
@@ -211,4 +211,23 @@ async fn an_upload_over_the_body_limit_is_refused_while_it_is_still_being_sent()
         got.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
         "{got:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_before_its_answer_is_counted_and_its_exchange_dropped() {
+    let (slow, _, _b) = support::backend("slow")
+        .delay(Duration::from_secs(30))
+        .run()
+        .await;
+    let r = Router::start(Limits::default(), 1).unwrap();
+    let at = r.upsert_route(spec(&slow)).unwrap();
+    let in_flight = |r: &Router| r.status()[0].versions[0].in_flight;
+    let mut s = connect(at);
+    s.write_all(b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n")
+        .unwrap();
+    support::wait_for(Duration::from_secs(5), || in_flight(&r) == 1).await;
+    drop(s);
+    support::wait_for(Duration::from_secs(5), || in_flight(&r) == 0).await;
+    let w = r.window("shop", Role::Stable, 10).unwrap().unwrap();
+    assert_eq!(w.errors[ErrorSource::ClientAbort as usize], 1);
 }
