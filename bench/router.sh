@@ -125,22 +125,33 @@ print(rps, p50, p99)'
 
 median() { sort -g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 
-declare -A RPS P50 P99
+url_of() {
+  case $1 in
+    direct) echo "http://127.0.0.1:$B1/" ;;
+    nginx) echo "http://127.0.0.1:$NG/" ;;
+    haproxy) echo "http://127.0.0.1:$HA/" ;;
+    liftoff) echo "http://127.0.0.1:$LO/" ;;
+    baseline) echo "http://127.0.0.1:$BL/" ;;
+  esac
+}
+
+# Runs are interleaved (each round runs every target once), so a noisy spell on this
+# shared machine lands on all targets alike instead of on one target's runs.
+declare -A RPS P50 P99 RESULTS
 for conns in $CONNS; do
   for target in $TARGETS; do
-    case $target in
-      direct) url="http://127.0.0.1:$B1/" ;;
-      nginx) url="http://127.0.0.1:$NG/" ;;
-      haproxy) url="http://127.0.0.1:$HA/" ;;
-      liftoff) url="http://127.0.0.1:$LO/" ;;
-      baseline) url="http://127.0.0.1:$BL/" ;;
-    esac
-    run "$url" "$conns" >/dev/null # warm-up (pools, caches)
-    results=()
-    for _ in $(seq "$RUNS"); do results+=("$(run "$url" "$conns")"); done
-    RPS[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $1}' | median)
-    P50[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $2}' | median)
-    P99[$target,$conns]=$(printf '%s\n' "${results[@]}" | awk '{print $3}' | median)
+    run "$(url_of "$target")" "$conns" >/dev/null # warm-up (pools, caches)
+  done
+  for _ in $(seq "$RUNS"); do
+    for target in $TARGETS; do
+      RESULTS[$target,$conns]+="$(run "$(url_of "$target")" "$conns")"$'\n'
+    done
+  done
+  for target in $TARGETS; do
+    results=${RESULTS[$target,$conns]}
+    RPS[$target,$conns]=$(printf '%s' "$results" | awk '{print $1}' | median)
+    P50[$target,$conns]=$(printf '%s' "$results" | awk '{print $2}' | median)
+    P99[$target,$conns]=$(printf '%s' "$results" | awk '{print $3}' | median)
     echo "$target c=$conns: ${RPS[$target,$conns]} req/s p50 ${P50[$target,$conns]} ms p99 ${P99[$target,$conns]} ms" >&2
   done
 done
