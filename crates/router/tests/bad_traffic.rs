@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
-use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky};
-use support::{backend, load};
+use liftoff_router::{ErrorSource, Limits, Role, Router};
+use support::{backend, load, route};
 
 fn limits() -> Limits {
     Limits {
@@ -19,20 +19,6 @@ fn limits() -> Limits {
         max_header_bytes: 16 * 1024,
         max_body_bytes: 1024,
         ..Limits::default()
-    }
-}
-
-fn route(name: &str, stable: &str) -> RouteSpec {
-    RouteSpec {
-        name: name.into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host: None,
-        stable: stable.into(),
-        candidate: None,
-        sticky: Sticky::None,
-        override_header: None,
-        health: None,
-        salt: None,
     }
 }
 

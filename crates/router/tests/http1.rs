@@ -7,27 +7,13 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky};
-use support::echo_backend;
-
-fn spec(stable: &str) -> RouteSpec {
-    RouteSpec {
-        name: "shop".into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host: None,
-        stable: stable.into(),
-        candidate: None,
-        sticky: Sticky::None,
-        override_header: None,
-        health: None,
-        salt: Some(7),
-    }
-}
+use liftoff_router::{ErrorSource, Limits, Role, Router};
+use support::{echo_backend, route};
 
 async fn echo_router(limits: Limits) -> (Router, SocketAddr) {
     let echo = echo_backend().await;
     let r = Router::start(limits, 1).unwrap();
-    let at = r.upsert_route(spec(&echo)).unwrap();
+    let at = r.upsert_route(route("shop", &echo)).unwrap();
     (r, at)
 }
 
@@ -220,7 +206,7 @@ async fn a_client_that_leaves_before_its_answer_is_counted_and_its_exchange_drop
         .run()
         .await;
     let r = Router::start(Limits::default(), 1).unwrap();
-    let at = r.upsert_route(spec(&slow)).unwrap();
+    let at = r.upsert_route(route("shop", &slow)).unwrap();
     let in_flight = |r: &Router| r.status()[0].versions[0].in_flight;
     let mut s = connect(at);
     s.write_all(b"GET / HTTP/1.1\r\nhost: shop\r\n\r\n")

@@ -7,23 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use liftoff_router::{Limits, RouteSpec, Router, Sticky};
-use support::{client, get};
+use liftoff_router::{Limits, Router};
+use support::{client, get, route};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-fn spec(stable: &str) -> RouteSpec {
-    RouteSpec {
-        name: "shop".into(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        host: None,
-        stable: stable.into(),
-        candidate: None,
-        sticky: Sticky::ClientIp,
-        override_header: None,
-        health: None,
-        salt: Some(7),
-    }
-}
 
 /// The next request head on `stream` (lowercased), taken from the front of `buf`;
 /// `None` once the connection ends.
@@ -81,7 +67,7 @@ async fn counting_backend(close_after_response: bool) -> (String, Arc<AtomicU64>
 async fn upstream_connections_are_kept_alive_and_reused() {
     let (url, accepted) = counting_backend(false).await;
     let router = Router::start(Limits::default(), 1).unwrap();
-    let at = router.upsert_route(spec(&url)).unwrap();
+    let at = router.upsert_route(route("shop", &url)).unwrap();
     let client = client();
     for _ in 0..200 {
         assert_eq!(get(&client, at, &[]).await, Ok((200, "ok".to_string())));
@@ -116,7 +102,7 @@ async fn upstream_connections_are_kept_alive_and_reused() {
 async fn an_upstream_closing_idle_connections_costs_no_request() {
     let (url, accepted) = counting_backend(true).await;
     let router = Router::start(Limits::default(), 1).unwrap();
-    let at = router.upsert_route(spec(&url)).unwrap();
+    let at = router.upsert_route(route("shop", &url)).unwrap();
     let client = client();
     for i in 0..20 {
         assert_eq!(
@@ -138,7 +124,7 @@ async fn idle_upstream_connections_are_closed_after_the_idle_timeout() {
         ..Limits::default()
     };
     let router = Router::start(limits, 1).unwrap();
-    let at = router.upsert_route(spec(&url)).unwrap();
+    let at = router.upsert_route(route("shop", &url)).unwrap();
     let client = client();
     assert_eq!(get(&client, at, &[]).await, Ok((200, "ok".to_string())));
     // The sweep runs once a second; after it, the pooled connection is gone and the
@@ -248,7 +234,7 @@ async fn curl(args: Vec<String>) -> (u16, String) {
 async fn every_way_an_upstream_delimits_a_response_reaches_the_client_intact() {
     let (url, accepted) = framing_backend().await;
     let router = Router::start(Limits::default(), 1).unwrap();
-    let at = router.upsert_route(spec(&url)).unwrap();
+    let at = router.upsert_route(route("shop", &url)).unwrap();
     let url = |path: &str| format!("http://{at}{path}");
     for _ in 0..3 {
         assert_eq!(

@@ -83,6 +83,21 @@ impl Backend {
     }
 }
 
+/// A route named `name` with one upstream, no split, no sticky key.
+pub fn route(name: &str, stable: &str) -> liftoff_router::RouteSpec {
+    liftoff_router::RouteSpec {
+        name: name.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host: None,
+        stable: stable.into(),
+        candidate: None,
+        sticky: liftoff_router::Sticky::None,
+        override_header: None,
+        health: None,
+        salt: None,
+    }
+}
+
 /// An address nothing listens on.
 pub fn closed_port() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
