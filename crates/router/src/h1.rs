@@ -31,12 +31,12 @@ use tokio::time::Sleep;
 
 use crate::Shared;
 use crate::pool::{
-    Chunked, Conn, Framing, MAX_HEADERS, Outgoing, Sending, Upstreamed, write_message,
+    Chunked, Conn, Framing, MAX_HEADERS, Outgoing, Sending, Upstreamed, add_length, write_message,
 };
 use crate::proxy::{
     self, Answer, ConnInfo, Hop, Ours, RequestBody, encode_request, hop_by_hop, pick,
 };
-use crate::split::{Fields, Role};
+use crate::split::Role;
 use crate::table::Route;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -221,6 +221,8 @@ fn act_on(
     let mut chunked = None;
     let mut expect_continue = false;
     let mut hosts = 0;
+    let mut host = None;
+    let mut length = None;
     for f in fields {
         match hop_by_hop(f.name.as_bytes()) {
             Some(Hop::Connection) => {
@@ -237,7 +239,14 @@ fn act_on(
                 chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
             }
             Some(_) => {}
-            None if f.name.eq_ignore_ascii_case("host") => hosts += 1,
+            None if f.name.eq_ignore_ascii_case("host") => {
+                hosts += 1;
+                host = Some(f.value);
+            }
+            None if f.name.eq_ignore_ascii_case("content-length") => {
+                let n = add_length(length, f.value);
+                length = Some(n.map_err(|_| bad("liftoff: bad content-length\n"))?);
+            }
             None if f.name.eq_ignore_ascii_case("expect") => {
                 expect_continue = f.value.eq_ignore_ascii_case(b"100-continue");
             }
@@ -270,9 +279,8 @@ fn act_on(
     };
     let (host, target) = match &absolute {
         Some((authority, path)) => (Some(&authority[..]), &path[..]),
-        None => (Fields::first(fields, "host"), target),
+        None => (host, target),
     };
-    let length = proxy_length(fields)?;
     let body = match (chunked, length) {
         // A message with both: Transfer-Encoding wins, and the connection closes
         // after it (RFC 9112 §6.1), so no byte of it is read as another request.
@@ -318,11 +326,6 @@ fn act_on(
     })
 }
 
-fn proxy_length(fields: &[httparse::Header<'_>]) -> Result<Option<u64>, Ours> {
-    crate::pool::content_length(fields.values("content-length"))
-        .map_err(|_| bad("liftoff: bad content-length\n"))
-}
-
 /// Forward (or answer) one request and write the response. `Ok(true)` when the
 /// connection can carry another request.
 async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Result<bool> {
@@ -336,7 +339,7 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
         }
         Act::Forward { route, role, out } => match request.body {
             None => {
-                let exchange = forward(shared, &route, role, &out, None);
+                let exchange = proxy::forward(shared, &route, role, &out, None::<&mut ClientBody>);
                 match unless_client_leaves(client, shared, exchange).await {
                     Some(answer) => answer,
                     None => return Ok(false),
@@ -355,7 +358,7 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
                     room: shared.limits.max_body_bytes as u64,
                     done: false,
                 };
-                let answer = forward(shared, &route, role, &out, Some(&mut body)).await;
+                let answer = proxy::forward(shared, &route, role, &out, Some(&mut body)).await;
                 keep_alive &= body.done;
                 answer
             }
@@ -398,16 +401,6 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
             Ok(keep_alive)
         }
     }
-}
-
-async fn forward(
-    shared: &Shared,
-    route: &Route,
-    role: Role,
-    out: &Outgoing,
-    body: Option<&mut ClientBody<'_>>,
-) -> Answer {
-    proxy::forward(shared, route, role, out, body).await
 }
 
 /// Run `exchange` while watching the client: if it closes its connection first, the

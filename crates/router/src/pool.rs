@@ -28,7 +28,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::proxy::{Hop, hop_by_hop};
+use crate::proxy::{Hop, RequestBody, hop_by_hop};
 
 /// The most headers a message may carry.
 pub(crate) const MAX_HEADERS: usize = 100;
@@ -70,9 +70,8 @@ pub enum SendError {
 pub(crate) struct Outgoing {
     /// Request line and headers, ending in the empty line.
     pub head: Bytes,
-    /// The body's declared length (sent exactly), or `None` for chunked.
-    pub length: Option<u64>,
-    pub has_body: bool,
+    /// How its body goes out: its declared length exactly, or chunked.
+    pub body: RequestBody,
     /// A HEAD request: the response has no body whatever its headers say.
     pub head_only: bool,
     /// Without a body and idempotent: may be sent again.
@@ -183,13 +182,13 @@ impl Pool {
         } else {
             out.head.clone()
         };
-        let mut body = body.filter(|_| out.has_body);
+        let mut body = body.filter(|_| out.body != RequestBody::None);
         // The body is sent chunked unless it declared a length; then exactly that many
         // bytes go out, or the exchange fails (more would be a second request to the
         // upstream).
-        let framing = match out.length {
-            Some(n) => Sending::Exactly(n),
-            None => Sending::Chunked,
+        let framing = match out.body {
+            RequestBody::Length(n) => Sending::Exactly(n),
+            _ => Sending::Chunked,
         };
         loop {
             let (mut conn, reused) = match self.checkout(limits.upstream_idle_timeout) {
@@ -264,7 +263,7 @@ pub(crate) fn content_length<'a>(
 
 /// `length` so far, checked against one `Content-Length` value (which may list the
 /// same number several times, comma-separated).
-fn add_length(length: Option<u64>, value: &[u8]) -> io::Result<u64> {
+pub(crate) fn add_length(length: Option<u64>, value: &[u8]) -> io::Result<u64> {
     let mut length = length;
     for part in value.split(|b| *b == b',') {
         let n: u64 = std::str::from_utf8(part.trim_ascii())
@@ -1052,8 +1051,7 @@ mod tests {
     fn get() -> Outgoing {
         Outgoing {
             head: Bytes::from_static(b"GET / HTTP/1.1\r\n\r\n"),
-            length: None,
-            has_body: false,
+            body: RequestBody::None,
             head_only: false,
             resendable: true,
             needs_host: true,

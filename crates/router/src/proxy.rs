@@ -243,7 +243,7 @@ where
         .upstream(role.other())
         .filter(|u| !Arc::ptr_eq(u, upstream));
     match fallback {
-        Some(other) if !out.has_body && (never_sent || out.resendable) => {
+        Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
             match send(shared, other, out, None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
                 Err((status, message, _)) => Answer::Ours(Ours::text(status, message)),
@@ -399,11 +399,14 @@ where
 {
     let mut size = method.len() + target.len() + 200;
     let mut named = false;
+    let (mut prior_xff, mut prior_forwarded) = (false, false);
     for (name, value) in fields.clone() {
         size += name.len() + value.len() + 4;
         if hop_by_hop(name) == Some(Hop::Connection) {
             named |= connection_tokens(value).next().is_some();
         }
+        prior_xff |= name.eq_ignore_ascii_case(b"x-forwarded-for");
+        prior_forwarded |= name.eq_ignore_ascii_case(b"forwarded");
     }
     let is_named = |name: &[u8]| {
         named
@@ -412,9 +415,12 @@ where
                     && connection_tokens(v).any(|t| t.eq_ignore_ascii_case(name))
             })
     };
-    let prior = |wanted: &'static [u8]| {
-        fields
-            .clone()
+    // Only read again when the first pass saw one (most requests carry none).
+    let prior = |present: bool, wanted: &'static [u8]| {
+        present
+            .then(|| fields.clone())
+            .into_iter()
+            .flatten()
             .filter(move |(n, _)| n.eq_ignore_ascii_case(wanted))
             .map(|(_, v)| v)
     };
@@ -433,14 +439,14 @@ where
     }
     // `prior, ours` when a proxy before us set the field.
     h.put_slice(b"x-forwarded-for: ");
-    for v in prior(b"x-forwarded-for") {
+    for v in prior(prior_xff, b"x-forwarded-for") {
         h.put_slice(v);
         h.put_slice(b", ");
     }
     h.put_slice(&conn.client);
     h.put_slice(b"\r\nx-forwarded-proto: http\r\n");
     h.put_slice(b"forwarded: ");
-    for v in prior(b"forwarded") {
+    for v in prior(prior_forwarded, b"forwarded") {
         h.put_slice(v);
         h.put_slice(b", ");
     }
@@ -469,11 +475,7 @@ where
     h.put_slice(b"\r\n");
     Outgoing {
         head: h.freeze(),
-        length: match body {
-            RequestBody::Length(n) => Some(n),
-            _ => None,
-        },
-        has_body: body != RequestBody::None,
+        body,
         head_only: method == "HEAD",
         resendable: body == RequestBody::None && is_idempotent(method),
         needs_host: host.is_none(),

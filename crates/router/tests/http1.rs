@@ -217,3 +217,23 @@ async fn a_client_that_leaves_before_its_answer_is_counted_and_its_exchange_drop
     let w = r.window("shop", Role::Stable, 10).unwrap().unwrap();
     assert_eq!(w.errors[ErrorSource::ClientAbort as usize], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_whose_framing_cannot_be_trusted_is_refused() {
+    let (_r, at) = echo_router(Limits::default()).await;
+    for request in [
+        &b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 3, 4\r\n\r\nabcd"[..],
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 3\r\ncontent-length: 4\r\n\r\nabcd",
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: +3\r\n\r\nabc",
+        b"POST / HTTP/1.1\r\nhost: shop\r\ntransfer-encoding: gzip\r\n\r\nabc",
+    ] {
+        let got = exchange(at, request).await;
+        assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got}");
+    }
+    let same = exchange(
+        at,
+        b"POST / HTTP/1.1\r\nhost: shop\r\ncontent-length: 3, 3\r\nconnection: close\r\n\r\nabc",
+    )
+    .await;
+    assert!(echoed(&same)[0].ends_with("body=3"), "{same}");
+}
