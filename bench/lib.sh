@@ -25,6 +25,21 @@ wait_port() {
   return 1
 }
 
+# The plan every liftoff under test runs: the builtin router on FILE's port, a launch
+# holding the 95/5 split in front of the two backends. Arguments: file, router port,
+# the two backend ports.
+split_plan() {
+  cat > "$1" <<CONF
+version: 1
+name: bench
+service: bench
+router: { kind: builtin, listen: "127.0.0.1:$2", stable: "http://127.0.0.1:$3", candidate: "http://127.0.0.1:$4" }
+steps:
+  - traffic: 5%
+  - approve: { role: bench }
+CONF
+}
+
 # The routers' backend: one nginx worker answering a small 200 on two ports (stable and
 # candidate). Arguments: the two ports, then an optional launcher (e.g. taskset -c 1).
 start_backend() {

@@ -37,15 +37,7 @@ count() {
   local dir="$work/$name" api router
   api=$(port); router=$(port)
   mkdir -p "$dir"
-  cat > "$dir/plan.yaml" <<CONF
-version: 1
-name: bench
-service: bench
-router: { kind: builtin, listen: "127.0.0.1:$router", stable: "http://127.0.0.1:$B1", candidate: "http://127.0.0.1:$B2" }
-steps:
-  - traffic: 5%
-  - approve: { role: bench }
-CONF
+  split_plan "$dir/plan.yaml" "$router" "$B1" "$B2"
   RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$dir/callgrind.out" \
     "$bin" serve --listen "127.0.0.1:$api" --state-dir "$dir/state" --router-threads 1 \
     >"$dir/log" 2>&1 &

@@ -76,15 +76,7 @@ taskset -c "$PROXY_CPU" haproxy -f "$work/haproxy.cfg" -db & pids+=($!)
 
 # liftoff: the daemon with one router thread, a launch holding the split at 5%.
 mkdir -p "$work/liftoff"
-cat > "$work/liftoff/plan.yaml" <<CONF
-version: 1
-name: bench
-service: bench
-router: { kind: builtin, listen: "127.0.0.1:$LO", stable: "http://127.0.0.1:$B1", candidate: "http://127.0.0.1:$B2" }
-steps:
-  - traffic: 5%
-  - approve: { role: bench }
-CONF
+split_plan "$work/liftoff/plan.yaml" "$LO" "$B1" "$B2"
 RUST_LOG=warn taskset -c "$PROXY_CPU" "$LIFTOFF" serve --listen "127.0.0.1:$API" --state-dir "$work/liftoff/state" --router-threads 1 & pids+=($!)
 wait_port "$API"
 LIFTOFF_SERVER="http://127.0.0.1:$API" LIFTOFF_STATE_DIR="$work/liftoff/state" "$LIFTOFF" launch "$work/liftoff/plan.yaml" >/dev/null
@@ -94,7 +86,7 @@ TARGETS="direct nginx haproxy liftoff"
 if [ -n "${LIFTOFF_BASELINE:-}" ]; then
   BL=$(port); BL_API=$(port)
   mkdir -p "$work/baseline"
-  sed "s/127.0.0.1:$LO/127.0.0.1:$BL/" "$work/liftoff/plan.yaml" > "$work/baseline/plan.yaml"
+  split_plan "$work/baseline/plan.yaml" "$BL" "$B1" "$B2"
   RUST_LOG=warn taskset -c "$PROXY_CPU" "$LIFTOFF_BASELINE" serve --listen "127.0.0.1:$BL_API" --state-dir "$work/baseline/state" --router-threads 1 & pids+=($!)
   wait_port "$BL_API"
   LIFTOFF_SERVER="http://127.0.0.1:$BL_API" LIFTOFF_STATE_DIR="$work/baseline/state" "$LIFTOFF_BASELINE" launch "$work/baseline/plan.yaml" >/dev/null
