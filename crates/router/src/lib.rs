@@ -10,6 +10,7 @@
 //! - this crate knows nothing of launches, plans or the journal.
 
 mod h1;
+pub mod handoff;
 pub mod health;
 mod metrics;
 mod pool;
