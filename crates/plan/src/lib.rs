@@ -14,10 +14,8 @@ pub mod schema;
 pub use diag::{Diagnostic, PlanErrors};
 pub use model::*;
 
-use std::collections::HashSet;
-
 use condition::Condition;
-use decode::{Decoder, Fields, Node, location};
+use decode::{Decoder, Fields, Node, UniqueNames, location};
 use saphyr::{LoadableYamlNode, MarkedYaml};
 
 /// The plan format versions this build reads.
@@ -1136,9 +1134,9 @@ fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepCon
         .iter()
         .filter_map(|item| decode_step(dec, item, ctx))
         .collect();
-    let mut seen = HashSet::new();
+    let mut names = UniqueNames::default();
     for (step, explicit) in &decoded {
-        if *explicit && !seen.insert(step.name.clone()) {
+        if *explicit && !names.claim(&step.name) {
             dec.error_hint(
                 step.location,
                 format!("{what}: two steps are named `{}`", step.name),
@@ -1147,19 +1145,15 @@ fn decode_steps(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str, ctx: StepCon
         }
     }
     // Derived names (`pause 10s`) may repeat: number the repeats.
-    let mut steps = Vec::with_capacity(decoded.len());
-    for (mut step, explicit) in decoded {
-        if !explicit {
-            let base = step.name.clone();
-            let mut n = 1;
-            while !seen.insert(step.name.clone()) {
-                n += 1;
-                step.name = format!("{base} #{n}");
+    decoded
+        .into_iter()
+        .map(|(mut step, explicit)| {
+            if !explicit {
+                step.name = names.derive(step.name);
             }
-        }
-        steps.push(step);
-    }
-    steps
+            step
+        })
+        .collect()
 }
 
 /// A step, and whether its name was given (not derived).
