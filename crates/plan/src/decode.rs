@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use saphyr::{MarkedYaml, Scalar, YamlData};
 
+use crate::Limits;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::model::{Location, Text, Variables, Weight};
 use crate::schema::{RESERVED, Section};
@@ -25,6 +26,7 @@ pub(crate) fn location(node: &Node<'_>) -> Location {
 pub(crate) struct Decoder<'s> {
     source_lines: Vec<SourceLine<'s>>,
     env: &'s dyn Fn(&str) -> Option<String>,
+    pub limits: Limits,
     pub diags: Vec<Diagnostic>,
     pub variables: Variables,
 }
@@ -52,7 +54,7 @@ impl SourceLine<'_> {
 }
 
 impl<'s> Decoder<'s> {
-    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>) -> Self {
+    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>, limits: Limits) -> Self {
         Self {
             source_lines: source
                 .lines()
@@ -63,6 +65,7 @@ impl<'s> Decoder<'s> {
                 })
                 .collect(),
             env,
+            limits,
             diags: Vec::new(),
             variables: Variables::default(),
         }

@@ -1,15 +1,28 @@
-//! Regression tests for plans that cost the daemon seconds of CPU: each is named after
-//! what it guards. Timed tests have bounds far above the linear decoder's
+//! Regression tests for plans that cost the daemon its stack or seconds of CPU: each is
+//! named after what it guards. Timed tests have bounds far above the linear decoder's
 //! time (milliseconds) and far below the old quadratic one's (tens of seconds).
 
 use std::time::{Duration, Instant};
 
-use liftoff_plan::{Plan, PlanErrors, parse};
+use liftoff_plan::{
+    Limits, MAX_NESTING_DEPTH, MAX_PLAN_BYTES, MAX_STEPS, Plan, PlanErrors, parse,
+    parse_with_limits,
+};
 
 const HEAD: &str = "version: 1\nname: n\nservice: s\nsteps:\n  - run: t\n";
 
 fn no_env(_: &str) -> Option<String> {
     None
+}
+
+/// Parse on a thread with a tokio worker's 2 MiB stack, as the daemon does.
+fn parse_on_small_stack(source: String) -> Result<Plan, PlanErrors> {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || parse(&source, &no_env))
+        .expect("spawn")
+        .join()
+        .expect("parse must not panic")
 }
 
 fn errors(result: Result<Plan, PlanErrors>) -> String {
@@ -28,14 +41,115 @@ fn timed<T>(bound: Duration, what: &str, f: impl FnOnce() -> T) -> T {
 }
 
 #[test]
+fn a_key_holding_100_000_nested_block_lists_is_an_error_not_a_stack_overflow() {
+    let source = format!("{HEAD}x:\n  {}x\n", "- ".repeat(100_000));
+    let r = errors(parse_on_small_stack(source));
+    // The root mapping is level 1, so the 64th `- ` opens level 65, at column 3 + 2 * 63.
+    assert_eq!(
+        r.lines().next(),
+        Some("p:7:129: lists and mappings nested more than 64 levels deep"),
+        "{r}"
+    );
+    assert_eq!(r.lines().count(), 2, "one error and its hint: {r}");
+}
+
+#[test]
+fn flow_lists_and_mappings_5000_deep_are_refused_at_the_depth_limit() {
+    for (open, close) in [("[", "]"), ("{a: ", "}")] {
+        let source = format!("{HEAD}x: {}x{}\n", open.repeat(5_000), close.repeat(5_000));
+        let r = errors(parse_on_small_stack(source));
+        assert!(
+            r.starts_with("p:6:")
+                && r.contains(": lists and mappings nested more than 64 levels deep"),
+            "{open}: {r}"
+        );
+    }
+}
+
+#[test]
+fn nesting_is_counted_up_to_the_limit_exactly() {
+    // Root mapping, then `x`'s lists: 1 + levels.
+    let nested =
+        |levels: usize| format!("{HEAD}x: {}1{}\n", "[".repeat(levels), "]".repeat(levels));
+    let at_limit = errors(parse(&nested(MAX_NESTING_DEPTH - 1), &no_env));
+    assert!(at_limit.contains("plan: unknown key `x`"), "{at_limit}");
+    let past = errors(parse(&nested(MAX_NESTING_DEPTH), &no_env));
+    assert!(past.contains("nested more than 64 levels deep"), "{past}");
+}
+
+#[test]
+fn an_alias_counts_as_deep_as_the_node_it_copies() {
+    // 40 levels anchored, copied inside 30 levels: 70 once the alias is resolved.
+    let source = format!(
+        "{HEAD}a: &deep {}1{}\nb: {}*deep{}\n",
+        "[".repeat(40),
+        "]".repeat(40),
+        "[".repeat(30),
+        "]".repeat(30)
+    );
+    let r = errors(parse(&source, &no_env));
+    assert!(
+        r.starts_with("p:7:34: lists and mappings nested more than 64 levels deep"),
+        "{r}"
+    );
+}
+
+#[test]
+fn a_plan_over_one_mib_is_refused_before_it_is_parsed() {
+    let padding = "#".repeat(MAX_PLAN_BYTES - HEAD.len());
+    let at_limit = format!("{HEAD}{padding}");
+    assert!(parse(&at_limit, &no_env).is_ok());
+    let over = format!("{at_limit}#");
+    let r = errors(parse(&over, &no_env));
+    assert_eq!(
+        r.lines().next(),
+        Some("p:1:1: the plan is 1048577 bytes, more than the 1048576 liftoff reads"),
+        "{r}"
+    );
+}
+
+#[test]
+fn more_than_max_steps_is_an_error_at_the_steps_key() {
+    let plan = |n: usize, rollback: usize| {
+        format!(
+            "version: 1\nname: n\nservice: s\nsteps:\n{}rollback:\n  steps:\n{}",
+            "  - pause: 1s\n".repeat(n),
+            "    - run: t\n".repeat(rollback)
+        )
+    };
+    let full = parse(&plan(MAX_STEPS, MAX_STEPS), &no_env).expect("at the limit");
+    assert_eq!(full.steps.len(), MAX_STEPS);
+    assert_eq!(full.steps[MAX_STEPS - 1].name, "pause 1s #1000");
+
+    let r = errors(parse(&plan(MAX_STEPS + 1, 1), &no_env));
+    assert_eq!(
+        r.lines().next(),
+        Some("p:4:1: steps: 1001 steps, more than the 1000 a plan may hold"),
+        "{r}"
+    );
+    assert_eq!(r.lines().count(), 2, "its steps are not decoded: {r}");
+
+    let r = errors(parse(&plan(1, MAX_STEPS + 1), &no_env));
+    assert_eq!(
+        r.lines().next(),
+        Some("p:7:3: rollback.steps: 1001 steps, more than the 1000 a plan may hold"),
+        "{r}"
+    );
+}
+
+#[test]
 fn unnamed_identical_steps_are_numbered_in_linear_time() {
     let n = 20_000;
     let source = format!(
         "version: 1\nname: n\nservice: s\nsteps:\n{}",
         "  - run: t\n".repeat(n)
     );
+    let limits = Limits {
+        max_steps: n,
+        ..Limits::default()
+    };
     let plan = timed(Duration::from_secs(5), "20,000 identical steps", || {
-        parse(&source, &no_env).expect("valid")
+        parse_with_limits(&source, &no_env, limits).expect("valid")
     });
     let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names[..3], ["run t", "run t #2", "run t #3"]);
