@@ -30,6 +30,12 @@ pub const MAX_NESTING_DEPTH: usize = 64;
 /// The most steps `steps`, and `rollback.steps`, may hold.
 pub const MAX_STEPS: usize = 1_000;
 
+/// The longest service name: a DNS label's length.
+pub const MAX_SERVICE_NAME_LEN: usize = 63;
+
+/// The longest launch name, in characters.
+pub const MAX_LAUNCH_NAME_LEN: usize = 128;
+
 /// Bounds on what [`parse_with_limits`] reads, so that any input costs bounded time,
 /// memory and stack. The default, which [`parse`] applies, is [`MAX_PLAN_BYTES`],
 /// [`MAX_NESTING_DEPTH`] and [`MAX_STEPS`].
@@ -150,10 +156,10 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
             );
         }
     }
-    let name = top.require(dec, "name").and_then(|n| dec.string(n, "name"));
+    let name = top.require(dec, "name").and_then(|n| launch_name(dec, n));
     let service = top
         .require(dec, "service")
-        .and_then(|n| dec.string(n, "service"));
+        .and_then(|n| service_name(dec, n));
     let router = top.take("router").and_then(|n| decode_router(dec, n));
     let metrics = top.take("metrics").and_then(|n| decode_metrics(dec, n));
     let checklist = top
@@ -311,6 +317,95 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
         notify,
         variables: std::mem::take(&mut dec.variables),
     })
+}
+
+/// A service name identifies: it names the builtin router's route and the deployment
+/// log files, is substituted into PromQL as `{{service}}` and exported as
+/// `LIFTOFF_SERVICE`. So `[A-Za-z0-9._-]{1,63}`, nothing that needs escaping anywhere.
+fn service_name(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<String> {
+    let name = dec.string(node, "service")?;
+    let rule =
+        format!("a service name is 1 to {MAX_SERVICE_NAME_LEN} letters, digits, `.`, `_` or `-`");
+    let bad = name
+        .char_indices()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')));
+    if let Some((offset, c)) = bad {
+        let at = dec.locate_offset(node, &name, offset);
+        dec.error_hint(
+            at,
+            format!(
+                "service: `{}` is not a service name: it holds `{}`",
+                shorten(&name),
+                shown(c)
+            ),
+            rule,
+        );
+        return None;
+    }
+    if name.len() > MAX_SERVICE_NAME_LEN {
+        dec.error_hint(
+            location(node),
+            format!(
+                "service: `{}` is {} characters long, more than {MAX_SERVICE_NAME_LEN}",
+                shorten(&name),
+                name.len()
+            ),
+            rule,
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// A launch name is only shown (status, history, notifications, reports), never used
+/// to find anything: any text, but on one line and short enough to read there.
+fn launch_name(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<String> {
+    let name = dec.string(node, "name")?;
+    let rule = format!("a launch name is one line of at most {MAX_LAUNCH_NAME_LEN} characters");
+    if let Some((offset, c)) = name.char_indices().find(|(_, c)| c.is_control()) {
+        let at = dec.locate_offset(node, &name, offset);
+        dec.error_hint(
+            at,
+            format!(
+                "name: `{}` holds the control character `{}`",
+                shorten(&name),
+                shown(c)
+            ),
+            rule,
+        );
+        return None;
+    }
+    let chars = name.chars().count();
+    if chars > MAX_LAUNCH_NAME_LEN {
+        dec.error_hint(
+            location(node),
+            format!(
+                "name: `{}` is {chars} characters long, more than {MAX_LAUNCH_NAME_LEN}",
+                shorten(&name)
+            ),
+            rule,
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// At most 40 characters of `s`, control characters escaped, for an error message.
+fn shorten(s: &str) -> String {
+    let mut out: String = s.chars().take(40).map(shown).collect();
+    if s.chars().nth(40).is_some() {
+        out.push('…');
+    }
+    out
+}
+
+/// A character as an error message shows it: `\0`, `\n`, `\u{7f}` for control characters.
+fn shown(c: char) -> String {
+    if c.is_control() {
+        c.escape_debug().to_string()
+    } else {
+        c.to_string()
+    }
 }
 
 fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
