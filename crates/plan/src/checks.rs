@@ -8,7 +8,7 @@ use std::time::Duration;
 use saphyr::{Scalar, YamlData};
 
 use crate::condition::Op;
-use crate::decode::{Decoder, Fields, Node, location};
+use crate::decode::{Decoder, Fields, Node, UniqueNames, location};
 use crate::model::{Location, Text, Weight};
 use crate::schema;
 
@@ -424,9 +424,9 @@ fn unique_names(
     items: Vec<(CheckItem, bool)>,
     what: &str,
 ) -> Vec<CheckItem> {
-    let mut seen = std::collections::HashSet::new();
+    let mut names = UniqueNames::default();
     for (item, explicit) in &items {
-        if *explicit && !seen.insert(item.name.clone()) {
+        if *explicit && !names.claim(&item.name) {
             dec.error_hint(
                 item.location,
                 format!("{what}: two items are named `{}`", item.name),
@@ -438,12 +438,7 @@ fn unique_names(
         .into_iter()
         .map(|(mut item, explicit)| {
             if !explicit {
-                let base = item.name.clone();
-                let mut n = 1;
-                while !seen.insert(item.name.clone()) {
-                    n += 1;
-                    item.name = format!("{base} #{n}");
-                }
+                item.name = names.derive(item.name);
             }
             item
         })

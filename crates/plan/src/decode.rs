@@ -3,10 +3,13 @@
 //! serde's `deny_unknown_fields` stops at the first problem; an operator fixing a plan
 //! wants all of them at once, each with `line:col`, so the walk is by hand.
 
+use std::cell::OnceCell;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use saphyr::{MarkedYaml, Scalar, YamlData};
 
+use crate::Limits;
 use crate::diag::{Diagnostic, did_you_mean};
 use crate::model::{Location, Text, Variables, Weight};
 use crate::schema::{RESERVED, Section};
@@ -21,17 +24,48 @@ pub(crate) fn location(node: &Node<'_>) -> Location {
 }
 
 pub(crate) struct Decoder<'s> {
-    source_lines: Vec<&'s str>,
+    source_lines: Vec<SourceLine<'s>>,
     env: &'s dyn Fn(&str) -> Option<String>,
+    pub limits: Limits,
     pub diags: Vec<Diagnostic>,
     pub variables: Variables,
 }
 
+/// A line of the plan, for turning saphyr's character columns into byte offsets.
+struct SourceLine<'s> {
+    text: &'s str,
+    ascii: bool,
+    /// Byte offset of each character of a non-ASCII line, built on first use: a column
+    /// costs one lookup even on a 1 MiB line that holds thousands of errors.
+    char_starts: OnceCell<Vec<usize>>,
+}
+
+impl SourceLine<'_> {
+    /// The byte offset of 0-based character column `col` (the line's end past it).
+    fn byte_at(&self, col: usize) -> usize {
+        if self.ascii {
+            return col.min(self.text.len());
+        }
+        let starts = self
+            .char_starts
+            .get_or_init(|| self.text.char_indices().map(|(i, _)| i).collect());
+        starts.get(col).copied().unwrap_or(self.text.len())
+    }
+}
+
 impl<'s> Decoder<'s> {
-    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>) -> Self {
+    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>, limits: Limits) -> Self {
         Self {
-            source_lines: source.lines().collect(),
+            source_lines: source
+                .lines()
+                .map(|text| SourceLine {
+                    text,
+                    ascii: text.is_ascii(),
+                    char_starts: OnceCell::new(),
+                })
+                .collect(),
             env,
+            limits,
             diags: Vec::new(),
             variables: Variables::default(),
         }
@@ -96,11 +130,11 @@ impl<'s> Decoder<'s> {
     /// A string with `${VAR}` interpolation. A missing variable is an error naming it.
     pub fn text(&mut self, node: &Node<'_>, what: &str) -> Option<Text> {
         let template = self.string(node, what)?;
-        self.interpolate(&template, location(node))
+        self.interpolate(&template, node)
             .map(|resolved| Text::new(template, resolved))
     }
 
-    fn interpolate(&mut self, template: &str, at: Location) -> Option<String> {
+    fn interpolate(&mut self, template: &str, node: &Node<'_>) -> Option<String> {
         let mut out = String::with_capacity(template.len());
         let mut rest = template;
         let mut ok = true;
@@ -121,7 +155,9 @@ impl<'s> Decoder<'s> {
                         }
                         None => {
                             ok = false;
-                            let location = self.locate_in_line(at, &tail[..len]);
+                            let location = self
+                                .find_in_node(node, &tail[..len])
+                                .unwrap_or_else(|| location(node));
                             self.error_hint(
                                 location,
                                 format!("environment variable `{name}` is not set"),
@@ -146,40 +182,31 @@ impl<'s> Decoder<'s> {
     /// Where byte `offset` of a scalar's text is: exact when the scalar sits on one
     /// line as written (plain or quoted), the node's start otherwise.
     pub fn locate_offset(&self, node: &Node<'_>, text: &str, offset: usize) -> Location {
-        let at = location(node);
-        let found = self.locate_in_line(at, text);
-        if found == at && !self.line_has(at, text) {
-            return at;
-        }
-        Location {
-            line: found.line,
-            col: found.col + text[..offset.min(text.len())].chars().count(),
-        }
-    }
-
-    fn line_has(&self, at: Location, text: &str) -> bool {
-        self.source_lines
-            .get(at.line.wrapping_sub(1))
-            .is_some_and(|l| l.contains(text))
-    }
-
-    /// The exact column of `needle` when it sits on the node's first line; the node's
-    /// start otherwise (multi-line block scalars).
-    fn locate_in_line(&self, at: Location, needle: &str) -> Location {
-        let Some(line) = self.source_lines.get(at.line.wrapping_sub(1)) else {
-            return at;
-        };
-        let from = line
-            .char_indices()
-            .nth(at.col - 1)
-            .map_or(line.len(), |(i, _)| i);
-        match line[from..].find(needle) {
-            Some(offset) => Location {
-                line: at.line,
-                col: at.col + line[from..from + offset].chars().count(),
+        match self.find_in_node(node, text) {
+            Some(found) => Location {
+                line: found.line,
+                col: found.col + text[..offset.min(text.len())].chars().count(),
             },
-            None => at,
+            None => location(node),
         }
+    }
+
+    /// Where `needle` is in the node as written on its first line, if there. Only the
+    /// node's own span is searched, so a lookup costs the node's length, never the line's.
+    fn find_in_node(&self, node: &Node<'_>, needle: &str) -> Option<Location> {
+        let at = location(node);
+        let line = self.source_lines.get(at.line.wrapping_sub(1))?;
+        let from = line.byte_at(at.col - 1);
+        let to = if node.span.end.line() == at.line {
+            line.byte_at(node.span.end.col())
+        } else {
+            line.text.len()
+        };
+        let offset = line.text.get(from..to)?.find(needle)?;
+        Some(Location {
+            line: at.line,
+            col: at.col + line.text[from..from + offset].chars().count(),
+        })
     }
 
     pub fn duration(&mut self, node: &Node<'_>, what: &str) -> Option<Duration> {
@@ -472,15 +499,53 @@ impl<'n, 'a> Fields<'n, 'a> {
     }
 }
 
-/// `${NAME}` at the start of `s`: the name and the reference's length in bytes.
-fn parse_reference(s: &str) -> Option<(&str, usize)> {
+/// Names that tell a list's entries apart (steps, checklist items): given names are
+/// claimed as they are; a derived name that repeats becomes `NAME #2`, `NAME #3`, ...
+#[derive(Default)]
+pub(crate) struct UniqueNames {
+    taken: HashSet<String>,
+    /// The last number given to each derived name: the next repeat counts on from there,
+    /// so numbering n repeats costs O(n), not O(n²).
+    last: HashMap<String, usize>,
+}
+
+impl UniqueNames {
+    /// Claims a given name; false when it is already taken.
+    pub fn claim(&mut self, name: &str) -> bool {
+        self.taken.insert(name.to_string())
+    }
+
+    /// `base`, or `base #N` with the smallest N (from 2) not taken yet.
+    pub fn derive(&mut self, base: String) -> String {
+        if !self.taken.contains(&base) {
+            self.taken.insert(base.clone());
+            return base;
+        }
+        let n = self.last.entry(base.clone()).or_insert(1);
+        loop {
+            *n += 1;
+            let name = format!("{base} #{n}");
+            if !self.taken.contains(&name) {
+                self.taken.insert(name.clone());
+                return name;
+            }
+        }
+    }
+}
+
+/// `${NAME}` at the start of `s`: the name and the reference's length in bytes. Reads
+/// no further than the name, so scanning a string of many `${` stays linear.
+pub(crate) fn parse_reference(s: &str) -> Option<(&str, usize)> {
     let body = s.strip_prefix("${")?;
-    let end = body.find('}')?;
+    let end = body
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .unwrap_or(body.len());
     let name = &body[..end];
-    let mut chars = name.chars();
-    let first = chars.next()?;
-    let valid = (first.is_ascii_alphabetic() || first == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    let valid = body[end..].starts_with('}')
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     valid.then_some((name, end + 3))
 }
 

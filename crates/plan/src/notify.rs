@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::time::Duration;
 
-use crate::decode::{Decoder, Fields, Node, location};
+use crate::decode::{Decoder, Fields, Node, location, parse_reference};
 use crate::diag::did_you_mean;
 use crate::model::{Location, Text};
 use crate::schema;
@@ -640,15 +640,7 @@ fn has_reference(template: &str) -> bool {
     while let Some(pos) = template[i..].find("${") {
         let start = i + pos;
         let escaped = start > 0 && bytes[start - 1] == b'$';
-        let body = &template[start + 2..];
-        let named = body.find('}').is_some_and(|end| {
-            let name = &body[..end];
-            name.chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        });
-        if named && !escaped {
+        if !escaped && parse_reference(&template[start..]).is_some() {
             return true;
         }
         i = start + 2;

@@ -918,3 +918,69 @@ fn connection_string_literals_are_checked() {
         "errors never show a resolved value: {e}"
     );
 }
+
+#[test]
+fn a_service_name_with_a_nul_byte_or_a_megabyte_is_refused() {
+    let plan =
+        |service: &str| format!("version: 1\nname: n\nservice: {service}\nsteps:\n  - run: t\n");
+    for (service, expected) in [
+        (
+            r#""shop\0api""#,
+            "p:3:10: service: `shop\\0api` is not a service name: it holds `\\0`",
+        ),
+        (
+            "shop api",
+            "p:3:14: service: `shop api` is not a service name: it holds ` `",
+        ),
+        (
+            "shop/../api",
+            "p:3:14: service: `shop/../api` is not a service name: it holds `/`",
+        ),
+        (
+            "'shop\"}'",
+            "p:3:15: service: `shop\"}` is not a service name: it holds `\"`",
+        ),
+    ] {
+        let r = errors(&plan(service)).render("p");
+        assert_eq!(r.lines().next(), Some(expected), "{service}: {r}");
+        assert!(
+            r.contains("hint: a service name is 1 to 63 letters, digits, `.`, `_` or `-`"),
+            "{r}"
+        );
+    }
+    let long = "a".repeat(1_000_000);
+    let r = errors(&plan(&long)).render("p");
+    assert_eq!(
+        r.lines().next(),
+        Some(
+            format!(
+                "p:3:10: service: `{}…` is 1000000 characters long, more than 63",
+                "a".repeat(40)
+            )
+            .as_str()
+        ),
+    );
+    assert_eq!(ok(&plan(&"a".repeat(63))).service.len(), 63);
+    assert_eq!(ok(&plan("shop-api.v2_eu")).service, "shop-api.v2_eu");
+}
+
+#[test]
+fn a_launch_name_is_one_line_of_display_text() {
+    let plan = |name: &str| format!("version: 1\nname: {name}\nservice: s\nsteps:\n  - run: t\n");
+    assert_eq!(
+        ok(&plan("Shop API 2.0 — EU rollout")).name,
+        "Shop API 2.0 — EU rollout"
+    );
+    let r = errors(&plan(r#""shop\napi""#)).render("p");
+    assert_eq!(
+        r.lines().next(),
+        Some("p:2:7: name: `shop\\napi` holds the control character `\\n`"),
+        "{r}"
+    );
+    let r = errors(&plan(&"é".repeat(129))).render("p");
+    assert!(
+        r.starts_with("p:2:7: name: `") && r.contains("` is 129 characters long, more than 128"),
+        "{r}"
+    );
+    ok(&plan(&"é".repeat(128)));
+}
