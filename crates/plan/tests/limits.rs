@@ -32,6 +32,9 @@ fn errors(result: Result<Plan, PlanErrors>) -> String {
     }
 }
 
+/// A guard against quadratic time, not a performance figure (those are in
+/// `bench/plan-decode.sh`): the bounds are ~10x what these take in a debug build on a
+/// loaded 2-core machine, and the old quadratic code took 30-90 s.
 fn timed<T>(bound: Duration, what: &str, f: impl FnOnce() -> T) -> T {
     let start = Instant::now();
     let out = f();
@@ -148,7 +151,7 @@ fn unnamed_identical_steps_are_numbered_in_linear_time() {
         max_steps: n,
         ..Limits::default()
     };
-    let plan = timed(Duration::from_secs(5), "20,000 identical steps", || {
+    let plan = timed(Duration::from_secs(20), "20,000 identical steps", || {
         parse_with_limits(&source, &no_env, limits).expect("valid")
     });
     let names: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
@@ -168,7 +171,7 @@ fn derived_names_skip_the_numbers_given_names_took() {
 fn unnamed_identical_checklist_items_are_numbered_in_linear_time() {
     let n = 20_000;
     let source = format!("{HEAD}checklist:\n{}", "  - command: \"true\"\n".repeat(n));
-    let plan = timed(Duration::from_secs(5), "20,000 identical items", || {
+    let plan = timed(Duration::from_secs(20), "20,000 identical items", || {
         parse(&source, &no_env).expect("valid")
     });
     let items = &plan.checklist.expect("a checklist").items;
@@ -186,7 +189,7 @@ fn errors_on_one_long_line_are_located_in_linear_time() {
         "version: 1\nname: n\nservice: s\nsteps: [{{run: t, env: {{{}}}}}]\n",
         env.join(", ")
     );
-    let r = timed(Duration::from_secs(5), "20,000 errors on one line", || {
+    let r = timed(Duration::from_secs(20), "20,000 errors on one line", || {
         errors(parse(&source, &no_env))
     });
     let first = r.lines().next().unwrap_or_default();
@@ -209,7 +212,7 @@ fn a_string_of_many_dollar_braces_is_scanned_in_linear_time() {
     let source = format!(
         "{HEAD}notify:\n  channels:\n    - webhook: http://127.0.0.1:9/hook\n      secret: '{text}'\n"
     );
-    let r = timed(Duration::from_secs(2), "1 MB of `${`", || {
+    let r = timed(Duration::from_secs(10), "1 MB of `${`", || {
         errors(parse(&source, &no_env))
     });
     assert!(r.contains("secret: a secret written into the plan"), "{r}");
