@@ -213,3 +213,38 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
     }
     Response::from_parts(parts, Body::new(fresh_body))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body(resp: Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_error_takes_the_shape_of_its_route() {
+        let status = StatusCode::METHOD_NOT_ALLOWED;
+        let one = for_path("/ofrep/v1/evaluate/flags/theme", status, "x", "no".into());
+        assert_eq!(
+            body(one).await,
+            serde_json::json!({"key": "theme", "errorCode": "GENERAL", "errorDetails": "no"})
+        );
+        let bulk = for_path("/ofrep/v1/evaluate/flags", status, "x", "no".into());
+        assert_eq!(
+            body(bulk).await,
+            serde_json::json!({"errorCode": "GENERAL", "errorDetails": "no"})
+        );
+        let api = for_path(
+            "/api/v1/launches",
+            status,
+            "method_not_allowed",
+            "no".into(),
+        );
+        assert_eq!(
+            body(api).await,
+            serde_json::json!({"error": {"code": "method_not_allowed", "message": "no"}})
+        );
+    }
+}

@@ -405,3 +405,43 @@ impl AsyncWrite for WriteDeadline {
         self.on(cx, polled)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn the_api_may_hold_a_quarter_of_the_open_files_unless_told_otherwise() {
+        let default = ApiLimits::default();
+        assert_eq!(default.connection_cap(256), 64);
+        assert_eq!(default.connection_cap(20), 16);
+        assert_eq!(default.connection_cap(1 << 20), 1024);
+        let told = ApiLimits {
+            max_connections: Some(50),
+            ..ApiLimits::default()
+        };
+        assert_eq!(told.connection_cap(256), 50);
+        assert_eq!(told.connection_cap(100), 50, "honoured, with a warning");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_that_stops_reading_times_the_write_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut server = WriteDeadline::new(server, Duration::from_secs(30));
+        let chunk = vec![0u8; 64 * 1024];
+        let started = tokio::time::Instant::now();
+        let err = loop {
+            if let Err(e) = server.write_all(&chunk).await {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_secs(30));
+        drop(client);
+    }
+}
