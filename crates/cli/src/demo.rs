@@ -86,6 +86,7 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
         shutdown_grace: Duration::from_secs(5),
         router_threads: 1,
         deployment_log_dir: None,
+        api: liftoff_server::ApiLimits::default(),
     };
     let daemon = tokio::spawn(liftoff_server::serve(config, async {
         let _ = stopped.await;

@@ -79,6 +79,8 @@ enum Command {
         /// Where launches write their deployment logs (default: <state-dir>/logs/deployment).
         #[arg(long)]
         deployment_log_dir: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
     },
     /// Check plans without running them (no daemon needed).
     Validate {
@@ -213,6 +215,23 @@ enum Command {
     },
 }
 
+/// What the HTTP API's clients may hold; the rest of the daemon's file descriptors stay
+/// with the builtin router.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Connections the API holds at once; at the cap, idle ones are closed to make room
+    /// (default: a quarter of the open-file limit, at most 1024).
+    #[arg(long, env = "LIFTOFF_API_MAX_CONNECTIONS")]
+    api_max_connections: Option<usize>,
+    /// A request head must arrive within this; also how long a kept-alive connection
+    /// may idle.
+    #[arg(long, env = "LIFTOFF_API_HEADER_TIMEOUT", default_value = "10s", value_parser = humantime_arg)]
+    api_header_timeout: Duration,
+    /// A request body must arrive within this, and a response must not stall longer.
+    #[arg(long, env = "LIFTOFF_API_REQUEST_TIMEOUT", default_value = "30s", value_parser = humantime_arg)]
+    api_request_timeout: Duration,
+}
+
 #[derive(Subcommand)]
 enum StatusPageAction {
     /// Each service's state and recent launches.
@@ -313,17 +332,23 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             shutdown_grace,
             router_threads,
             deployment_log_dir,
+            api,
         } => {
             let threads = router_threads
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-            serve(
-                *listen,
-                &cli.state_dir,
-                *shutdown_grace,
-                threads,
-                deployment_log_dir,
-            )
-            .await
+            let config = liftoff_server::ServeConfig {
+                listen: *listen,
+                state_dir: cli.state_dir.clone(),
+                shutdown_grace: *shutdown_grace,
+                router_threads: threads,
+                deployment_log_dir: deployment_log_dir.clone(),
+                api: liftoff_server::ApiLimits {
+                    max_connections: api.api_max_connections,
+                    header_timeout: api.api_header_timeout,
+                    request_timeout: api.api_request_timeout,
+                },
+            };
+            serve(config).await
         }
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Check { plan } => check(plan, server_given.then(client), cli.output).await,
@@ -531,13 +556,7 @@ async fn newest(c: &Client) -> Result<String, Failure> {
         .ok_or_else(|| Failure::new(Exit::Invalid, "there are no launches yet"))
 }
 
-async fn serve(
-    listen: SocketAddr,
-    state_dir: &Path,
-    grace: Duration,
-    router_threads: usize,
-    deployment_log_dir: &Option<PathBuf>,
-) -> Result<Exit, Failure> {
+async fn serve(config: liftoff_server::ServeConfig) -> Result<Exit, Failure> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -545,13 +564,6 @@ async fn serve(
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let config = liftoff_server::ServeConfig {
-        listen,
-        state_dir: state_dir.to_path_buf(),
-        shutdown_grace: grace,
-        router_threads,
-        deployment_log_dir: deployment_log_dir.clone(),
-    };
     liftoff_server::serve(config, liftoff_server::shutdown_signal())
         .await
         .map_err(|e| Failure::new(Exit::Unreachable, e.to_string()))?;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use liftoff_engine::{
     Action, Effect, Event, Launch, Record, Rejection, StepRef, decide, decide_draining,
 };
-use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind};
+use liftoff_plan::{BuiltinRouter, Plan, PlanErrors, RouterSpec, StepKind};
 use liftoff_store::{Entry, LaunchRow, NewLaunch, ScheduleRow, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -62,6 +62,18 @@ pub enum DriverError {
     ShuttingDown,
     #[error("{0}")]
     Conflict(String),
+}
+
+impl DriverError {
+    /// Stored state is damaged: a journal that fails its checks or does not decode, or a
+    /// registry row that does not read.
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            DriverError::Journal { .. } => true,
+            DriverError::Store(e) => e.is_corruption(),
+            _ => false,
+        }
+    }
 }
 
 impl From<StoreError> for DriverError {
@@ -159,8 +171,15 @@ impl Driver {
         if self.shutdown.is_cancelled() {
             return Err(DriverError::ShuttingDown);
         }
-        let plan = liftoff_plan::parse(&req.source, &|name| req.variables.get(name).cloned())
-            .map_err(DriverError::Plan)?;
+        // Decoding is CPU work proportional to the plan (and a plan comes from a client):
+        // off the async workers, so a big one cannot stall the API or other launches.
+        let (req, plan) = tokio::task::spawn_blocking(move || {
+            let plan = liftoff_plan::parse(&req.source, &|name| req.variables.get(name).cloned());
+            (req, plan)
+        })
+        .await
+        .map_err(|e| DriverError::Invalid(format!("plan decoding failed: {e}")))?;
+        let plan = plan.map_err(DriverError::Plan)?;
         let workdir = PathBuf::from(&req.workdir);
         if !workdir.is_absolute() || !workdir.is_dir() {
             return Err(DriverError::Invalid(format!(
@@ -345,11 +364,21 @@ impl Driver {
         Ok(())
     }
 
-    /// Resume every unfinished launch from its journal. Returns how many.
+    /// Resume every unfinished launch from its journal. Returns how many. A launch whose
+    /// journal or registry row is damaged is logged and left alone (reads report the
+    /// damage); the others, and the routes, go on.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, DriverError> {
         let ids = self.store.unfinished_launches()?;
+        let mut recovered = 0;
         for id in &ids {
-            let snap = self.snapshot(id)?;
+            let snap = match self.snapshot(id) {
+                Ok(snap) => snap,
+                Err(e) if e.is_corruption() => {
+                    tracing::error!(launch = %id, error = %e, "launch not recovered: its stored state is damaged");
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if let Some((step, attempt)) = snap.launch.in_flight() {
                 // Whatever the interrupted attempt started must not finish unobserved.
                 let tag = execute::attempt_tag(id, step, attempt);
@@ -365,9 +394,24 @@ impl Driver {
             } else {
                 tracing::info!(launch = %id, "launch recovered from the journal");
             }
+            recovered += 1;
         }
         self.start_scheduler();
-        Ok(ids.len())
+        Ok(recovered)
+    }
+
+    /// The `router` settings of the launch that last configured a builtin route, as its
+    /// plan wrote them (for showing upstreams without their resolved `${VAR}`s). `None`
+    /// when no launch configured it.
+    pub fn route_settings(&self, route: &str) -> Result<Option<BuiltinRouter>, DriverError> {
+        let Some(row) = self.store.route(route)? else {
+            return Ok(None);
+        };
+        let launch = self.store.launch(&row.launch_id)?;
+        Ok(match load_plan(&self.store, &launch)?.router {
+            Some(RouterSpec::Builtin(b)) => Some(*b),
+            _ => None,
+        })
     }
 
     /// Stop accepting launches, let in-flight commands finish (up to the grace period)

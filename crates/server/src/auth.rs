@@ -6,6 +6,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
+use axum::http::{HeaderMap, header};
 use liftoff_store::Store;
 
 use crate::StartError;
@@ -16,6 +17,15 @@ pub const TOKEN_FILE: &str = "admin.token";
 
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The credentials of `Authorization: Bearer <token>`. The scheme is case-insensitive
+/// (RFC 9110, section 11.1): `bearer` and `BEARER` are `Bearer`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
 }
 
 /// Make sure an admin token exists and its file matches the stored hash. A missing or
@@ -48,4 +58,30 @@ pub fn ensure_admin_token(store: &Store, state_dir: &Path) -> Result<(), StartEr
     store.set_token_hash(ADMIN, &hash(&token), &jiff::Timestamp::now().to_string())?;
     tracing::info!(file = %path.display(), "new admin token written (only its hash is stored)");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, value.parse().unwrap());
+            bearer(&h).map(str::to_string)
+        };
+        for value in [
+            "Bearer lft_x",
+            "bearer lft_x",
+            "BEARER  lft_x ",
+            "bEaReR lft_x",
+        ] {
+            assert_eq!(with(value).as_deref(), Some("lft_x"), "{value}");
+        }
+        for value in ["Basic lft_x", "Bearer", "Bearer ", "Bearerlft_x", "lft_x"] {
+            assert_eq!(with(value), None, "{value}");
+        }
+        assert_eq!(bearer(&HeaderMap::new()), None);
+    }
 }

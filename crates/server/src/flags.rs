@@ -23,16 +23,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::error::ApiError;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use liftoff_api as api;
 use liftoff_driver::ports::{FlagChange, FlagControl};
 use liftoff_flags::{Change, Flag, FlagDoc, Problem, Reason};
 use liftoff_store::{FlagAudit, FlagKeyRow, FlagRow, Store, StoreError};
@@ -234,11 +234,7 @@ impl FlagService {
     /// Who presented which credential: the admin token or an evaluation key, as
     /// `Authorization: Bearer` or `X-API-Key`.
     pub(crate) fn caller(&self, headers: &HeaderMap) -> Result<Caller, &'static str> {
-        let bearer = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let presented = bearer
+        let presented = crate::auth::bearer(headers)
             .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
             .map(str::trim)
             .ok_or("this call needs an evaluation key: `Authorization: Bearer <key>` or `X-API-Key: <key>`")?;
@@ -856,13 +852,7 @@ pub fn router<S: Clone + Send + Sync + 'static>(svc: Arc<FlagService>) -> Router
 }
 
 async fn require_admin(State(svc): State<Arc<FlagService>>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+    match crate::auth::bearer(req.headers()) {
         Some(token) => {
             let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
             if svc.admin_digest == Some(digest) {
@@ -876,22 +866,7 @@ async fn require_admin(State(svc): State<Arc<FlagService>>, req: Request, next: 
 }
 
 fn unauthorized(message: &str) -> Response {
-    let mut resp = error(StatusCode::UNAUTHORIZED, "unauthorized", message);
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
-}
-
-/// The API's error shape, `{"error": {"code", "message"}}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    let body = api::ErrorBody {
-        error: api::ErrorDetail {
-            code: code.into(),
-            message: message.into(),
-            problems: Vec::new(),
-        },
-    };
-    (status, Json(body)).into_response()
+    ApiError::unauthorized(message).into_response()
 }
 
 impl IntoResponse for FlagError {
@@ -905,14 +880,10 @@ impl IntoResponse for FlagError {
             FlagError::KeyExists(_) => (StatusCode::CONFLICT, "key_exists"),
             FlagError::Random(_) | FlagError::Store(_) => {
                 tracing::error!(error = %self, "internal error");
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the daemon log",
-                );
+                return ApiError::internal().into_response();
             }
         };
-        error(status, code, self.to_string())
+        ApiError::new(status, code, self.to_string()).into_response()
     }
 }
 

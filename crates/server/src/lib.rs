@@ -6,7 +6,10 @@
 
 mod auth;
 pub mod check;
+mod error;
 mod flags;
+pub mod limits;
+mod lock;
 mod ofrep;
 mod report;
 mod routes;
@@ -17,7 +20,7 @@ use std::fs::DirBuilder;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +28,8 @@ use liftoff_driver::{Driver, Ports};
 use liftoff_store::{Store, StoreError};
 
 pub use auth::TOKEN_FILE;
+pub use limits::ApiLimits;
+pub use lock::LOCK_FILE;
 
 /// The file a running daemon writes its base URL to (tests and scripts read it when
 /// the daemon was told to listen on port 0).
@@ -47,6 +52,18 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("another liftoff serve ({holder}) holds {}", path.display())]
+    Locked { path: PathBuf, holder: String },
+    #[error(
+        "{} is {state}, but {} shows this state directory was in use: refusing to start afresh over it. Restore the database from a backup, or move the state directory away to start a new install",
+        db.display(),
+        evidence.display()
+    )]
+    StateLost {
+        db: PathBuf,
+        state: &'static str,
+        evidence: PathBuf,
+    },
     #[error(transparent)]
     Router(#[from] liftoff_router::RouterError),
     #[error("recovering launches from the journal: {0}")]
@@ -61,6 +78,8 @@ pub struct ServeConfig {
     pub router_threads: usize,
     /// Where launches write deployment logs (default `<state>/logs/deployment`).
     pub deployment_log_dir: Option<PathBuf>,
+    /// What the API's clients may hold (connections, time, bytes).
+    pub api: ApiLimits,
 }
 
 pub async fn serve(
@@ -76,7 +95,18 @@ pub async fn serve(
             path: dir.clone(),
             source,
         })?;
+    // Before anything reads or writes the directory: it may be another daemon's.
+    let mut lock = lock::StateLock::acquire(dir)?;
+    refuse_lost_state(dir)?;
     let store = Arc::new(Store::open(&dir.join(DB_FILE))?);
+    if dir.join(TOKEN_FILE).exists() && store.token_hash(auth::ADMIN)?.is_none() {
+        // The token's database is gone: this one was created just now.
+        return Err(StartError::StateLost {
+            db: dir.join(DB_FILE),
+            state: "new (it holds no admin token)",
+            evidence: dir.join(TOKEN_FILE),
+        });
+    }
     auth::ensure_admin_token(&store, dir)?;
     let admin_hash = store.token_hash(auth::ADMIN)?.unwrap_or_default();
     let flags = flags::FlagService::open(store.clone(), &admin_hash)?;
@@ -100,6 +130,8 @@ pub async fn serve(
     let driver = Driver::new(store, ports, config.shutdown_grace);
     let routes = driver.restore_routes();
 
+    let open_files = limits::raise_open_file_limit();
+    let api_cap = config.api.connection_cap(open_files);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Listen {
@@ -110,27 +142,66 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
+    lock.record_listen(addr)?;
     let recovered = driver.recover().await?;
     let addr_file = dir.join(ADDR_FILE);
     std::fs::write(&addr_file, format!("http://{addr}\n")).map_err(|source| StartError::File {
         path: addr_file.clone(),
         source,
     })?;
-    tracing::info!(%addr, recovered, routes, "liftoff daemon listening");
+    tracing::info!(
+        %addr,
+        recovered,
+        routes,
+        open_files,
+        api_connections = api_cap,
+        "liftoff daemon listening"
+    );
 
-    let app = routes::router(routes::AppState {
-        driver: driver.clone(),
-        admin_hash: Arc::from(admin_hash),
-        router: router.clone(),
-        flags,
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let app = routes::router(
+        routes::AppState {
+            driver: driver.clone(),
+            admin_hash: Arc::from(admin_hash),
+            router: router.clone(),
+            flags,
+        },
+        limits::BodyLimits {
+            max_bytes: limits::MAX_BODY_BYTES,
+            timeout: config.api.request_timeout,
+        },
+    );
+    limits::serve(listener, app, &config.api, api_cap, shutdown).await;
     tracing::info!("shutting down: letting in-flight commands finish");
     driver.shutdown().await;
     let _ = std::fs::remove_file(&addr_file);
-    served.map_err(|source| StartError::Listen { addr, source })
+    drop(lock);
+    Ok(())
+}
+
+/// A state directory with an admin token (or a write-ahead log) has been used: an empty
+/// or missing database there is lost state, never a new install.
+fn refuse_lost_state(dir: &Path) -> Result<(), StartError> {
+    let db = dir.join(DB_FILE);
+    let wal = dir.join(format!("{DB_FILE}-wal"));
+    let token = dir.join(TOKEN_FILE);
+    let evidence = if token.exists() {
+        token
+    } else if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+        wal
+    } else {
+        return Ok(());
+    };
+    let state = match std::fs::metadata(&db) {
+        Ok(m) if m.len() == 0 => "empty",
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+        Err(source) => return Err(StartError::File { path: db, source }),
+    };
+    Err(StartError::StateLost {
+        db,
+        state,
+        evidence,
+    })
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -5,7 +5,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use crate::routes::{ApiError, AppState};
+use crate::error::ApiError;
+use crate::routes::{AppState, blocking};
 
 #[derive(Deserialize)]
 pub struct ReportQuery {
@@ -30,13 +31,21 @@ pub async fn report(
             )));
         }
     };
-    let snap = s.driver.snapshot(&id)?;
-    let meta = liftoff_report::Meta {
-        id: snap.row.id.clone(),
-        plan_path: snap.row.plan_path.clone(),
-        created_at: snap.row.created_at.clone(),
-        generated_at: jiff::Timestamp::now(),
-    };
-    let body = liftoff_report::render(&snap.launch, &snap.records, &meta, format);
+    let body = blocking(move || {
+        let snap = s.driver.snapshot(&id)?;
+        let meta = liftoff_report::Meta {
+            id: snap.row.id.clone(),
+            plan_path: snap.row.plan_path.clone(),
+            created_at: snap.row.created_at.clone(),
+            generated_at: jiff::Timestamp::now(),
+        };
+        Ok(liftoff_report::render(
+            &snap.launch,
+            &snap.records,
+            &meta,
+            format,
+        ))
+    })
+    .await?;
     Ok(([(header::CONTENT_TYPE, content_type)], body))
 }

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
-use axum::extract::{FromRequest, Path, Query, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -11,6 +11,7 @@ use liftoff_driver::{Driver, DriverError, LaunchRequest};
 use liftoff_engine::{Decision, Event};
 use serde::Deserialize;
 
+use crate::error::{ApiError, ApiJson};
 use crate::{auth, views};
 
 #[derive(Clone)]
@@ -21,7 +22,8 @@ pub struct AppState {
     pub flags: Arc<crate::flags::FlagService>,
 }
 
-pub fn router(state: AppState) -> Router {
+/// Every route, behind the request-body limits and the one error shape.
+pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
     let mutating = Router::new()
         .route("/launches", post(create_launch))
         .route("/checks", post(run_checks))
@@ -55,17 +57,16 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(middleware::from_fn_with_state(
+            body,
+            crate::limits::read_body,
+        ))
+        .layer(middleware::from_fn(crate::error::json_errors))
         .with_state(state)
 }
 
 async fn require_token(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    match presented {
+    match auth::bearer(req.headers()) {
         Some(token) if !state.admin_hash.is_empty() && auth::hash(token) == *state.admin_hash => {
             next.run(req).await
         }
@@ -75,120 +76,18 @@ async fn require_token(State(state): State<AppState>, req: Request, next: Next) 
     }
 }
 
-/// An API error: status, stable code, message. Internal details are logged, not sent.
-pub struct ApiError {
-    status: StatusCode,
-    body: api::ErrorBody,
-}
-
-impl ApiError {
-    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
-    }
-
-    fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            body: api::ErrorBody {
-                error: api::ErrorDetail {
-                    code: code.into(),
-                    message: message.into(),
-                    problems: Vec::new(),
-                },
-            },
-        }
-    }
-
-    fn unauthorized(message: &str) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut resp = (self.status, Json(self.body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        resp
-    }
-}
-
-impl From<DriverError> for ApiError {
-    fn from(e: DriverError) -> Self {
-        match e {
-            DriverError::Plan(errors) => {
-                let mut err = ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_plan",
-                    format!("the plan has {} problem(s)", errors.len()),
-                );
-                err.body.error.problems = errors
-                    .0
-                    .into_iter()
-                    .map(|d| api::PlanProblem {
-                        line: d.location.line,
-                        col: d.location.col,
-                        message: d.message,
-                        hint: d.hint,
-                    })
-                    .collect();
-                err
-            }
-            DriverError::Invalid(m) => ApiError::new(StatusCode::BAD_REQUEST, "bad_request", m),
-            DriverError::Rejected(r) => {
-                ApiError::new(StatusCode::CONFLICT, r.code(), r.to_string())
-            }
-            DriverError::NoSuchLaunch(id) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no launch with id `{id}`"),
-            ),
-            DriverError::Conflict(m) => {
-                ApiError::new(StatusCode::CONFLICT, "launch_in_progress", m)
-            }
-            DriverError::NoSuchRoute(name) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no builtin route named `{name}`"),
-            ),
-            DriverError::ShuttingDown => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                "the daemon is shutting down",
-            ),
-            internal @ (DriverError::Store(_) | DriverError::Journal { .. }) => {
-                tracing::error!(error = %internal, "internal error");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "internal error; see the daemon log",
-                )
-            }
-        }
-    }
-}
-
-/// `Json` whose rejections are API errors with a JSON body.
-pub struct ApiJson<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
-            Err(e) => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                e.body_text(),
-            )),
-        }
-    }
-}
-
 type ApiResult<T> = Result<T, ApiError>;
+
+/// Store reads and plan decoding run here, off the async workers: a big plan or a slow
+/// disk must not stall the API (or `/healthz`) for everyone.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        Err(ApiError::internal())
+    })
+}
 
 async fn create_launch(
     State(s): State<AppState>,
@@ -208,8 +107,12 @@ async fn create_launch(
 
 /// Runs the plan's checklist here and now. Behind the token: items run commands.
 async fn run_checks(ApiJson(req): ApiJson<api::CheckRequest>) -> ApiResult<Json<api::CheckReport>> {
-    let plan = liftoff_plan::parse(&req.plan, &|name| req.variables.get(name).cloned())
-        .map_err(DriverError::Plan)?;
+    let (req, plan) = blocking(move || {
+        let plan = liftoff_plan::parse(&req.plan, &|name| req.variables.get(name).cloned());
+        Ok((req, plan))
+    })
+    .await?;
+    let plan = plan.map_err(DriverError::Plan)?;
     let workdir = std::path::PathBuf::from(&req.workdir);
     if !workdir.is_absolute() || !workdir.is_dir() {
         return Err(DriverError::Invalid(format!(
@@ -223,7 +126,7 @@ async fn run_checks(ApiJson(req): ApiJson<api::CheckRequest>) -> ApiResult<Json<
 
 async fn send(s: &AppState, id: &str, event: Event) -> ApiResult<Json<api::LaunchStatus>> {
     s.driver.send(id, event).await?;
-    Ok(Json(status_of(s, id)?))
+    status_json(s, id).await
 }
 
 async fn approve(
@@ -318,7 +221,13 @@ async fn launch_status(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<api::LaunchStatus>> {
-    Ok(Json(status_of(&s, &id)?))
+    status_json(&s, &id).await
+}
+
+/// A launch's status: its journal replayed over its re-parsed plan, off the async workers.
+async fn status_json(s: &AppState, id: &str) -> ApiResult<Json<api::LaunchStatus>> {
+    let (s, id) = (s.clone(), id.to_string());
+    blocking(move || status_of(&s, &id).map(Json)).await
 }
 
 fn status_of(s: &AppState, id: &str) -> ApiResult<api::LaunchStatus> {
@@ -338,12 +247,27 @@ async fn maintenance(
 ) -> ApiResult<Json<api::RouteView>> {
     s.driver.set_route_maintenance(&name, r.on).await?;
     tracing::info!(route = %name, on = r.on, by = %r.by, "maintenance switched by hand");
-    let status = s.router.status();
-    let route = status
-        .iter()
-        .find(|rt| rt.name == name)
-        .ok_or(DriverError::NoSuchRoute(name.clone()))?;
-    Ok(Json(views::route(route)))
+    blocking(move || {
+        let status = s.router.status();
+        let route = status
+            .iter()
+            .find(|rt| rt.name == name)
+            .ok_or(DriverError::NoSuchRoute(name.clone()))?;
+        Ok(Json(views::route(
+            route,
+            route_settings(&s, &name).as_ref(),
+        )))
+    })
+    .await
+}
+
+/// The plan settings a route's upstreams are shown with; a plan that cannot be read is
+/// logged (the view then shows the router's address, without credentials).
+fn route_settings(s: &AppState, name: &str) -> Option<liftoff_plan::BuiltinRouter> {
+    s.driver.route_settings(name).unwrap_or_else(|e| {
+        tracing::warn!(route = %name, error = %e, "cannot read the plan of the route's launch");
+        None
+    })
 }
 
 #[derive(Deserialize)]
@@ -368,8 +292,17 @@ async fn cancel_schedule(
     Ok(Json(views::schedule(&row)))
 }
 
-async fn list_routes(State(s): State<AppState>) -> Json<Vec<api::RouteView>> {
-    Json(s.router.status().iter().map(views::route).collect())
+async fn list_routes(State(s): State<AppState>) -> ApiResult<Json<Vec<api::RouteView>>> {
+    blocking(move || {
+        let routes = s.router.status();
+        Ok(Json(
+            routes
+                .iter()
+                .map(|r| views::route(r, route_settings(&s, &r.name).as_ref()))
+                .collect(),
+        ))
+    })
+    .await
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
@@ -394,7 +327,7 @@ async fn journal(
     Path(id): Path<String>,
     Query(q): Query<JournalQuery>,
 ) -> ApiResult<Json<Vec<api::JournalEntry>>> {
-    let snap = s.driver.snapshot(&id)?;
+    let snap = blocking(move || Ok(s.driver.snapshot(&id)?)).await?;
     let after = q.after.unwrap_or(0);
     Ok(Json(
         snap.records

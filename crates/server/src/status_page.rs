@@ -11,11 +11,19 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use liftoff_api as api;
 
-use crate::routes::{ApiError, ApiJson, AppState};
+use axum::http::StatusCode;
+
+use crate::error::{ApiError, ApiJson};
+use crate::routes::{AppState, blocking};
 
 /// How many launches and messages each service shows.
 const HISTORY: usize = 10;
 const MESSAGES: usize = 5;
+
+/// The longest message, and the longest service or author name, in bytes: a status
+/// page is read by people, and every message is kept.
+pub const MAX_MESSAGE_BYTES: usize = 4096;
+pub const MAX_NAME_BYTES: usize = 256;
 
 pub fn page(s: &AppState) -> Result<api::StatusPage, ApiError> {
     let launches = s.driver.list(1000)?;
@@ -129,11 +137,11 @@ fn state_of(
 }
 
 pub async fn json(State(s): State<AppState>) -> Result<Json<api::StatusPage>, ApiError> {
-    Ok(Json(page(&s)?))
+    blocking(move || Ok(Json(page(&s)?))).await
 }
 
 pub async fn html(State(s): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let page = page(&s)?;
+    let page = blocking(move || page(&s)).await?;
     Ok(([(header::CACHE_CONTROL, "no-cache")], Html(render(&page))))
 }
 
@@ -147,17 +155,36 @@ pub async fn post_message(
             "`service` and `message` must not be empty",
         ));
     }
+    for (field, value, max) in [
+        ("message", &req.message, MAX_MESSAGE_BYTES),
+        ("service", &req.service, MAX_NAME_BYTES),
+        ("by", &req.by, MAX_NAME_BYTES),
+    ] {
+        if value.len() > max {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_long",
+                format!(
+                    "`{field}` is {} bytes long; at most {max} are kept",
+                    value.len()
+                ),
+            ));
+        }
+    }
     let message = liftoff_store::StatusMessage {
         service: req.service,
         message: req.message,
         by: req.by,
         at: jiff::Timestamp::now().to_string(),
     };
-    s.driver
-        .store()
-        .post_status_message(&message)
-        .map_err(liftoff_driver::DriverError::from)?;
-    Ok(Json(page(&s)?))
+    blocking(move || {
+        s.driver
+            .store()
+            .post_status_message(&message)
+            .map_err(liftoff_driver::DriverError::from)?;
+        Ok(Json(page(&s)?))
+    })
+    .await
 }
 
 fn render(page: &api::StatusPage) -> String {

@@ -107,12 +107,12 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
         rollback,
         promote: touched(launch.promote_step()).then(|| view(StepRef::Promote)),
         evaluations: evaluations(snap, EVALUATIONS_SHOWN),
-        traffic: match plan.router {
-            Some(liftoff_plan::RouterSpec::Builtin(_)) => router
+        traffic: match &plan.router {
+            Some(liftoff_plan::RouterSpec::Builtin(b)) => router
                 .status()
                 .iter()
                 .find(|r| r.name == plan.service)
-                .map(route),
+                .map(|r| route(r, Some(b))),
             _ => None,
         },
     }
@@ -179,7 +179,12 @@ pub fn schedule(r: &liftoff_store::ScheduleRow) -> api::ScheduleView {
     }
 }
 
-pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
+/// A route's split and figures. `settings` are the `router` of the plan that configured
+/// it: an upstream it wrote with `${VAR}` is shown as written, never resolved.
+pub fn route(
+    r: &liftoff_router::RouteStatus,
+    settings: Option<&liftoff_plan::BuiltinRouter>,
+) -> api::RouteView {
     api::RouteView {
         name: r.name.clone(),
         listen: r.listen.to_string(),
@@ -190,7 +195,7 @@ pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
             .iter()
             .map(|v| api::VersionView {
                 version: v.role.label().into(),
-                upstream: v.url.clone(),
+                upstream: upstream(v, settings),
                 in_flight: v.in_flight,
                 healthy: v.health.healthy,
                 health_failures: v.health.consecutive_failures,
@@ -200,6 +205,31 @@ pub fn route(r: &liftoff_router::RouteStatus) -> api::RouteView {
                 last_60s: window(&v.last_60s),
             })
             .collect(),
+    }
+}
+
+fn upstream(
+    v: &liftoff_router::VersionStatus,
+    settings: Option<&liftoff_plan::BuiltinRouter>,
+) -> String {
+    let written = settings.map(|b| match v.role {
+        liftoff_router::Role::Stable => &b.stable,
+        liftoff_router::Role::Candidate => &b.candidate,
+    });
+    match written {
+        // The router keeps `http://host:port` without a trailing slash.
+        Some(t) if t.expose().trim_end_matches('/') == v.url => match t.template() == t.expose() {
+            true => v.url.clone(),
+            false => t.template().to_string(),
+        },
+        // Not the plan's address (or no plan): the router's, without any credentials.
+        _ => match v.url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+                format!("{scheme}://{}@{host}", liftoff_driver::REDACTED)
+            }
+            _ => v.url.clone(),
+        },
     }
 }
 

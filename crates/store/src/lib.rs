@@ -5,8 +5,17 @@
 //!   a kill -9 (or power loss) right after it loses nothing.
 //! - Records are opaque here (a kind tag and a JSON payload): this crate does not know
 //!   the engine's types, so the engine can evolve its records without a schema change.
-//! - Each record carries a CRC-32 of `(launch, seq, kind, payload)`; reading a record
-//!   whose checksum does not match is an error, never silently accepted state.
+//! - Records are numbered 1, 2, 3... per launch, and each carries a CRC-32 of
+//!   `(previous record's CRC, launch, seq, kind, at, payload)`: the checksums chain, so a
+//!   changed, removed or reordered record breaks every checksum after it. The registry
+//!   row keeps the number of the last record (`journal_last`), so a journal cut short at
+//!   its end is noticed too. Reading a journal that fails any of this is an error
+//!   ([`StoreError::Corrupt`]), never silently accepted state.
+//! - Records written before chaining (schema version 0: a CRC-32 of `(launch, seq, kind,
+//!   payload)`, `chained = 0`) are still read and checked that way; the chain starts at
+//!   the first record written after the upgrade.
+//! - Text that is not UTF-8 where the schema holds text (flipped bytes) is corruption
+//!   too, named by table and row ([`StoreError::CorruptRow`]), not an internal error.
 //! - All records of one transition are appended in one transaction: the journal never
 //!   holds half a transition.
 //! - Plan variables (secrets) live in their own table, never in the journal; the
@@ -17,7 +26,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::types::{FromSql, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod flags;
 mod schedules;
@@ -30,14 +40,37 @@ pub use status::StatusMessage;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("state database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The database file could not be opened as liftoff's state.
+    #[error("state database {path}: {source}")]
+    Open {
+        path: String,
+        source: Box<StoreError>,
+    },
     #[error("state database file {path}: {source}")]
     File {
         path: String,
         source: std::io::Error,
     },
-    #[error("journal record {seq} of launch {launch} is corrupt (checksum mismatch)")]
-    Corrupt { launch: String, seq: i64 },
+    #[error("journal of launch {launch}: record {seq} {problem}")]
+    Corrupt {
+        launch: String,
+        seq: i64,
+        problem: Corruption,
+    },
+    #[error("state database: {table} row `{key}` is damaged: {detail}")]
+    CorruptRow {
+        table: &'static str,
+        key: String,
+        detail: String,
+    },
+    /// SQLite found the file damaged, or a value is not of its column's type.
+    #[error("state database is damaged: {0}")]
+    Damaged(rusqlite::Error),
+    #[error(
+        "written by a newer liftoff (schema version {found}; this one knows up to {SCHEMA_VERSION})"
+    )]
+    NewerSchema { found: i64 },
     #[error("no launch with id `{0}`")]
     NoSuchLaunch(String),
     #[error("no route named `{0}`")]
@@ -46,6 +79,62 @@ pub enum StoreError {
         "service `{service}` already has launch `{id}` in progress; one launch per service at a time"
     )]
     LaunchInProgress { service: String, id: String },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let damaged = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => {
+                matches!(f.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+            }
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(..) => true,
+            _ => false,
+        };
+        if damaged {
+            StoreError::Damaged(e)
+        } else {
+            StoreError::Sqlite(e)
+        }
+    }
+}
+
+impl StoreError {
+    /// The stored state itself is damaged (as opposed to a failing disk or a busy lock).
+    pub fn is_corruption(&self) -> bool {
+        match self {
+            StoreError::Corrupt { .. } | StoreError::CorruptRow { .. } | StoreError::Damaged(_) => {
+                true
+            }
+            StoreError::Open { source, .. } => source.is_corruption(),
+            _ => false,
+        }
+    }
+}
+
+/// What is wrong with a journal record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corruption {
+    /// Its checksum does not match its content or the chain before it.
+    Checksum,
+    /// It is not there: the journal skips it, or ends before the registry says it does.
+    Missing,
+    /// It lies beyond the journal's end as the registry records it.
+    Unexpected,
+    /// A field is not UTF-8 text.
+    NotText,
+}
+
+impl std::fmt::Display for Corruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Corruption::Checksum => "fails its checksum",
+            Corruption::Missing => "is missing",
+            Corruption::Unexpected => "lies beyond the journal's recorded end",
+            Corruption::NotText => "is not valid text",
+        })
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -108,7 +197,8 @@ CREATE TABLE IF NOT EXISTS launches (
     plan_path   TEXT NOT NULL,
     workdir     TEXT NOT NULL,
     status      TEXT NOT NULL DEFAULT 'pending',
-    finished    INTEGER NOT NULL DEFAULT 0
+    finished    INTEGER NOT NULL DEFAULT 0,
+    journal_last INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS journal (
     launch_id TEXT NOT NULL REFERENCES launches(id),
@@ -117,6 +207,7 @@ CREATE TABLE IF NOT EXISTS journal (
     at        TEXT NOT NULL,
     payload   TEXT NOT NULL,
     crc       INTEGER NOT NULL,
+    chained   INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (launch_id, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS launch_variables (
@@ -140,9 +231,22 @@ CREATE TABLE IF NOT EXISTS api_tokens (
 );
 ";
 
+/// `PRAGMA user_version`: 0 before journal records were chained, 1 since.
+const SCHEMA_VERSION: i64 = 1;
+
 impl Store {
-    /// Open (creating if needed) the database at `path`, owner-only.
+    /// Open (creating if needed) the database at `path`, owner-only. Errors name the file.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_at(path).map_err(|e| match e {
+            e @ StoreError::File { .. } => e,
+            other => StoreError::Open {
+                path: path.display().to_string(),
+                source: Box::new(other),
+            },
+        })
+    }
+
+    fn open_at(path: &Path) -> Result<Self> {
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -270,45 +374,78 @@ impl Store {
         Ok(())
     }
 
+    /// The launch's records in order, each checked: numbered without a gap up to the end
+    /// the registry records, and every checksum (chained or, for records written before
+    /// chaining, alone) matching.
     pub fn journal(&self, launch_id: &str) -> Result<Vec<StoredEntry>> {
         let conn = self.conn();
+        let recorded_end: Option<i64> = conn
+            .query_row(
+                "SELECT journal_last FROM launches WHERE id = ?1",
+                [launch_id],
+                |r| r.get(0),
+            )
+            .optional()?;
         let mut stmt = conn.prepare_cached(
-            "SELECT seq, kind, at, payload, crc FROM journal WHERE launch_id = ?1 ORDER BY seq",
+            "SELECT seq, kind, at, payload, crc, chained FROM journal WHERE launch_id = ?1 ORDER BY seq",
         )?;
-        let rows = stmt.query_map([launch_id], |r| {
-            Ok((
-                StoredEntry {
-                    seq: r.get(0)?,
-                    kind: r.get(1)?,
-                    at: r.get(2)?,
-                    payload: r.get(3)?,
-                },
-                r.get::<_, u32>(4)?,
-            ))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (entry, crc) = row?;
-            if checksum(launch_id, entry.seq, &entry.kind, &entry.payload) != crc {
-                return Err(StoreError::Corrupt {
-                    launch: launch_id.to_string(),
-                    seq: entry.seq,
-                });
+        let corrupt = |seq: i64, problem: Corruption| StoreError::Corrupt {
+            launch: launch_id.to_string(),
+            seq,
+            problem,
+        };
+        let mut rows = stmt.query([launch_id])?;
+        let mut out: Vec<StoredEntry> = Vec::new();
+        let mut prev_crc = 0u32;
+        let mut chain_started = false;
+        while let Some(r) = rows.next()? {
+            let seq: i64 = r.get(0)?;
+            let expected = out.len() as i64 + 1;
+            if seq != expected {
+                return Err(corrupt(expected, Corruption::Missing));
             }
-            out.push(entry);
+            let (kind, at, payload) = (raw(r, 1)?, raw(r, 2)?, raw(r, 3)?);
+            let crc: i64 = r.get(4)?;
+            let chained: bool = r.get(5)?;
+            let want = match (chained, chain_started) {
+                (true, _) => chained_checksum(prev_crc, launch_id, seq, kind, at, payload),
+                (false, false) => checksum(launch_id, seq, kind, payload),
+                // An unchained record after the chain began was not written by liftoff.
+                (false, true) => return Err(corrupt(seq, Corruption::Checksum)),
+            };
+            if i64::from(want) != crc {
+                return Err(corrupt(seq, Corruption::Checksum));
+            }
+            let text = |b: &[u8]| {
+                String::from_utf8(b.to_vec()).map_err(|_| corrupt(seq, Corruption::NotText))
+            };
+            out.push(StoredEntry {
+                seq,
+                kind: text(kind)?,
+                at: text(at)?,
+                payload: text(payload)?,
+            });
+            prev_crc = want;
+            chain_started |= chained;
         }
-        Ok(out)
+        let read_end = out.len() as i64;
+        match recorded_end {
+            Some(end) if end > read_end => Err(corrupt(read_end + 1, Corruption::Missing)),
+            Some(end) if end < read_end => Err(corrupt(end + 1, Corruption::Unexpected)),
+            _ => Ok(out),
+        }
     }
 
     pub fn launch(&self, id: &str) -> Result<LaunchRow> {
         let conn = self.conn();
-        conn.query_row(
-            &format!("SELECT {LAUNCH_COLUMNS} FROM launches WHERE id = ?1"),
-            [id],
-            launch_row,
-        )
-        .optional()?
-        .ok_or_else(|| StoreError::NoSuchLaunch(id.to_string()))
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {LAUNCH_COLUMNS} FROM launches WHERE id = ?1"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        match rows.next()? {
+            Some(r) => launch_row(r),
+            None => Err(StoreError::NoSuchLaunch(id.to_string())),
+        }
     }
 
     /// Newest first.
@@ -317,8 +454,12 @@ impl Store {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT {LAUNCH_COLUMNS} FROM launches ORDER BY created_at DESC, rowid DESC LIMIT ?1"
         ))?;
-        let rows = stmt.query_map([limit as i64], launch_row)?;
-        rows.collect::<Result<_, _>>().map_err(Into::into)
+        let mut rows = stmt.query([limit as i64])?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next()? {
+            out.push(launch_row(r)?);
+        }
+        Ok(out)
     }
 
     pub fn unfinished_launches(&self) -> Result<Vec<String>> {
@@ -411,23 +552,42 @@ impl Store {
     }
 }
 
-/// Append entries after the launch's last record, each with its checksum.
+/// Append entries after the launch's last record, each checksum chained to the one
+/// before, and move the registry's record of the journal's end.
 fn insert_entries(
     tx: &rusqlite::Transaction<'_>,
     launch_id: &str,
     entries: &[Entry],
 ) -> Result<()> {
-    let next: i64 = tx.query_row(
-        "SELECT COALESCE(MAX(seq), 0) + 1 FROM journal WHERE launch_id = ?1",
-        [launch_id],
-        |r| r.get(0),
-    )?;
-    for (seq, e) in (next..).zip(entries) {
+    let (last, mut prev_crc): (i64, u32) = tx
+        .query_row(
+            "SELECT seq, crc FROM journal WHERE launch_id = ?1 ORDER BY seq DESC LIMIT 1",
+            [launch_id],
+            |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u32)),
+        )
+        .optional()?
+        .unwrap_or((0, 0));
+    let mut seq = last;
+    for e in entries {
+        seq += 1;
+        let crc = chained_checksum(
+            prev_crc,
+            launch_id,
+            seq,
+            e.kind.as_bytes(),
+            e.at.as_bytes(),
+            e.payload.as_bytes(),
+        );
         tx.execute(
-            "INSERT INTO journal (launch_id, seq, kind, at, payload, crc) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![launch_id, seq, e.kind, e.at, e.payload, checksum(launch_id, seq, &e.kind, &e.payload)],
+            "INSERT INTO journal (launch_id, seq, kind, at, payload, crc, chained) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1)",
+            params![launch_id, seq, e.kind, e.at, e.payload, crc],
         )?;
+        prev_crc = crc;
     }
+    tx.execute(
+        "UPDATE launches SET journal_last = ?2 WHERE id = ?1",
+        params![launch_id, seq],
+    )?;
     Ok(())
 }
 
@@ -454,6 +614,29 @@ fn migrate(conn: &Connection) -> Result<()> {
     };
     if !has_column("routes", "maintenance")? {
         conn.execute_batch("ALTER TABLE routes ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0")?;
+    }
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema { found: version });
+    }
+    if version < 1 {
+        // Chained journal checksums: records already there stay as they are (checked the
+        // old way); the registry learns where each journal ends now.
+        let tx = conn.unchecked_transaction()?;
+        if !has_column("journal", "chained")? {
+            tx.execute_batch("ALTER TABLE journal ADD COLUMN chained INTEGER NOT NULL DEFAULT 0")?;
+        }
+        if !has_column("launches", "journal_last")? {
+            tx.execute_batch(
+                "ALTER TABLE launches ADD COLUMN journal_last INTEGER NOT NULL DEFAULT 0",
+            )?;
+        }
+        tx.execute_batch(
+            "UPDATE launches SET journal_last =
+                 (SELECT COALESCE(MAX(seq), 0) FROM journal WHERE launch_id = launches.id);
+             PRAGMA user_version = 1;",
+        )?;
+        tx.commit()?;
     }
     Ok(())
 }
@@ -485,27 +668,80 @@ fn route_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RouteRow> {
 const LAUNCH_COLUMNS: &str =
     "id, name, service, created_at, plan_source, plan_path, workdir, status, finished";
 
-fn launch_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LaunchRow> {
+/// A registry row; a field that is not what its column holds (text that is not UTF-8)
+/// is reported as a damaged row named by its id.
+fn launch_row(r: &rusqlite::Row<'_>) -> Result<LaunchRow> {
+    let key = String::from_utf8_lossy(r.get_ref(0)?.as_bytes().unwrap_or(b"?")).into_owned();
+    let t = "launches";
     Ok(LaunchRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        service: r.get(2)?,
-        created_at: r.get(3)?,
-        plan_source: r.get(4)?,
-        plan_path: r.get(5)?,
-        workdir: r.get(6)?,
-        status: r.get(7)?,
-        finished: r.get(8)?,
+        id: field(r, 0, t, &key)?,
+        name: field(r, 1, t, &key)?,
+        service: field(r, 2, t, &key)?,
+        created_at: field(r, 3, t, &key)?,
+        plan_source: field(r, 4, t, &key)?,
+        plan_path: field(r, 5, t, &key)?,
+        workdir: field(r, 6, t, &key)?,
+        status: field(r, 7, t, &key)?,
+        finished: field(r, 8, t, &key)?,
     })
 }
 
-fn checksum(launch: &str, seq: i64, kind: &str, payload: &str) -> u32 {
+fn field<T: FromSql>(r: &rusqlite::Row<'_>, i: usize, table: &'static str, key: &str) -> Result<T> {
+    r.get(i).map_err(|e| {
+        let column = r.as_ref().column_name(i).unwrap_or("?").to_string();
+        match StoreError::from(e) {
+            StoreError::Damaged(e) => StoreError::CorruptRow {
+                table,
+                key: key.to_string(),
+                detail: match e {
+                    rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::Utf8Error(..) => format!("`{column}` is not valid text"),
+                    other => format!("`{column}`: {other}"),
+                },
+            },
+            other => other,
+        }
+    })
+}
+
+/// A column's bytes as stored, whatever its type claims (checksums are over bytes).
+fn raw<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r [u8]> {
+    Ok(match r.get_ref(i)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => b,
+        _ => &[],
+    })
+}
+
+/// The checksum of records written before chaining (schema version 0).
+fn checksum(launch: &str, seq: i64, kind: &[u8], payload: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(launch.as_bytes());
     h.update(&seq.to_le_bytes());
-    h.update(kind.as_bytes());
+    h.update(kind);
     h.update(&[0]);
-    h.update(payload.as_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// A record's checksum, covering the previous record's (0 for the first).
+fn chained_checksum(
+    prev: u32,
+    launch: &str,
+    seq: i64,
+    kind: &[u8],
+    at: &[u8],
+    payload: &[u8],
+) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&prev.to_le_bytes());
+    h.update(launch.as_bytes());
+    h.update(&[0]);
+    h.update(&seq.to_le_bytes());
+    for part in [kind, at] {
+        h.update(part);
+        h.update(&[0]);
+    }
+    h.update(payload);
     h.finalize()
 }
 
@@ -630,6 +866,217 @@ mod tests {
             store.journal("a"),
             Err(StoreError::Corrupt { seq: 1, .. })
         ));
+    }
+
+    fn seqs(store: &Store, id: &str) -> Result<Vec<i64>> {
+        Ok(store.journal(id)?.into_iter().map(|e| e.seq).collect())
+    }
+
+    #[test]
+    fn a_record_removed_from_the_journal_is_reported_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.create_launch(&new_launch("a")).unwrap();
+        store
+            .append("a", &[entry("one"), entry("two")], "running", false)
+            .unwrap();
+        store
+            .append("a", &[entry("three"), entry("four")], "running", false)
+            .unwrap();
+        assert_eq!(seqs(&store, "a").unwrap(), [1, 2, 3, 4]);
+        let sql = |q: &str| store.conn().execute(q, []).unwrap();
+
+        // The last record: the registry knows where the journal ended.
+        sql("DELETE FROM journal WHERE seq = 4");
+        let err = seqs(&store, "a").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Corrupt { ref launch, seq: 4, problem: Corruption::Missing } if launch == "a"
+            ),
+            "{err}"
+        );
+        assert_eq!(err.to_string(), "journal of launch a: record 4 is missing");
+        assert!(err.is_corruption());
+
+        // One in the middle: a gap in the numbers.
+        sql("UPDATE launches SET journal_last = 3");
+        assert_eq!(seqs(&store, "a").unwrap(), [1, 2, 3]);
+        sql("DELETE FROM journal WHERE seq = 2");
+        assert!(matches!(
+            seqs(&store, "a"),
+            Err(StoreError::Corrupt {
+                seq: 2,
+                problem: Corruption::Missing,
+                ..
+            })
+        ));
+
+        // Renumbered to close the gap: the chain of checksums breaks.
+        sql("UPDATE journal SET seq = 2 WHERE seq = 3");
+        sql("UPDATE launches SET journal_last = 2");
+        assert!(matches!(
+            seqs(&store, "a"),
+            Err(StoreError::Corrupt {
+                seq: 2,
+                problem: Corruption::Checksum,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn flipped_bytes_are_reported_as_damage_naming_the_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        store.create_launch(&new_launch("a")).unwrap();
+        store
+            .append("a", &[entry("one"), entry("two")], "running", false)
+            .unwrap();
+        let sql = |q: &str| store.conn().execute(q, []).unwrap();
+
+        // A changed timestamp is covered by the checksum too.
+        sql("UPDATE journal SET at = '2026-11-21T10:00:02Z' WHERE seq = 2");
+        assert!(matches!(
+            store.journal("a"),
+            Err(StoreError::Corrupt {
+                seq: 2,
+                problem: Corruption::Checksum,
+                ..
+            })
+        ));
+        sql("UPDATE journal SET payload = CAST(X'7B22FF' AS TEXT) WHERE seq = 1");
+        assert!(matches!(
+            store.journal("a"),
+            Err(StoreError::Corrupt {
+                seq: 1,
+                problem: Corruption::Checksum,
+                ..
+            })
+        ));
+
+        sql("UPDATE launches SET plan_source = CAST(X'76657273696F6EFF' AS TEXT) WHERE id = 'a'");
+        for err in [
+            store.launches(10).unwrap_err(),
+            store.launch("a").unwrap_err(),
+        ] {
+            assert!(
+                matches!(
+                    err,
+                    StoreError::CorruptRow { table: "launches", ref key, .. } if key == "a"
+                ),
+                "{err}"
+            );
+            assert_eq!(
+                err.to_string(),
+                "state database: launches row `a` is damaged: `plan_source` is not valid text"
+            );
+            assert!(err.is_corruption());
+        }
+    }
+
+    #[test]
+    fn a_journal_written_before_chaining_is_read_and_chained_from_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        {
+            // The schema and checksums of the release before chaining.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE launches (id TEXT PRIMARY KEY, name TEXT NOT NULL, service TEXT NOT NULL, created_at TEXT NOT NULL, plan_source TEXT NOT NULL, plan_path TEXT NOT NULL, workdir TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'pending', finished INTEGER NOT NULL DEFAULT 0);
+                 CREATE TABLE journal (launch_id TEXT NOT NULL REFERENCES launches(id), seq INTEGER NOT NULL, kind TEXT NOT NULL, at TEXT NOT NULL, payload TEXT NOT NULL, crc INTEGER NOT NULL, PRIMARY KEY (launch_id, seq)) WITHOUT ROWID;
+                 INSERT INTO launches (id, name, service, created_at, plan_source, plan_path, workdir) VALUES ('a', 'n', 's', 't', 'p', 'p', 'w'), ('b', 'n', 't', 't', 'p', 'p', 'w');",
+            )
+            .unwrap();
+            for (launch, seq, kind) in [
+                ("a", 1, "one"),
+                ("a", 2, "two"),
+                ("b", 1, "one"),
+                ("b", 2, "two"),
+            ] {
+                let payload = format!("{{\"type\":\"{kind}\"}}");
+                conn.execute(
+                    "INSERT INTO journal VALUES (?1, ?2, ?3, 't', ?4, ?5)",
+                    params![
+                        launch,
+                        seq,
+                        kind,
+                        payload,
+                        checksum(launch, seq, kind.as_bytes(), payload.as_bytes())
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(seqs(&store, "a").unwrap(), [1, 2]);
+        store
+            .append("a", &[entry("three")], "running", false)
+            .unwrap();
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        assert_eq!(seqs(&store, "a").unwrap(), [1, 2, 3]);
+        let version: i64 = store
+            .conn()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+
+        // The upgrade recorded where the old journals end, so losing their tail shows.
+        store
+            .conn()
+            .execute("DELETE FROM journal WHERE launch_id = 'b' AND seq = 2", [])
+            .unwrap();
+        assert!(matches!(
+            seqs(&store, "b"),
+            Err(StoreError::Corrupt {
+                seq: 2,
+                problem: Corruption::Missing,
+                ..
+            })
+        ));
+        // An old record changed under the first chained one.
+        store
+            .conn()
+            .execute(
+                "UPDATE journal SET payload = '{}' WHERE launch_id = 'a' AND seq = 2",
+                [],
+            )
+            .unwrap();
+        assert!(matches!(
+            seqs(&store, "a"),
+            Err(StoreError::Corrupt {
+                seq: 2,
+                problem: Corruption::Checksum,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_database_from_a_newer_liftoff_is_refused_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert!(err.contains("newer liftoff"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_database_is_damage_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        std::fs::write(&path, vec![0x5a; 8192]).unwrap();
+        let err = Store::open(&path).err().unwrap();
+        assert!(err.is_corruption(), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
 
     #[test]

@@ -16,27 +16,18 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(state_dir: &Path) -> Daemon {
+        Daemon::start_with(state_dir, &[], None)
+    }
+
+    /// Start with extra environment (settings such as `LIFTOFF_API_MAX_CONNECTIONS`;
+    /// a release without them ignores them) and, if given, this many open files at most
+    /// (`ulimit -n`, soft and hard).
+    pub fn start_with(state_dir: &Path, env: &[(&str, &str)], open_files: Option<u32>) -> Daemon {
         let addr_file = state_dir.join("serve.addr");
         let _ = std::fs::remove_file(&addr_file);
-        std::fs::create_dir_all(state_dir).unwrap();
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(state_dir.join("daemon.log"))
-            .unwrap();
-        let child = Command::new(BIN)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--shutdown-grace",
-                "5s",
-                "--state-dir",
-            ])
-            .arg(state_dir)
-            .stdin(Stdio::null())
+        let child = serve_command(state_dir, env, open_files)
             .stdout(Stdio::null())
-            .stderr(log)
+            .stderr(daemon_log(state_dir))
             .spawn()
             .expect("start liftoff serve");
         let started = Instant::now();
@@ -150,6 +141,67 @@ impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// `liftoff serve` on port 0 with a 5 s grace, in `state_dir`.
+fn serve_command(state_dir: &Path, env: &[(&str, &str)], open_files: Option<u32>) -> Command {
+    std::fs::create_dir_all(state_dir).unwrap();
+    let mut cmd = match open_files {
+        Some(n) => {
+            let mut sh = Command::new("sh");
+            sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), BIN]);
+            sh
+        }
+        None => Command::new(BIN),
+    };
+    cmd.args([
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--shutdown-grace",
+        "5s",
+        "--state-dir",
+    ])
+    .arg(state_dir)
+    .envs(env.iter().copied())
+    .stdin(Stdio::null());
+    cmd
+}
+
+fn daemon_log(state_dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(state_dir.join("daemon.log"))
+        .unwrap()
+}
+
+/// Run `liftoff serve` where it must refuse to start: its exit status and what it
+/// printed. Panics (after stopping it) if it is still running after 20 s.
+pub fn serve_refused(state_dir: &Path) -> (std::process::ExitStatus, String) {
+    let mut child = serve_command(state_dir, &[], None)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start liftoff serve");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "liftoff serve started although it must not; it said:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status, stderr)
 }
 
 pub fn stdout(o: &Output) -> String {
