@@ -33,7 +33,7 @@ pub use split::{Role, Sticky};
 pub use stats::{ErrorSource, Window};
 pub use table::Maintenance;
 
-use table::{Route, Table, Upstream};
+use table::{Route, Table, Upstream, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -124,12 +124,20 @@ pub struct RouteSpec {
 
 pub const DEFAULT_OVERRIDE_HEADER: &str = "x-liftoff-version";
 
+/// A route's name and an upstream URL: one version of one route.
+type VersionKey = (String, String);
+
 /// Control-plane state: only touched by route changes, never by requests.
 #[derive(Default)]
 struct Control {
+    /// By URL: connection pools are shared by every route naming the upstream.
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// The versions the current table holds: a route's figures of an upstream follow
+    /// it through weight changes, swaps and updates of the route, and are dropped with
+    /// it when the route no longer names the upstream.
+    versions: HashMap<VersionKey, Arc<Version>>,
     listeners: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
-    health: HashMap<String, (HealthCheck, tokio::task::JoinHandle<()>)>,
+    health: HashMap<VersionKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
 }
 
 pub struct Router {
@@ -224,11 +232,11 @@ impl Router {
     /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
-        let stable = upstream(&self.shared, &mut control, &spec.stable)?;
+        let stable = version(&self.shared, &mut control, &spec.name, &spec.stable)?;
         let candidate = spec
             .candidate
             .as_deref()
-            .map(|u| upstream(&self.shared, &mut control, u))
+            .map(|u| version(&self.shared, &mut control, &spec.name, u))
             .transpose()?;
         let table = self.shared.table.load();
         let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
@@ -266,10 +274,18 @@ impl Router {
             .cloned()
             .collect();
         routes.push(Arc::new(route));
-        self.shared.table.store(Arc::new(Table { routes }));
-        if let Some(check) = &spec.health {
-            for up in std::iter::once(&stable).chain(candidate.as_ref()) {
-                self.ensure_health_check(&mut control, up, check);
+        let table = Table { routes };
+        forget_unused_versions(&mut control, &table);
+        self.shared.table.store(Arc::new(table));
+        for v in std::iter::once(&stable).chain(candidate.as_ref()) {
+            let key = (spec.name.clone(), v.upstream.url.clone());
+            match &spec.health {
+                Some(check) => self.ensure_health_check(&mut control, key, v, check),
+                None => {
+                    if let Some((_, task)) = control.health.remove(&key) {
+                        task.abort();
+                    }
+                }
             }
         }
         Ok(listen)
@@ -298,17 +314,27 @@ impl Router {
         Ok(bound)
     }
 
-    fn ensure_health_check(&self, control: &mut Control, up: &Arc<Upstream>, check: &HealthCheck) {
-        if control.health.get(&up.url).is_some_and(|(c, _)| c == check) {
+    /// Health is per version of a route: two routes to one upstream check it each with
+    /// their own settings, and keep their own verdicts.
+    fn ensure_health_check(
+        &self,
+        control: &mut Control,
+        key: VersionKey,
+        version: &Arc<Version>,
+        check: &HealthCheck,
+    ) {
+        if control.health.get(&key).is_some_and(|(c, _)| c == check) {
             return;
         }
-        if let Some((_, old)) = control.health.remove(&up.url) {
+        if let Some((_, old)) = control.health.remove(&key) {
             old.abort();
         }
-        let task =
-            self.runtime()
-                .spawn(health_loop(self.shared.clone(), up.clone(), check.clone()));
-        control.health.insert(up.url.clone(), (check.clone(), task));
+        let task = self.runtime().spawn(health_loop(
+            self.shared.clone(),
+            version.clone(),
+            check.clone(),
+        ));
+        control.health.insert(key, (check.clone(), task));
     }
 
     fn change(
@@ -316,7 +342,16 @@ impl Router {
         name: &str,
         f: impl FnOnce(&Route) -> Result<Route, RouterError>,
     ) -> Result<(), RouterError> {
-        let _control = self.control(); // serialises writers; readers never wait
+        let mut control = self.control(); // serialises writers; readers never wait
+        self.change_locked(&mut control, name, f)
+    }
+
+    fn change_locked(
+        &self,
+        control: &mut Control,
+        name: &str,
+        f: impl FnOnce(&Route) -> Result<Route, RouterError>,
+    ) -> Result<(), RouterError> {
         let table = self.shared.table.load();
         let Some(current) = table.routes.iter().find(|r| r.name == name) else {
             return Err(RouterError::NoSuchRoute(name.to_string()));
@@ -333,7 +368,9 @@ impl Router {
                 }
             })
             .collect();
-        self.shared.table.store(Arc::new(Table { routes }));
+        let table = Table { routes };
+        forget_unused_versions(control, &table);
+        self.shared.table.store(Arc::new(table));
         Ok(())
     }
 
@@ -372,12 +409,21 @@ impl Router {
 
     /// Remove (or replace) the candidate. Requests in flight to the old one finish.
     pub fn set_candidate(&self, route: &str, url: Option<&str>) -> Result<(), RouterError> {
-        let candidate = {
-            let mut control = self.control();
-            url.map(|u| upstream(&self.shared, &mut control, u))
-                .transpose()?
-        };
-        self.change(route, |r| {
+        let mut control = self.control();
+        if !self
+            .shared
+            .table
+            .load()
+            .routes
+            .iter()
+            .any(|r| r.name == route)
+        {
+            return Err(RouterError::NoSuchRoute(route.to_string()));
+        }
+        let candidate = url
+            .map(|u| version(&self.shared, &mut control, route, u))
+            .transpose()?;
+        self.change_locked(&mut control, route, |r| {
             Ok(r.with(|f| {
                 if candidate.is_none() {
                     f.weight_bp = 0;
@@ -410,8 +456,8 @@ impl Router {
             .iter()
             .find(|r| r.name == route)
             .ok_or_else(|| RouterError::NoSuchRoute(route.to_string()))?;
-        Ok(r.upstream(role)
-            .map(|u| u.stats.window(self.shared.second(), secs)))
+        Ok(r.version(role)
+            .map(|v| v.stats.window(self.shared.second(), secs)))
     }
 
     /// What a version saw in the `secs` whole seconds before the current one and in
@@ -445,11 +491,11 @@ impl Router {
         }))
     }
 
-    /// An upstream's health as last checked.
+    /// A version's health as its route last checked it.
     pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
         let table = self.shared.table.load();
         let r = table.routes.iter().find(|r| r.name == route)?;
-        r.upstream(role).map(|u| u.health.report())
+        r.version(role).map(|v| v.health.report())
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {
@@ -466,14 +512,14 @@ impl Router {
                 versions: [Role::Stable, Role::Candidate]
                     .into_iter()
                     .filter_map(|role| {
-                        let u = r.upstream(role)?;
+                        let v = r.version(role)?;
                         Some(VersionStatus {
                             role,
-                            url: u.url.clone(),
-                            in_flight: u.in_flight.load(Relaxed),
-                            health: u.health.report(),
-                            last_10s: u.stats.window(now, 10),
-                            last_60s: u.stats.window(now, 60),
+                            url: v.upstream.url.clone(),
+                            in_flight: v.in_flight.load(Relaxed),
+                            health: v.health.report(),
+                            last_10s: v.stats.window(now, 10),
+                            last_60s: v.stats.window(now, 60),
                         })
                     })
                     .collect(),
@@ -511,13 +557,20 @@ pub struct VersionStatus {
     pub last_60s: Window,
 }
 
-fn upstream(
+/// The version of `route` at `url`: the one the route already has, or a new one (with
+/// no figures yet) on the upstream's shared connections.
+fn version(
     shared: &Shared,
     control: &mut Control,
+    route: &str,
     url: &str,
-) -> Result<Arc<Upstream>, RouterError> {
+) -> Result<Arc<Version>, RouterError> {
     let probe = Upstream::new(url)?;
-    Ok(control
+    let key = (route.to_string(), probe.url.clone());
+    if let Some(v) = control.versions.get(&key) {
+        return Ok(v.clone());
+    }
+    let upstream = control
         .upstreams
         .entry(probe.url.clone())
         .or_insert_with(|| {
@@ -525,7 +578,31 @@ fn upstream(
             shared.pools().push(up.pool.clone());
             up
         })
-        .clone())
+        .clone();
+    let v = Arc::new(Version::new(upstream));
+    control.versions.insert(key, v.clone());
+    Ok(v)
+}
+
+/// Drop the versions `table` no longer holds, and stop their health checks. (Requests
+/// still in flight on one hold it until they finish.)
+fn forget_unused_versions(control: &mut Control, table: &Table) {
+    let held = |(route, url): &VersionKey| {
+        table.routes.iter().any(|r| {
+            r.name == *route
+                && [Role::Stable, Role::Candidate]
+                    .into_iter()
+                    .any(|role| r.version(role).is_some_and(|v| v.upstream.url == *url))
+        })
+    };
+    control.versions.retain(|key, _| held(key));
+    control.health.retain(|key, (_, task)| {
+        let keep = held(key);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
 }
 
 /// Clears each stats slot a second before it is written; once a second, closes idle
@@ -575,11 +652,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
     }
 }
 
-async fn health_loop(shared: Arc<Shared>, up: Arc<Upstream>, check: HealthCheck) {
-    let url = format!("{}{}", up.url, check.path);
+async fn health_loop(shared: Arc<Shared>, version: Arc<Version>, check: HealthCheck) {
+    let url = format!("{}{}", version.upstream.url, check.path);
     loop {
         let result = probe(&shared, &url, check.timeout).await;
-        up.health.record(&check, result);
+        version.health.record(&check, result);
         tokio::time::sleep(check.interval).await;
     }
 }

@@ -21,7 +21,7 @@ pub fn render(table: &Table) -> String {
         .flat_map(|r| {
             [Role::Stable, Role::Candidate]
                 .into_iter()
-                .filter_map(move |role| r.upstream(role).map(|u| (r, role, u)))
+                .filter_map(move |role| r.version(role).map(|v| (r, role, v)))
         })
         .collect();
     let labels = |route: &str, role: Role, url: &str| {
@@ -43,13 +43,13 @@ pub fn render(table: &Table) -> String {
         "counter",
         "Requests answered, by status class.",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
+    for (r, role, v) in &versions {
+        let t = v.stats.totals();
         for (class, n) in STATUS_CLASSES.iter().zip(&t.status) {
             let _ = writeln!(
                 out,
                 "liftoff_router_requests_total{{{},class=\"{class}\"}} {n}",
-                labels(&r.name, *role, &u.url)
+                labels(&r.name, *role, &v.upstream.url)
             );
         }
     }
@@ -59,14 +59,14 @@ pub fn render(table: &Table) -> String {
         "counter",
         "Failed requests, by source: the upstream answered 5xx, could not be reached, timed out, or the client went away.",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
+    for (r, role, v) in &versions {
+        let t = v.stats.totals();
         for source in ErrorSource::ALL {
             let n = t.errors[source as usize];
             let _ = writeln!(
                 out,
                 "liftoff_router_errors_total{{{},source=\"{}\"}} {n}",
-                labels(&r.name, *role, &u.url),
+                labels(&r.name, *role, &v.upstream.url),
                 source.label()
             );
         }
@@ -77,9 +77,9 @@ pub fn render(table: &Table) -> String {
         "histogram",
         "Time from receiving a request to the upstream's response head.",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
-        let l = labels(&r.name, *role, &u.url);
+    for (r, role, v) in &versions {
+        let t = v.stats.totals();
+        let l = labels(&r.name, *role, &v.upstream.url);
         let mut cumulative = 0;
         for (bound, n) in PROM_BUCKETS.iter().zip(&t.prom_buckets) {
             cumulative += n;
@@ -110,12 +110,12 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Requests being proxied now.",
     );
-    for (r, role, u) in &versions {
+    for (r, role, v) in &versions {
         let _ = writeln!(
             out,
             "liftoff_router_in_flight_requests{{{}}} {}",
-            labels(&r.name, *role, &u.url),
-            u.in_flight.load(Relaxed)
+            labels(&r.name, *role, &v.upstream.url),
+            v.in_flight.load(Relaxed)
         );
     }
     family(
@@ -130,9 +130,9 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Consecutive failed health checks.",
     );
-    for (r, role, u) in &versions {
-        let h = u.health.report();
-        let l = labels(&r.name, *role, &u.url);
+    for (r, role, v) in &versions {
+        let h = v.health.report();
+        let l = labels(&r.name, *role, &v.upstream.url);
         let _ = writeln!(
             out,
             "liftoff_router_upstream_healthy{{{l}}} {}",

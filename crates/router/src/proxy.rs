@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed, content_length};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
-use crate::table::{Route, Upstream};
+use crate::table::{Route, Version};
 use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
@@ -129,21 +129,21 @@ impl Answer {
     }
 }
 
-/// Counts a request as in flight on an upstream, and records a client abort if the
+/// Counts a request as in flight on a version, and records a client abort if the
 /// request is dropped (the client went away) before an outcome was recorded.
 struct InFlight<'a> {
     shared: &'a Shared,
-    upstream: Arc<Upstream>,
+    version: &'a Version,
     started: Instant,
     done: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, upstream: Arc<Upstream>) -> Self {
-        upstream.in_flight.fetch_add(1, Relaxed);
+    fn new(shared: &'a Shared, version: &'a Version) -> Self {
+        version.in_flight.fetch_add(1, Relaxed);
         Self {
             shared,
-            upstream,
+            version,
             started: Instant::now(),
             done: false,
         }
@@ -160,7 +160,7 @@ impl<'a> InFlight<'a> {
                 latency: now.saturating_duration_since(self.started),
             };
             let second = now.saturating_duration_since(self.shared.epoch).as_secs();
-            self.upstream.stats.record(second, obs);
+            self.version.stats.record(second, obs);
         }
     }
 }
@@ -168,7 +168,7 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.finish(None, Some(ErrorSource::ClientAbort));
-        self.upstream.in_flight.fetch_sub(1, Relaxed);
+        self.version.in_flight.fetch_sub(1, Relaxed);
     }
 }
 
@@ -229,19 +229,19 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let Some(upstream) = route.upstream(role) else {
+    let Some(version) = route.version(role) else {
         return Answer::Ours(Ours::text(
             StatusCode::BAD_GATEWAY,
             "liftoff: no upstream\n",
         ));
     };
-    let (status, message, never_sent) = match send(shared, upstream, out, body).await {
+    let (status, message, never_sent) = match send(shared, version, out, body).await {
         Ok(resp) => return Answer::Upstream(resp),
         Err(failed) => failed,
     };
     let fallback = route
-        .upstream(role.other())
-        .filter(|u| !Arc::ptr_eq(u, upstream));
+        .version(role.other())
+        .filter(|v| !Arc::ptr_eq(&v.upstream, &version.upstream));
     match fallback {
         Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
             match send(shared, other, out, None::<B>).await {
@@ -259,7 +259,7 @@ type Failure = (StatusCode, &'static str, bool);
 
 async fn send<B>(
     shared: &Shared,
-    upstream: &Arc<Upstream>,
+    version: &Version,
     out: &Outgoing,
     body: Option<B>,
 ) -> Result<Upstreamed, Failure>
@@ -267,7 +267,8 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Display,
 {
-    let mut flight = InFlight::new(shared, upstream.clone());
+    let upstream = &version.upstream;
+    let mut flight = InFlight::new(shared, version);
     let answer = tokio::time::timeout(
         shared.limits.request_timeout,
         upstream

@@ -8,17 +8,14 @@ use http::HeaderName;
 use http::uri::Authority;
 
 use crate::split::{Fields, Role, Sticky};
-use crate::stats::VersionStats;
+use crate::stats::{Totals, VersionStats};
 
-/// One deployed version behind a route. Outlives table swaps: in-flight requests hold
-/// it, which is what lets a removed upstream drain.
+/// A deployed version's address and its keep-alive connections, shared by every route
+/// that names the URL (and kept across table swaps).
 pub struct Upstream {
     /// `http://host:port`, as configured.
     pub url: String,
     pub authority: Authority,
-    pub stats: VersionStats,
-    pub in_flight: AtomicI64,
-    pub health: crate::health::HealthState,
     /// Idle keep-alive connections to it.
     pub pool: Arc<crate::pool::Pool>,
 }
@@ -45,11 +42,36 @@ impl Upstream {
         Ok(Self {
             url: format!("http://{authority}"),
             authority,
-            stats: VersionStats::new(),
-            in_flight: AtomicI64::new(0),
-            health: crate::health::HealthState::default(),
             pool: Arc::default(),
         })
+    }
+}
+
+/// One version of one route (its stable or its candidate) and what the router saw of
+/// it. Two routes naming the same upstream have a `Version` each: their figures are
+/// their own, only the connections are shared. Outlives table swaps (it follows its
+/// upstream within the route, whatever its role); in-flight requests hold it, which is
+/// what lets a removed version drain.
+pub struct Version {
+    pub upstream: Arc<Upstream>,
+    /// What the route's gates and triggers judge.
+    pub stats: VersionStats,
+    /// Requests a tester sent here with the override header: shown in `/metrics`,
+    /// never judged (unless the route counts them, then they are in `stats`).
+    pub overridden: Totals,
+    pub in_flight: AtomicI64,
+    pub health: crate::health::HealthState,
+}
+
+impl Version {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self {
+            upstream,
+            stats: VersionStats::new(),
+            overridden: Totals::default(),
+            in_flight: AtomicI64::new(0),
+            health: crate::health::HealthState::default(),
+        }
     }
 }
 
@@ -111,8 +133,8 @@ pub struct Route {
     pub listen: SocketAddr,
     /// Only requests for this Host (port ignored) match, when set.
     pub host: Option<String>,
-    pub stable: Arc<Upstream>,
-    pub candidate: Option<Arc<Upstream>>,
+    pub stable: Arc<Version>,
+    pub candidate: Option<Arc<Version>>,
     pub weight_bp: u16,
     pub salt: u64,
     pub sticky: Sticky,
@@ -121,14 +143,14 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn upstream(&self, role: Role) -> Option<&Arc<Upstream>> {
+    pub fn version(&self, role: Role) -> Option<&Arc<Version>> {
         match role {
             Role::Stable => Some(&self.stable),
             Role::Candidate => self.candidate.as_ref(),
         }
     }
 
-    /// A copy with new settings; upstreams are shared, not copied.
+    /// A copy with new settings; versions are shared, not copied.
     pub fn with(&self, change: impl FnOnce(&mut RouteFields)) -> Route {
         let mut f = RouteFields {
             stable: self.stable.clone(),
@@ -154,8 +176,8 @@ impl Route {
 
 /// What a control-plane change may touch.
 pub struct RouteFields {
-    pub stable: Arc<Upstream>,
-    pub candidate: Option<Arc<Upstream>>,
+    pub stable: Arc<Version>,
+    pub candidate: Option<Arc<Version>>,
     pub weight_bp: u16,
     pub maintenance: Option<Arc<Maintenance>>,
 }
@@ -217,7 +239,9 @@ mod tests {
 
     #[test]
     fn routes_match_host_without_port_and_fall_back_to_hostless() {
-        let up = Arc::new(Upstream::new("http://127.0.0.1:9000").unwrap());
+        let up = Arc::new(Version::new(Arc::new(
+            Upstream::new("http://127.0.0.1:9000").unwrap(),
+        )));
         let route = |name: &str, host: Option<&str>| {
             Arc::new(Route {
                 name: name.into(),
