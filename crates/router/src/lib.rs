@@ -59,11 +59,15 @@ pub enum RouterError {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub connect_timeout: Duration,
-    /// Until the upstream's response head.
+    /// How long the upstream may keep a request waiting: for its response head once
+    /// the request is sent, or to take more of a request body.
     pub request_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     /// A client must send a complete request head within this time.
     pub header_read_timeout: Duration,
+    /// A client sending a request body may pause this long between bytes; then it gets
+    /// 408 (its fault, not the upstream's).
+    pub body_read_timeout: Duration,
     /// At least 8 KiB.
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
@@ -77,6 +81,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,

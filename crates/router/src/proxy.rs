@@ -19,7 +19,7 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed, content_length};
+use crate::pool::{ClientFault, Outgoing, PooledBody, SendError, Upstreamed, content_length};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
 use crate::table::{Route, Version};
@@ -215,6 +215,34 @@ pub(crate) fn too_large() -> Ours {
     )
 }
 
+impl ClientFault {
+    /// What the client is told, if it is still there to hear it.
+    fn answer(self) -> Ours {
+        match self {
+            ClientFault::Malformed => {
+                Ours::text(StatusCode::BAD_REQUEST, "liftoff: malformed request body\n")
+            }
+            ClientFault::TooLarge => too_large(),
+            ClientFault::TooSlow => Ours::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "liftoff: request body too slow\n",
+            ),
+            ClientFault::Aborted => Ours::text(
+                StatusCode::BAD_REQUEST,
+                "liftoff: incomplete request body\n",
+            ),
+        }
+    }
+
+    /// The status recorded for the version: the one the client got, none if it left.
+    fn status(self) -> Option<u16> {
+        match self {
+            ClientFault::Aborted => None,
+            other => Some(other.answer().status.as_u16()),
+        }
+    }
+}
+
 /// Send the request to the chosen version; a bodyless request whose upstream failed
 /// is replayed once on the other version (a stopped backend must not be an outage;
 /// a streamed body is gone). The encoded head is reused as it is.
@@ -227,7 +255,7 @@ pub(crate) async fn forward<B>(
 ) -> Answer
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<ClientFault>,
 {
     let Some(version) = route.version(role) else {
         return Answer::Ours(Ours::text(
@@ -237,7 +265,9 @@ where
     };
     let (status, message, never_sent) = match send(shared, version, out, body).await {
         Ok(resp) => return Answer::Upstream(resp),
-        Err(failed) => failed,
+        // The client's own doing: never replayed, never the version's error.
+        Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
+        Err(Failure::Upstream(status, message, never_sent)) => (status, message, never_sent),
     };
     let fallback = route
         .version(role.other())
@@ -246,16 +276,22 @@ where
         Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
             match send(shared, other, out, None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
-                Err((status, message, _)) => Answer::Ours(Ours::text(status, message)),
+                Err(Failure::Upstream(status, message, _)) => {
+                    Answer::Ours(Ours::text(status, message))
+                }
+                Err(Failure::Client(fault)) => Answer::Ours(fault.answer()),
             }
         }
         _ => Answer::Ours(Ours::text(status, message)),
     }
 }
 
-/// On failure: our status, its message, and whether the request certainly did not
-/// reach the upstream (connecting failed).
-type Failure = (StatusCode, &'static str, bool);
+enum Failure {
+    /// The upstream failed: our status, its message, and whether the request certainly
+    /// did not reach the upstream (connecting failed).
+    Upstream(StatusCode, &'static str, bool),
+    Client(ClientFault),
+}
 
 async fn send<B>(
     shared: &Shared,
@@ -265,25 +301,35 @@ async fn send<B>(
 ) -> Result<Upstreamed, Failure>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<ClientFault>,
 {
     let upstream = &version.upstream;
     let mut flight = InFlight::new(shared, version);
-    let answer = tokio::time::timeout(
-        shared.limits.request_timeout,
-        upstream
-            .pool
-            .send(&upstream.authority, out, body, &shared.limits),
-    )
-    .await;
+    let answer = upstream
+        .pool
+        .send(&upstream.authority, out, body, &shared.limits)
+        .await;
     match answer {
-        Ok(Ok(resp)) => {
+        Ok(resp) => {
             let status = resp.head.status;
             let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
             flight.finish(Some(status.as_u16()), error);
             Ok(resp)
         }
-        Ok(Err(e)) => {
+        Err(SendError::Client(fault)) => {
+            tracing::debug!(upstream = %upstream.url, ?fault, "client failed its request body");
+            flight.finish(fault.status(), Some(ErrorSource::ClientAbort));
+            Err(Failure::Client(fault))
+        }
+        Err(SendError::Timeout) => {
+            flight.finish(Some(504), Some(ErrorSource::Timeout));
+            Err(Failure::Upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                "liftoff: upstream timed out\n",
+                false,
+            ))
+        }
+        Err(e) => {
             let never_sent = matches!(e, SendError::Connect(_));
             match &e {
                 SendError::Connect(e) => {
@@ -292,20 +338,13 @@ where
                 SendError::Exchange(e) => {
                     tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
                 }
+                SendError::Timeout | SendError::Client(_) => {}
             }
             flight.finish(Some(502), Some(ErrorSource::Connect));
-            Err((
+            Err(Failure::Upstream(
                 StatusCode::BAD_GATEWAY,
                 "liftoff: upstream unreachable\n",
                 never_sent,
-            ))
-        }
-        Err(_) => {
-            flight.finish(Some(504), Some(ErrorSource::Timeout));
-            Err((
-                StatusCode::GATEWAY_TIMEOUT,
-                "liftoff: upstream timed out\n",
-                false,
             ))
         }
     }

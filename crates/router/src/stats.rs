@@ -28,7 +28,9 @@ pub enum ErrorSource {
     Connect = 1,
     /// The upstream did not answer within the request timeout.
     Timeout = 2,
-    /// The client went away before the response was complete.
+    /// The client did not complete the exchange: it went away before the response,
+    /// or its request body was malformed, too large or too slow (it got 400, 413 or
+    /// 408). Never the version's fault: not in `error_rate`.
     ClientAbort = 3,
 }
 
