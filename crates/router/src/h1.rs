@@ -41,10 +41,8 @@ use crate::pool::{
     write_message,
 };
 use crate::proxy::{
-    self, Answer, ConnInfo, Hop, Ours, RequestBody, encode_request, hop_by_hop, pick,
+    self, Answer, ConnInfo, Hop, Ours, Picked, RequestBody, encode_request, hop_by_hop, pick,
 };
-use crate::split::Role;
-use crate::table::Route;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long a connection closed with its request body unread keeps reading (and
@@ -124,11 +122,7 @@ struct Request {
 }
 
 enum Act {
-    Forward {
-        route: Arc<Route>,
-        role: Role,
-        out: Outgoing,
-    },
+    Forward { picked: Picked, out: Outgoing },
     Answer(Ours),
 }
 
@@ -338,18 +332,20 @@ fn act_on(
         RequestBody::Chunked => Some(Framing::Chunked(Chunked::Size)),
     };
     let act = match pick(shared, conn, host, fields) {
-        Ok((route, role)) => Act::Forward {
-            route,
-            role,
-            out: encode_request(
+        Ok(picked) => {
+            let out = encode_request(
                 method,
                 target,
-                fields.iter().map(|f| (f.name.as_bytes(), f.value)),
+                fields
+                    .iter()
+                    .map(|f| (f.name.as_bytes(), f.value))
+                    .filter(|(name, _)| !picked.drops_field(name)),
                 host,
                 body,
                 conn,
-            ),
-        },
+            );
+            Act::Forward { picked, out }
+        }
         Err(ours) => Act::Answer(ours),
     };
     Ok(Request {
@@ -373,9 +369,9 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
     let mut unread = request.body.is_some();
     let answer = match request.act {
         Act::Answer(ours) => Answer::Ours(ours),
-        Act::Forward { route, role, out } => match request.body {
+        Act::Forward { picked, out } => match request.body {
             None => {
-                let exchange = proxy::forward(shared, &route, role, &out, None::<&mut ClientBody>);
+                let exchange = proxy::forward(shared, &picked, &out, None::<&mut ClientBody>);
                 match unless_client_leaves(client, shared, exchange).await {
                     Some(answer) => answer,
                     None => return Ok(After::Close),
@@ -394,7 +390,7 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
                     room: shared.limits.max_body_bytes as u64,
                     done: false,
                 };
-                let answer = proxy::forward(shared, &route, role, &out, Some(&mut body)).await;
+                let answer = proxy::forward(shared, &picked, &out, Some(&mut body)).await;
                 unread = !body.done;
                 answer
             }

@@ -25,13 +25,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::HeaderName;
 use tokio::sync::Semaphore;
 
 pub use health::{HealthCheck, HealthReport};
 pub use split::{Role, Sticky};
 pub use stats::{ErrorSource, Window};
-pub use table::Maintenance;
+pub use table::{Maintenance, VersionOverride};
 
 use table::{Route, Table, Upstream, Version};
 
@@ -52,6 +51,8 @@ pub enum RouterError {
     BadWeight(u16),
     #[error("maintenance settings: {0}")]
     BadMaintenance(String),
+    #[error("version override settings: {0}")]
+    BadOverride(String),
     #[error("cannot start the data-plane runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -120,14 +121,12 @@ pub struct RouteSpec {
     pub stable: String,
     pub candidate: Option<String>,
     pub sticky: Sticky,
-    /// The tester override header; `None` turns it off.
-    pub override_header: Option<HeaderName>,
+    /// Who may pick a version by header (testers); `None`, the default, lets nobody.
+    pub version_override: Option<VersionOverride>,
     pub health: Option<HealthCheck>,
     /// Fixes the sticky hash salt (otherwise random per route, kept across updates).
     pub salt: Option<u64>,
 }
-
-pub const DEFAULT_OVERRIDE_HEADER: &str = "x-liftoff-version";
 
 /// A route's name and an upstream URL: one version of one route.
 type VersionKey = (String, String);
@@ -269,7 +268,7 @@ impl Router {
                 .or(existing.as_ref().map(|r| r.salt))
                 .unwrap_or_else(|| fastrand::u64(..)),
             sticky: spec.sticky.clone(),
-            override_header: spec.override_header.clone(),
+            version_override: spec.version_override.clone().map(Arc::new),
             maintenance: existing.as_ref().and_then(|r| r.maintenance.clone()),
         };
         let mut routes: Vec<Arc<Route>> = table

@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use crate::pool::{ClientFault, Outgoing, PooledBody, SendError, Upstreamed, content_length};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
-use crate::table::{Route, Version};
+use crate::table::{OverrideAsk, Route, Version};
 use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
@@ -134,16 +134,20 @@ impl Answer {
 struct InFlight<'a> {
     shared: &'a Shared,
     version: &'a Version,
+    /// In the windows gates and triggers judge; if not (a tester's request), only in
+    /// the version's overridden totals.
+    judged: bool,
     started: Instant,
     done: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, version: &'a Version) -> Self {
+    fn new(shared: &'a Shared, version: &'a Version, judged: bool) -> Self {
         version.in_flight.fetch_add(1, Relaxed);
         Self {
             shared,
             version,
+            judged,
             started: Instant::now(),
             done: false,
         }
@@ -159,8 +163,12 @@ impl<'a> InFlight<'a> {
                 error,
                 latency: now.saturating_duration_since(self.started),
             };
-            let second = now.saturating_duration_since(self.shared.epoch).as_secs();
-            self.version.stats.record(second, obs);
+            if self.judged {
+                let second = now.saturating_duration_since(self.shared.epoch).as_secs();
+                self.version.stats.record(second, obs);
+            } else {
+                self.version.overridden.record(obs);
+            }
         }
     }
 }
@@ -172,14 +180,35 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Where a request goes.
+pub(crate) struct Picked {
+    pub route: Arc<Route>,
+    pub role: Role,
+    /// Sent to `role` by a tester's override header: recorded apart unless the route
+    /// counts overridden requests, and never moved to the other version.
+    pub overridden: bool,
+}
+
+impl Picked {
+    /// The override header, which carries a secret meant for the router alone: not
+    /// passed on to the upstream.
+    pub fn drops_field(&self, name: &[u8]) -> bool {
+        self.route
+            .version_override
+            .as_ref()
+            .is_some_and(|o| name.eq_ignore_ascii_case(o.header.as_str().as_bytes()))
+    }
+}
+
 /// The route for a request and the version that serves it, or our answer: no route
-/// for its host, or the route is in maintenance and the client not let through.
+/// for its host, the route is in maintenance and the client not let through, or the
+/// client used the version override without being allowed to.
 pub(crate) fn pick<F: Fields + ?Sized>(
     shared: &Shared,
     conn: &ConnInfo,
     host: Option<&[u8]>,
     fields: &F,
-) -> Result<(Arc<Route>, Role), Ours> {
+) -> Result<Picked, Ours> {
     let host = host.and_then(|h| std::str::from_utf8(h).ok());
     let route = shared
         .table
@@ -197,15 +226,41 @@ pub(crate) fn pick<F: Fields + ?Sized>(
             retry_after: Some(m.retry_after_secs),
         });
     }
-    let rule = SplitRule {
-        weight_bp: route.weight_bp,
-        salt: route.salt,
-        sticky: &route.sticky,
-        override_header: route.override_header.as_ref(),
-        has_candidate: route.candidate.is_some(),
+    let asked = match &route.version_override {
+        Some(o) => o.ask(fields, client_ip),
+        None => OverrideAsk::Absent,
     };
-    let role = split::choose(&rule, fields, client_ip);
-    Ok((route, role))
+    let (role, overridden) = match asked {
+        OverrideAsk::Absent => {
+            let rule = SplitRule {
+                weight_bp: route.weight_bp,
+                salt: route.salt,
+                sticky: &route.sticky,
+                has_candidate: route.candidate.is_some(),
+            };
+            (split::choose(&rule, fields, client_ip), false)
+        }
+        OverrideAsk::Granted(role) if route.candidate.is_some() => (role, true),
+        OverrideAsk::Granted(_) => (Role::Stable, true),
+        OverrideAsk::Unknown => {
+            return Err(Ours::text(
+                StatusCode::BAD_REQUEST,
+                "liftoff: the version override is `candidate` or `stable`\n",
+            ));
+        }
+        OverrideAsk::Refused => {
+            return Err(Ours::text(
+                StatusCode::FORBIDDEN,
+                "liftoff: version override refused\n",
+            ));
+        }
+    };
+    let overridden = overridden && !route.version_override.as_ref().is_some_and(|o| o.count);
+    Ok(Picked {
+        route,
+        role,
+        overridden,
+    })
 }
 
 pub(crate) fn too_large() -> Ours {
@@ -245,11 +300,11 @@ impl ClientFault {
 
 /// Send the request to the chosen version; a bodyless request whose upstream failed
 /// is replayed once on the other version (a stopped backend must not be an outage;
-/// a streamed body is gone). The encoded head is reused as it is.
+/// a streamed body is gone; a tester asked for that version). The encoded head is
+/// reused as it is.
 pub(crate) async fn forward<B>(
     shared: &Shared,
-    route: &Route,
-    role: Role,
+    picked: &Picked,
     out: &Outgoing,
     body: Option<B>,
 ) -> Answer
@@ -257,13 +312,19 @@ where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<ClientFault>,
 {
-    let Some(version) = route.version(role) else {
+    let Picked {
+        route,
+        role,
+        overridden,
+    } = picked;
+    let judged = !overridden;
+    let Some(version) = route.version(*role) else {
         return Answer::Ours(Ours::text(
             StatusCode::BAD_GATEWAY,
             "liftoff: no upstream\n",
         ));
     };
-    let (status, message, never_sent) = match send(shared, version, out, body).await {
+    let (status, message, never_sent) = match send(shared, version, judged, out, body).await {
         Ok(resp) => return Answer::Upstream(resp),
         // The client's own doing: never replayed, never the version's error.
         Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
@@ -271,10 +332,10 @@ where
     };
     let fallback = route
         .version(role.other())
-        .filter(|v| !Arc::ptr_eq(&v.upstream, &version.upstream));
+        .filter(|v| judged && !Arc::ptr_eq(&v.upstream, &version.upstream));
     match fallback {
         Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
-            match send(shared, other, out, None::<B>).await {
+            match send(shared, other, judged, out, None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
                 Err(Failure::Upstream(status, message, _)) => {
                     Answer::Ours(Ours::text(status, message))
@@ -296,6 +357,7 @@ enum Failure {
 async fn send<B>(
     shared: &Shared,
     version: &Version,
+    judged: bool,
     out: &Outgoing,
     body: Option<B>,
 ) -> Result<Upstreamed, Failure>
@@ -304,7 +366,7 @@ where
     B::Error: Into<ClientFault>,
 {
     let upstream = &version.upstream;
-    let mut flight = InFlight::new(shared, version);
+    let mut flight = InFlight::new(shared, version, judged);
     let answer = upstream
         .pool
         .send(&upstream.authority, out, body, &shared.limits)
@@ -549,7 +611,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
                 .get(header::HOST)
                 .map(|h| Bytes::copy_from_slice(h.as_bytes()))
         });
-    let (route, role) = match pick(shared, conn, host.as_deref(), req.headers()) {
+    let picked = match pick(shared, conn, host.as_deref(), req.headers()) {
         Ok(picked) => picked,
         Err(ours) => return Answer::Ours(ours),
     };
@@ -583,6 +645,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .headers
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .filter(|(n, _)| !picked.drops_field(n))
         .collect();
     let out = encode_request(
         parts.method.as_str(),
@@ -593,7 +656,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         conn,
     );
     let body = Limited::new(body, shared.limits.max_body_bytes);
-    forward(shared, &route, role, &out, Some(body)).await
+    forward(shared, &picked, &out, Some(body)).await
 }
 
 /// The connection pool for health checks: grows with concurrency (no fixed

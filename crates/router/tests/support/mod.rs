@@ -92,7 +92,7 @@ pub fn route(name: &str, stable: &str) -> liftoff_router::RouteSpec {
         stable: stable.into(),
         candidate: None,
         sticky: liftoff_router::Sticky::None,
-        override_header: None,
+        version_override: None,
         health: None,
         salt: None,
     }
