@@ -339,7 +339,7 @@ fn act_on(
                 fields
                     .iter()
                     .map(|f| (f.name.as_bytes(), f.value))
-                    .filter(|(name, _)| !picked.drops_field(name)),
+                    .filter(|(name, _)| picked.passed_on(name)),
                 host,
                 body,
                 conn,

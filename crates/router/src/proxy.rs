@@ -184,19 +184,21 @@ impl Drop for InFlight<'_> {
 pub(crate) struct Picked {
     pub route: Arc<Route>,
     pub role: Role,
-    /// Sent to `role` by a tester's override header: recorded apart unless the route
-    /// counts overridden requests, and never moved to the other version.
+    /// Sent to `role` by a tester's override header: never moved to the other version.
     pub overridden: bool,
+    /// In the windows gates and triggers judge: users' requests, and overridden ones
+    /// only on a route that counts them (the others go to the overridden totals).
+    pub judged: bool,
 }
 
 impl Picked {
-    /// The override header, which carries a secret meant for the router alone: not
-    /// passed on to the upstream.
-    pub fn drops_field(&self, name: &[u8]) -> bool {
-        self.route
-            .version_override
-            .as_ref()
-            .is_some_and(|o| name.eq_ignore_ascii_case(o.header.as_str().as_bytes()))
+    /// What the upstream gets of the request's fields: all but the override header,
+    /// which may carry a secret meant for the router alone.
+    pub fn passed_on(&self, name: &[u8]) -> bool {
+        match &self.route.version_override {
+            None => true,
+            Some(o) => !name.eq_ignore_ascii_case(o.header.as_str().as_bytes()),
+        }
     }
 }
 
@@ -255,11 +257,12 @@ pub(crate) fn pick<F: Fields + ?Sized>(
             ));
         }
     };
-    let overridden = overridden && !route.version_override.as_ref().is_some_and(|o| o.count);
+    let judged = !overridden || route.version_override.as_ref().is_some_and(|o| o.count);
     Ok(Picked {
         route,
         role,
         overridden,
+        judged,
     })
 }
 
@@ -316,15 +319,15 @@ where
         route,
         role,
         overridden,
+        judged,
     } = picked;
-    let judged = !overridden;
     let Some(version) = route.version(*role) else {
         return Answer::Ours(Ours::text(
             StatusCode::BAD_GATEWAY,
             "liftoff: no upstream\n",
         ));
     };
-    let (status, message, never_sent) = match send(shared, version, judged, out, body).await {
+    let (status, message, never_sent) = match send(shared, version, *judged, out, body).await {
         Ok(resp) => return Answer::Upstream(resp),
         // The client's own doing: never replayed, never the version's error.
         Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
@@ -332,10 +335,10 @@ where
     };
     let fallback = route
         .version(role.other())
-        .filter(|v| judged && !Arc::ptr_eq(&v.upstream, &version.upstream));
+        .filter(|v| !overridden && !Arc::ptr_eq(&v.upstream, &version.upstream));
     match fallback {
         Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
-            match send(shared, other, judged, out, None::<B>).await {
+            match send(shared, other, *judged, out, None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
                 Err(Failure::Upstream(status, message, _)) => {
                     Answer::Ours(Ours::text(status, message))
@@ -645,7 +648,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .headers
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
-        .filter(|(n, _)| !picked.drops_field(n))
+        .filter(|(n, _)| picked.passed_on(n))
         .collect();
     let out = encode_request(
         parts.method.as_str(),

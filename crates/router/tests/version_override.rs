@@ -156,12 +156,16 @@ async fn overridden_requests_are_not_judged_unless_the_route_counts_them() {
     );
     assert!(!r.render_metrics().contains("override="));
 
-    // An overridden request that fails is not quietly served by the other version.
-    let (r, at) = route_with(with_secret(false)).await;
-    r.set_candidate("shop", Some(&support::closed_port()))
-        .unwrap();
-    assert_eq!(
-        get(&c, at, &[(ASK, "candidate;t0ken")]).await.unwrap().0,
-        502
-    );
+    // An overridden request that fails is not quietly served by the other version,
+    // counted or not.
+    for count in [false, true] {
+        let (r, at) = route_with(with_secret(count)).await;
+        r.set_candidate("shop", Some(&support::closed_port()))
+            .unwrap();
+        assert_eq!(
+            get(&c, at, &[(ASK, "candidate;t0ken")]).await.unwrap().0,
+            502,
+            "count: {count}"
+        );
+    }
 }
