@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
-use liftoff_router::{HealthCheck, Maintenance, RouteSpec, Router};
+use liftoff_router::{HealthCheck, Maintenance, RouteSpec, Router, VersionOverride};
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,15 @@ pub fn route_spec(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteSp
             Sticky::Cookie(c) => liftoff_router::Sticky::Cookie(c.clone()),
             Sticky::ClientIp => liftoff_router::Sticky::ClientIp,
         },
-        override_header: b.override_header.as_deref().map(header).transpose()?,
+        version_override: b
+            .version_override
+            .as_ref()
+            .map(|o| {
+                let secret = o.secret.as_ref().map(|s| s.expose());
+                VersionOverride::new(&o.header, secret, &o.allow, o.count)
+                    .map_err(|e| e.to_string())
+            })
+            .transpose()?,
         health: b.health.as_ref().map(|h: &HealthSpec| HealthCheck {
             path: h.path.clone(),
             interval: h.interval,

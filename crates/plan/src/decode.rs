@@ -483,6 +483,15 @@ impl<'n, 'a> Fields<'n, 'a> {
 
     pub fn finish(self, dec: &mut Decoder<'_>) {
         for entry in self.entries.iter().filter(|e| !e.used) {
+            let path = format!("{}{}", self.section.path, entry.key);
+            if let Some((_, now)) = crate::schema::REPLACED.iter().find(|(p, _)| *p == path) {
+                let message = format!(
+                    "{}: `{}` is no longer accepted",
+                    self.section.name, entry.key
+                );
+                dec.error_hint(entry.at, message, *now);
+                continue;
+            }
             let known = self.section.keys;
             let message = format!("{}: unknown key `{}`", self.section.name, entry.key);
             match did_you_mean(&entry.key, known) {

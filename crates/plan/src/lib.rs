@@ -509,20 +509,9 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         None => Some(Sticky::None),
         Some(n) => decode_sticky(dec, n),
     };
-    let override_header = match f.take("override_header") {
-        None => Some(Some(defaults::OVERRIDE_HEADER.to_string())),
-        Some(n)
-            if matches!(
-                &n.data,
-                saphyr::YamlData::Value(saphyr::Scalar::Boolean(false))
-            ) =>
-        {
-            Some(None)
-        }
-        Some(n) => dec
-            .string(n, "router.override_header")
-            .and_then(|h| header_name(dec, n, h))
-            .map(Some),
+    let version_override = match f.take("override") {
+        None => Some(None),
+        Some(n) => decode_override(dec, n).map(Some),
     };
     let health = f.take("health").map(|n| decode_health(dec, n));
     let maintenance = match f.take("maintenance") {
@@ -535,7 +524,7 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         stable: stable?,
         candidate: candidate?,
         sticky: sticky?,
-        override_header: override_header?,
+        version_override: version_override?,
         health: match health {
             Some(h) => Some(h?),
             None => None,
@@ -567,29 +556,10 @@ fn decode_maintenance(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Maintena
         Some(n) => dec.string(n, "router.maintenance.page"),
         None => Some(defaults::MAINTENANCE_PAGE.to_string()),
     };
-    let mut allow = Some(Vec::new());
-    if let Some(n) = f.take("allow")
-        && let Some(items) = dec.sequence(n, "router.maintenance.allow")
-    {
-        for item in items {
-            match dec.string(item, "router.maintenance.allow") {
-                Some(net) if valid_network(&net) => {
-                    allow.as_mut().map(|a| a.push(net)).unwrap_or_default()
-                }
-                Some(net) => {
-                    dec.error_hint(
-                        location(item),
-                        format!(
-                            "router.maintenance.allow: `{net}` is not an address or CIDR network"
-                        ),
-                        "e.g. `10.0.0.0/8` or `192.168.1.20`",
-                    );
-                    allow = None;
-                }
-                None => allow = None,
-            }
-        }
-    }
+    let allow = match f.take("allow") {
+        Some(n) => decode_networks(dec, n, "router.maintenance.allow"),
+        None => Some(Vec::new()),
+    };
     let bypass_header = match f.take("bypass_header") {
         None => Some(None),
         Some(n) => dec.fields(n, &schema::BYPASS_HEADER).and_then(|mut b| {
@@ -611,6 +581,84 @@ fn decode_maintenance(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Maintena
         allow: allow?,
         bypass_header: bypass_header?,
     })
+}
+
+/// `router.override`: who may pick a version by header.
+fn decode_override(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<OverrideSpec> {
+    let mut f = dec.fields(node, &schema::OVERRIDE)?;
+    let header = match f.take("header") {
+        Some(n) => dec
+            .string(n, "router.override.header")
+            .and_then(|h| header_name(dec, n, h)),
+        None => Some(defaults::OVERRIDE_HEADER.to_string()),
+    };
+    let secret = match f.take("secret") {
+        None => Some(None),
+        Some(n) => dec.text(n, "router.override.secret").and_then(|secret| {
+            // Never quoted in the message: it is a secret.
+            let value = secret.expose();
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+                dec.error_hint(
+                    location(n),
+                    "router.override.secret: must be non-empty visible ASCII, without spaces",
+                    "it is sent in a header value, after `candidate;`",
+                );
+                return None;
+            }
+            Some(Some(secret))
+        }),
+    };
+    let allow = match f.take("allow") {
+        Some(n) => decode_networks(dec, n, "router.override.allow"),
+        None => Some(Vec::new()),
+    };
+    let count = match f.take("count") {
+        Some(n) => dec.boolean(n, "router.override.count"),
+        None => Some(false),
+    };
+    let neither = matches!(secret, Some(None)) && allow.as_ref().is_some_and(Vec::is_empty);
+    if neither {
+        dec.error_hint(
+            f.at,
+            "router.override: give `secret`, `allow` or both",
+            "without either, any client could send its requests to the candidate; e.g. `secret: \"${TESTER_TOKEN}\"`, and testers send `X-Liftoff-Version: candidate;<secret>`",
+        );
+    }
+    f.finish(dec);
+    if neither {
+        return None;
+    }
+    Some(OverrideSpec {
+        header: header?,
+        secret: secret?,
+        allow: allow?,
+        count: count?,
+    })
+}
+
+/// A list of client addresses or CIDR networks (an `allow`).
+fn decode_networks(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<Vec<String>> {
+    let items = dec.sequence(node, what)?;
+    let mut nets = Some(Vec::new());
+    for item in items {
+        match dec.string(item, what) {
+            Some(net) if valid_network(&net) => {
+                if let Some(nets) = nets.as_mut() {
+                    nets.push(net);
+                }
+            }
+            Some(net) => {
+                dec.error_hint(
+                    location(item),
+                    format!("{what}: `{net}` is not an address or CIDR network"),
+                    "e.g. `10.0.0.0/8` or `192.168.1.20`",
+                );
+                nets = None;
+            }
+            None => nets = None,
+        }
+    }
+    nets
 }
 
 fn valid_network(s: &str) -> bool {

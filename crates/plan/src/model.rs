@@ -176,11 +176,25 @@ pub struct BuiltinRouter {
     pub stable: Text,
     pub candidate: Text,
     pub sticky: Sticky,
-    /// The header testers use to pick a version (`candidate`/`stable`); `None` when
-    /// turned off.
-    pub override_header: Option<String>,
+    /// Who may pick a version by header (testers, smoke tests); `None`, the default,
+    /// lets nobody.
+    pub version_override: Option<OverrideSpec>,
     pub health: Option<HealthSpec>,
     pub maintenance: MaintenanceSpec,
+}
+
+/// `router.override`: a request whose header says `candidate` or `stable` goes to that
+/// version, if its client is allowed to. At least one of `secret` and `allow`.
+#[derive(Clone, Debug)]
+pub struct OverrideSpec {
+    /// Lowercase.
+    pub header: String,
+    /// Carried after the version: `candidate;<secret>`.
+    pub secret: Option<Text>,
+    /// Client networks (CIDR or single addresses) that may use it.
+    pub allow: Vec<String>,
+    /// Whether overridden requests count toward the version's gates and triggers.
+    pub count: bool,
 }
 
 /// What clients see while the route is in maintenance (`maintenance: on` steps, or
@@ -520,6 +534,7 @@ pub mod defaults {
     pub const ANALYZE_MIN_REQUESTS: u64 = 50;
     pub const ANALYZE_INCONCLUSIVE_LIMIT: u32 = 3;
     pub const ROUTER_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The header of `router.override` when it names none.
     pub const OVERRIDE_HEADER: &str = "x-liftoff-version";
     pub const MAINTENANCE_RETRY_AFTER: Duration = Duration::from_secs(300);
     pub const MAINTENANCE_PAGE: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>Down for maintenance</title></head><body><h1>Down for maintenance</h1><p>We are upgrading this service and will be back shortly.</p></body></html>\n";

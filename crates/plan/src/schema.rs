@@ -38,7 +38,7 @@ pub const ROUTER: Section = Section {
         "stable",
         "candidate",
         "sticky",
-        "override_header",
+        "override",
         "health",
         "maintenance",
     ],
@@ -51,6 +51,12 @@ pub const STICKY: Section = Section {
     name: "sticky",
     path: "router.sticky.",
     keys: &["header", "cookie", "client_ip"],
+};
+
+pub const OVERRIDE: Section = Section {
+    name: "override",
+    path: "router.override.",
+    keys: &["header", "secret", "allow", "count"],
 };
 
 pub const MAINTENANCE: Section = Section {
@@ -386,6 +392,7 @@ pub const SECTIONS: &[&Section] = &[
     &PLAN,
     &ROUTER,
     &STICKY,
+    &OVERRIDE,
     &HEALTH,
     &MAINTENANCE,
     &BYPASS_HEADER,
@@ -422,3 +429,10 @@ pub const SECTIONS: &[&Section] = &[
 /// Keys that belong to the plan format but need a capability this build does not have;
 /// a plan using them is rejected (never half-enforced).
 pub const RESERVED: &[(&str, &str)] = &[];
+
+/// Keys the format no longer accepts, with what replaced them: an error whose hint says
+/// how to write it now (an unknown key's did-you-mean would not).
+pub const REPLACED: &[(&str, &str)] = &[(
+    "router.override_header",
+    "the override is off unless the plan allows it: `override: { header: X-Liftoff-Version, secret: \"${TESTER_TOKEN}\" }` (testers send `candidate;<secret>`), or `allow: [CIDR, ...]` instead of or beside `secret`",
+)];

@@ -4,7 +4,7 @@
 
 use std::sync::LazyLock;
 
-use liftoff_plan::schema::{RESERVED, SECTIONS};
+use liftoff_plan::schema::{REPLACED, RESERVED, SECTIONS};
 
 static DOC: LazyLock<String> = LazyLock::new(|| {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/plan.md");
@@ -49,6 +49,19 @@ fn every_reserved_key_is_documented() {
     assert!(
         missing.is_empty(),
         "docs/plan.md does not mention these reserved keys: {missing:?}"
+    );
+}
+
+#[test]
+fn every_replaced_key_says_what_replaced_it() {
+    let missing: Vec<&str> = REPLACED
+        .iter()
+        .map(|(key, _)| *key)
+        .filter(|key| !DOC.contains(&format!("`{key}`")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "docs/plan.md does not mention these replaced keys: {missing:?}"
     );
 }
 

@@ -274,29 +274,86 @@ fn defaults_are_applied() {
 #[test]
 fn builtin_router_with_every_option() {
     let plan = ok(
-        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  host: shop.example\n  stable: http://127.0.0.1:9000\n  candidate: 'http://127.0.0.1:9001/'\n  sticky: { cookie: uid }\n  override_header: X-Tester\n  health: { path: /ready, interval: 500ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }\nsteps:\n  - traffic: 5%\n",
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  host: shop.example\n  stable: http://127.0.0.1:9000\n  candidate: 'http://127.0.0.1:9001/'\n  sticky: { cookie: uid }\n  override: { header: X-Tester, secret: '${REGION}', allow: [10.0.0.0/8, 127.0.0.1], count: true }\n  health: { path: /ready, interval: 500ms, timeout: 200ms, healthy_threshold: 1, unhealthy_threshold: 2 }\nsteps:\n  - traffic: 5%\n",
     );
     let Some(RouterSpec::Builtin(b)) = &plan.router else {
         panic!("{:?}", plan.router)
     };
     assert_eq!(b.listen.port(), 8080);
     assert_eq!(b.sticky, Sticky::Cookie("uid".into()));
-    assert_eq!(b.override_header.as_deref(), Some("x-tester"));
+    let o = b.version_override.as_ref().unwrap();
+    assert_eq!(o.header, "x-tester");
+    assert_eq!(o.secret.as_ref().map(|s| s.expose()), Some("eu"));
+    assert_eq!(o.allow, ["10.0.0.0/8", "127.0.0.1"]);
+    assert!(o.count);
     assert_eq!(b.health.as_ref().unwrap().unhealthy_threshold, 2);
     let plan = ok(
-        "version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://a:1', candidate: 'http://b:2', override_header: false }\nsteps:\n  - traffic: 5%\n",
+        "version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://a:1', candidate: 'http://b:2' }\nsteps:\n  - traffic: 5%\n",
     );
     let Some(RouterSpec::Builtin(b)) = &plan.router else {
         panic!()
     };
-    assert_eq!(
-        (
-            b.override_header.clone(),
-            b.sticky.clone(),
-            b.health.clone()
-        ),
-        (None, Sticky::None, None)
+    assert!(
+        b.version_override.is_none(),
+        "no client picks a version unless the plan says who may"
     );
+    assert_eq!((b.sticky.clone(), b.health.clone()), (Sticky::None, None));
+}
+
+#[test]
+fn the_version_override_needs_a_secret_or_client_networks() {
+    let router = |o: &str| {
+        format!(
+            "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:0\n  stable: http://a:1\n  candidate: http://b:2\n  override: {o}\nsteps:\n  - traffic: 5%\n"
+        )
+    };
+    let plan = ok(&router("{ secret: '${DB_URL}' }"));
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!()
+    };
+    let o = b.version_override.as_ref().unwrap();
+    assert_eq!(
+        (o.header.as_str(), o.allow.is_empty(), o.count),
+        ("x-liftoff-version", true, false)
+    );
+    ok(&router("{ allow: [192.168.1.20] }"));
+    for neither in ["{ header: X-Tester }", "{ allow: [] }", "{ count: true }"] {
+        let e = errors(&router(neither)).render("p");
+        assert!(
+            e.contains("p:9:13: router.override: give `secret`, `allow` or both"),
+            "{neither}: {e}"
+        );
+    }
+    let e = errors(&router("{ allow: [10.0.0.0/33] }")).render("p");
+    assert!(
+        e.contains("router.override.allow: `10.0.0.0/33` is not an address or CIDR network"),
+        "{e}"
+    );
+    let e = errors(&router("{ secret: 'two words' }")).render("p");
+    assert!(
+        e.contains("router.override.secret: must be non-empty visible ASCII"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("two words"),
+        "a secret is never quoted back: {e}"
+    );
+    let e = errors(&router("{ secret: s, allow: [10.0.0.1], typo: 1 }")).render("p");
+    assert!(e.contains("override: unknown key `typo`"), "{e}");
+}
+
+#[test]
+fn override_header_is_an_error_that_points_at_the_new_form() {
+    let e = errors("version: 1\nname: n\nservice: s\nrouter: { kind: builtin, listen: '127.0.0.1:0', stable: 'http://a:1', candidate: 'http://b:2', override_header: X-Liftoff-Version }\nsteps:\n  - traffic: 5%\n").render("p");
+    assert!(
+        e.contains("router: `override_header` is no longer accepted"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`override: { header: X-Liftoff-Version, secret: \"${TESTER_TOKEN}\" }`"),
+        "{e}"
+    );
+    assert!(!e.contains("unknown key"), "one error, not two: {e}");
 }
 
 #[test]

@@ -11,7 +11,13 @@
 //! Slow clients: every request head must arrive complete within the header timeout,
 //! or the client gets `408 Request Timeout` and the connection closes (a kept-alive
 //! connection idle that long is closed without one). One timer per connection,
-//! moved forward per request, not one per request.
+//! moved forward per request, not one per request. A request body that stalls, is
+//! malformed or is cut short is the client's fault (408, 400, or nothing if it left;
+//! see [`ClientFault`]), never an error of the version.
+//!
+//! A connection whose request body was not read to its end (the answer came first)
+//! cannot carry another request: after the answer it closes, lingering for a moment
+//! so that the client reads the answer rather than a reset (RFC 9112 §9.6).
 //!
 //! A connection that opens with the HTTP/2 preface is handed to hyper's HTTP/2
 //! server (h2c with prior knowledge).
@@ -25,21 +31,23 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::StatusCode;
 use hyper::body::{Body, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::Shared;
 use crate::pool::{
-    Chunked, Conn, Framing, MAX_HEADERS, Outgoing, Sending, Upstreamed, add_length, write_message,
+    Chunked, ClientFault, Conn, Framing, MAX_HEADERS, Outgoing, Sending, Upstreamed, add_length,
+    write_message,
 };
 use crate::proxy::{
-    self, Answer, ConnInfo, Hop, Ours, RequestBody, encode_request, hop_by_hop, pick,
+    self, Answer, ConnInfo, Hop, Ours, Picked, RequestBody, encode_request, hop_by_hop, pick,
 };
-use crate::split::Role;
-use crate::table::Route;
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// How long a connection closed with its request body unread keeps reading (and
+/// dropping) what the client still sends, so the client sees the answer, not a reset.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Serve one client connection until it closes, errs or times out.
 pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
@@ -67,10 +75,37 @@ pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared
             };
         first = false;
         match respond(&mut client, request, &shared).await {
-            Ok(true) => {}
-            Ok(false) | Err(_) => return,
+            Ok(After::KeepAlive) => {}
+            Ok(After::Linger) => return linger(&mut client).await,
+            Ok(After::Close) | Err(_) => return,
         }
     }
+}
+
+/// What becomes of a connection after a response.
+enum After {
+    KeepAlive,
+    Close,
+    /// Close, but the client may still be sending a body we did not read.
+    Linger,
+}
+
+/// Close a connection whose client may still be sending: stop writing, then read and
+/// drop what comes for at most [`LINGER`], until the client closes too.
+async fn linger(client: &mut Conn) {
+    if client.io.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        loop {
+            client.buf.clear();
+            match client.io.read_buf(&mut client.buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// A request head, parsed and acted on: what is left to do once it is consumed.
@@ -87,11 +122,7 @@ struct Request {
 }
 
 enum Act {
-    Forward {
-        route: Arc<Route>,
-        role: Role,
-        out: Outgoing,
-    },
+    Forward { picked: Picked, out: Outgoing },
     Answer(Ours),
 }
 
@@ -301,18 +332,20 @@ fn act_on(
         RequestBody::Chunked => Some(Framing::Chunked(Chunked::Size)),
     };
     let act = match pick(shared, conn, host, fields) {
-        Ok((route, role)) => Act::Forward {
-            route,
-            role,
-            out: encode_request(
+        Ok(picked) => {
+            let out = encode_request(
                 method,
                 target,
-                fields.iter().map(|f| (f.name.as_bytes(), f.value)),
+                fields
+                    .iter()
+                    .map(|f| (f.name.as_bytes(), f.value))
+                    .filter(|(name, _)| picked.passed_on(name)),
                 host,
                 body,
                 conn,
-            ),
-        },
+            );
+            Act::Forward { picked, out }
+        }
         Err(ours) => Act::Answer(ours),
     };
     Ok(Request {
@@ -326,23 +359,22 @@ fn act_on(
     })
 }
 
-/// Forward (or answer) one request and write the response. `Ok(true)` when the
+/// Forward (or answer) one request and write the response, and say whether the
 /// connection can carry another request.
-async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Result<bool> {
+async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Result<After> {
     client.buf.advance(request.len);
     let mut keep_alive = request.keep_alive;
+    // The body, if any, is not read to its end unless forwarding does: the connection
+    // cannot go on after it.
+    let mut unread = request.body.is_some();
     let answer = match request.act {
-        Act::Answer(ours) => {
-            // The body, if any, was not read: the connection cannot go on.
-            keep_alive &= request.body.is_none();
-            Answer::Ours(ours)
-        }
-        Act::Forward { route, role, out } => match request.body {
+        Act::Answer(ours) => Answer::Ours(ours),
+        Act::Forward { picked, out } => match request.body {
             None => {
-                let exchange = proxy::forward(shared, &route, role, &out, None::<&mut ClientBody>);
+                let exchange = proxy::forward(shared, &picked, &out, None::<&mut ClientBody>);
                 match unless_client_leaves(client, shared, exchange).await {
                     Some(answer) => answer,
-                    None => return Ok(false),
+                    None => return Ok(After::Close),
                 }
             }
             Some(framing) => {
@@ -358,16 +390,22 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
                     room: shared.limits.max_body_bytes as u64,
                     done: false,
                 };
-                let answer = proxy::forward(shared, &route, role, &out, Some(&mut body)).await;
-                keep_alive &= body.done;
+                let answer = proxy::forward(shared, &picked, &out, Some(&mut body)).await;
+                unread = !body.done;
                 answer
             }
         },
     };
+    keep_alive &= !unread;
+    let after = |keep_alive| match (keep_alive, unread) {
+        (true, _) => After::KeepAlive,
+        (false, true) => After::Linger,
+        (false, false) => After::Close,
+    };
     match answer {
         Answer::Ours(ours) => {
             write_ours(&mut client.io, &ours, keep_alive, request.head_request).await?;
-            Ok(keep_alive)
+            Ok(after(keep_alive))
         }
         Answer::Upstream(Upstreamed { head, mut body }) => {
             let framed = body.needs_framing();
@@ -397,8 +435,10 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
             put_connection(&mut out, keep_alive, request.http10);
             out.put_slice(b"\r\n");
             let body = (!body.is_end_stream()).then(|| Pin::new(&mut body));
-            write_message(&mut client.io, out, body, sending).await?;
-            Ok(keep_alive)
+            write_message(&mut client.io, out, body, sending)
+                .await
+                .map_err(|e| e.into_io())?;
+            Ok(after(keep_alive))
         }
     }
 }
@@ -476,21 +516,22 @@ struct ClientBody<'c> {
 
 impl Body for ClientBody<'_> {
     type Data = Bytes;
-    type Error = io::Error;
+    type Error = ClientFault;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, ClientFault>>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
         }
         match ready!(this.conn.poll_body(&mut this.framing, cx)) {
             Some(Ok(data)) => {
-                this.room = this.room.checked_sub(data.len() as u64).ok_or_else(|| {
-                    io::Error::new(io::ErrorKind::InvalidData, "request body too large")
-                })?;
+                this.room = this
+                    .room
+                    .checked_sub(data.len() as u64)
+                    .ok_or(ClientFault::TooLarge)?;
                 this.done = matches!(this.framing, Framing::Length(0));
                 Poll::Ready(Some(Ok(Frame::data(data))))
             }
@@ -498,7 +539,11 @@ impl Body for ClientBody<'_> {
                 this.done = true;
                 Poll::Ready(None)
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            // Bad chunk framing; anything else is the connection ending or failing.
+            Some(Err(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                Poll::Ready(Some(Err(ClientFault::Malformed)))
+            }
+            Some(Err(_)) => Poll::Ready(Some(Err(ClientFault::Aborted))),
         }
     }
 

@@ -26,15 +26,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use http::HeaderName;
 use tokio::sync::Semaphore;
 
 pub use health::{HealthCheck, HealthReport};
 pub use split::{Role, Sticky};
 pub use stats::{ErrorSource, Window};
-pub use table::Maintenance;
+pub use table::{Maintenance, VersionOverride};
 
-use table::{Route, Table, Upstream};
+use table::{Route, Table, Upstream, Version};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -53,6 +52,8 @@ pub enum RouterError {
     BadWeight(u16),
     #[error("maintenance settings: {0}")]
     BadMaintenance(String),
+    #[error("version override settings: {0}")]
+    BadOverride(String),
     #[error("cannot start the data-plane runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -60,11 +61,15 @@ pub enum RouterError {
 #[derive(Clone, Debug)]
 pub struct Limits {
     pub connect_timeout: Duration,
-    /// Until the upstream's response head.
+    /// How long the upstream may keep a request waiting: for its response head once
+    /// the request is sent, or to take more of a request body.
     pub request_timeout: Duration,
     pub upstream_idle_timeout: Duration,
     /// A client must send a complete request head within this time.
     pub header_read_timeout: Duration,
+    /// A client sending a request body may pause this long between bytes; then it gets
+    /// 408 (its fault, not the upstream's).
+    pub body_read_timeout: Duration,
     /// At least 8 KiB.
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
@@ -78,6 +83,7 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(60),
             header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,
@@ -116,21 +122,27 @@ pub struct RouteSpec {
     pub stable: String,
     pub candidate: Option<String>,
     pub sticky: Sticky,
-    /// The tester override header; `None` turns it off.
-    pub override_header: Option<HeaderName>,
+    /// Who may pick a version by header (testers); `None`, the default, lets nobody.
+    pub version_override: Option<VersionOverride>,
     pub health: Option<HealthCheck>,
     /// Fixes the sticky hash salt (otherwise random per route, kept across updates).
     pub salt: Option<u64>,
 }
 
-pub const DEFAULT_OVERRIDE_HEADER: &str = "x-liftoff-version";
+/// A route's name and an upstream URL: one version of one route.
+type VersionKey = (String, String);
 
 /// Control-plane state: only touched by route changes, never by requests.
 #[derive(Default)]
 struct Control {
+    /// By URL: connection pools are shared by every route naming the upstream.
     upstreams: HashMap<String, Arc<Upstream>>,
+    /// The versions the current table holds: a route's figures of an upstream follow
+    /// it through weight changes, swaps and updates of the route, and are dropped with
+    /// it when the route no longer names the upstream.
+    versions: HashMap<VersionKey, Arc<Version>>,
     listeners: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
-    health: HashMap<String, (HealthCheck, tokio::task::JoinHandle<()>)>,
+    health: HashMap<VersionKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
 }
 
 pub struct Router {
@@ -225,11 +237,11 @@ impl Router {
     /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
-        let stable = upstream(&self.shared, &mut control, &spec.stable)?;
+        let stable = version(&self.shared, &mut control, &spec.name, &spec.stable)?;
         let candidate = spec
             .candidate
             .as_deref()
-            .map(|u| upstream(&self.shared, &mut control, u))
+            .map(|u| version(&self.shared, &mut control, &spec.name, u))
             .transpose()?;
         let table = self.shared.table.load();
         let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
@@ -257,7 +269,7 @@ impl Router {
                 .or(existing.as_ref().map(|r| r.salt))
                 .unwrap_or_else(|| fastrand::u64(..)),
             sticky: spec.sticky.clone(),
-            override_header: spec.override_header.clone(),
+            version_override: spec.version_override.clone().map(Arc::new),
             maintenance: existing.as_ref().and_then(|r| r.maintenance.clone()),
         };
         let mut routes: Vec<Arc<Route>> = table
@@ -267,10 +279,18 @@ impl Router {
             .cloned()
             .collect();
         routes.push(Arc::new(route));
-        self.shared.table.store(Arc::new(Table { routes }));
-        if let Some(check) = &spec.health {
-            for up in std::iter::once(&stable).chain(candidate.as_ref()) {
-                self.ensure_health_check(&mut control, up, check);
+        let table = Table { routes };
+        forget_unused_versions(&mut control, &table);
+        self.shared.table.store(Arc::new(table));
+        for v in std::iter::once(&stable).chain(candidate.as_ref()) {
+            let key = (spec.name.clone(), v.upstream.url.clone());
+            match &spec.health {
+                Some(check) => self.ensure_health_check(&mut control, key, v, check),
+                None => {
+                    if let Some((_, task)) = control.health.remove(&key) {
+                        task.abort();
+                    }
+                }
             }
         }
         Ok(listen)
@@ -299,17 +319,27 @@ impl Router {
         Ok(bound)
     }
 
-    fn ensure_health_check(&self, control: &mut Control, up: &Arc<Upstream>, check: &HealthCheck) {
-        if control.health.get(&up.url).is_some_and(|(c, _)| c == check) {
+    /// Health is per version of a route: two routes to one upstream check it each with
+    /// their own settings, and keep their own verdicts.
+    fn ensure_health_check(
+        &self,
+        control: &mut Control,
+        key: VersionKey,
+        version: &Arc<Version>,
+        check: &HealthCheck,
+    ) {
+        if control.health.get(&key).is_some_and(|(c, _)| c == check) {
             return;
         }
-        if let Some((_, old)) = control.health.remove(&up.url) {
+        if let Some((_, old)) = control.health.remove(&key) {
             old.abort();
         }
-        let task =
-            self.runtime()
-                .spawn(health_loop(self.shared.clone(), up.clone(), check.clone()));
-        control.health.insert(up.url.clone(), (check.clone(), task));
+        let task = self.runtime().spawn(health_loop(
+            self.shared.clone(),
+            version.clone(),
+            check.clone(),
+        ));
+        control.health.insert(key, (check.clone(), task));
     }
 
     fn change(
@@ -317,7 +347,16 @@ impl Router {
         name: &str,
         f: impl FnOnce(&Route) -> Result<Route, RouterError>,
     ) -> Result<(), RouterError> {
-        let _control = self.control(); // serialises writers; readers never wait
+        let mut control = self.control(); // serialises writers; readers never wait
+        self.change_locked(&mut control, name, f)
+    }
+
+    fn change_locked(
+        &self,
+        control: &mut Control,
+        name: &str,
+        f: impl FnOnce(&Route) -> Result<Route, RouterError>,
+    ) -> Result<(), RouterError> {
         let table = self.shared.table.load();
         let Some(current) = table.routes.iter().find(|r| r.name == name) else {
             return Err(RouterError::NoSuchRoute(name.to_string()));
@@ -334,7 +373,9 @@ impl Router {
                 }
             })
             .collect();
-        self.shared.table.store(Arc::new(Table { routes }));
+        let table = Table { routes };
+        forget_unused_versions(control, &table);
+        self.shared.table.store(Arc::new(table));
         Ok(())
     }
 
@@ -373,12 +414,21 @@ impl Router {
 
     /// Remove (or replace) the candidate. Requests in flight to the old one finish.
     pub fn set_candidate(&self, route: &str, url: Option<&str>) -> Result<(), RouterError> {
-        let candidate = {
-            let mut control = self.control();
-            url.map(|u| upstream(&self.shared, &mut control, u))
-                .transpose()?
-        };
-        self.change(route, |r| {
+        let mut control = self.control();
+        if !self
+            .shared
+            .table
+            .load()
+            .routes
+            .iter()
+            .any(|r| r.name == route)
+        {
+            return Err(RouterError::NoSuchRoute(route.to_string()));
+        }
+        let candidate = url
+            .map(|u| version(&self.shared, &mut control, route, u))
+            .transpose()?;
+        self.change_locked(&mut control, route, |r| {
             Ok(r.with(|f| {
                 if candidate.is_none() {
                     f.weight_bp = 0;
@@ -411,8 +461,8 @@ impl Router {
             .iter()
             .find(|r| r.name == route)
             .ok_or_else(|| RouterError::NoSuchRoute(route.to_string()))?;
-        Ok(r.upstream(role)
-            .map(|u| u.stats.window(self.shared.second(), secs)))
+        Ok(r.version(role)
+            .map(|v| v.stats.window(self.shared.second(), secs)))
     }
 
     /// What a version saw in the `secs` whole seconds before the current one and in
@@ -446,11 +496,11 @@ impl Router {
         }))
     }
 
-    /// An upstream's health as last checked.
+    /// A version's health as its route last checked it.
     pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
         let table = self.shared.table.load();
         let r = table.routes.iter().find(|r| r.name == route)?;
-        r.upstream(role).map(|u| u.health.report())
+        r.version(role).map(|v| v.health.report())
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {
@@ -467,14 +517,14 @@ impl Router {
                 versions: [Role::Stable, Role::Candidate]
                     .into_iter()
                     .filter_map(|role| {
-                        let u = r.upstream(role)?;
+                        let v = r.version(role)?;
                         Some(VersionStatus {
                             role,
-                            url: u.url.clone(),
-                            in_flight: u.in_flight.load(Relaxed),
-                            health: u.health.report(),
-                            last_10s: u.stats.window(now, 10),
-                            last_60s: u.stats.window(now, 60),
+                            url: v.upstream.url.clone(),
+                            in_flight: v.in_flight.load(Relaxed),
+                            health: v.health.report(),
+                            last_10s: v.stats.window(now, 10),
+                            last_60s: v.stats.window(now, 60),
                         })
                     })
                     .collect(),
@@ -512,13 +562,20 @@ pub struct VersionStatus {
     pub last_60s: Window,
 }
 
-fn upstream(
+/// The version of `route` at `url`: the one the route already has, or a new one (with
+/// no figures yet) on the upstream's shared connections.
+fn version(
     shared: &Shared,
     control: &mut Control,
+    route: &str,
     url: &str,
-) -> Result<Arc<Upstream>, RouterError> {
+) -> Result<Arc<Version>, RouterError> {
     let probe = Upstream::new(url)?;
-    Ok(control
+    let key = (route.to_string(), probe.url.clone());
+    if let Some(v) = control.versions.get(&key) {
+        return Ok(v.clone());
+    }
+    let upstream = control
         .upstreams
         .entry(probe.url.clone())
         .or_insert_with(|| {
@@ -526,7 +583,31 @@ fn upstream(
             shared.pools().push(up.pool.clone());
             up
         })
-        .clone())
+        .clone();
+    let v = Arc::new(Version::new(upstream));
+    control.versions.insert(key, v.clone());
+    Ok(v)
+}
+
+/// Drop the versions `table` no longer holds, and stop their health checks. (Requests
+/// still in flight on one hold it until they finish.)
+fn forget_unused_versions(control: &mut Control, table: &Table) {
+    let held = |(route, url): &VersionKey| {
+        table.routes.iter().any(|r| {
+            r.name == *route
+                && [Role::Stable, Role::Candidate]
+                    .into_iter()
+                    .any(|role| r.version(role).is_some_and(|v| v.upstream.url == *url))
+        })
+    };
+    control.versions.retain(|key, _| held(key));
+    control.health.retain(|key, (_, task)| {
+        let keep = held(key);
+        if !keep {
+            task.abort();
+        }
+        keep
+    });
 }
 
 /// Clears each stats slot a second before it is written; once a second, closes idle
@@ -576,11 +657,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
     }
 }
 
-async fn health_loop(shared: Arc<Shared>, up: Arc<Upstream>, check: HealthCheck) {
-    let url = format!("{}{}", up.url, check.path);
+async fn health_loop(shared: Arc<Shared>, version: Arc<Version>, check: HealthCheck) {
+    let url = format!("{}{}", version.upstream.url, check.path);
     loop {
         let result = probe(&shared, &url, check.timeout).await;
-        up.health.record(&check, result);
+        version.health.record(&check, result);
         tokio::time::sleep(check.interval).await;
     }
 }

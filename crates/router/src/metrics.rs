@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use crate::split::Role;
-use crate::stats::{ErrorSource, PROM_BUCKETS, STATUS_CLASSES};
+use crate::stats::{ErrorSource, PROM_BUCKETS, STATUS_CLASSES, TotalsSnapshot};
 use crate::table::Table;
 
 fn escape(v: &str) -> String {
@@ -21,7 +21,7 @@ pub fn render(table: &Table) -> String {
         .flat_map(|r| {
             [Role::Stable, Role::Candidate]
                 .into_iter()
-                .filter_map(move |role| r.upstream(role).map(|u| (r, role, u)))
+                .filter_map(move |role| r.version(role).map(|v| (r, role, v)))
         })
         .collect();
     let labels = |route: &str, role: Role, url: &str| {
@@ -36,6 +36,18 @@ pub fn render(table: &Table) -> String {
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
+    // Request counts per version; a tester's overridden requests (when the route does
+    // not count them with the rest) in series of their own, `override="true"`.
+    let counted: Vec<(String, TotalsSnapshot)> = versions
+        .iter()
+        .flat_map(|(r, role, v)| {
+            let l = labels(&r.name, *role, &v.upstream.url);
+            let apart = r.version_override.as_ref().is_some_and(|o| !o.count);
+            let overridden =
+                apart.then(|| (format!("{l},override=\"true\""), v.overridden.snapshot()));
+            std::iter::once((l, v.stats.totals())).chain(overridden)
+        })
+        .collect();
 
     family(
         &mut out,
@@ -43,13 +55,11 @@ pub fn render(table: &Table) -> String {
         "counter",
         "Requests answered, by status class.",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
+    for (l, t) in &counted {
         for (class, n) in STATUS_CLASSES.iter().zip(&t.status) {
             let _ = writeln!(
                 out,
-                "liftoff_router_requests_total{{{},class=\"{class}\"}} {n}",
-                labels(&r.name, *role, &u.url)
+                "liftoff_router_requests_total{{{l},class=\"{class}\"}} {n}"
             );
         }
     }
@@ -57,16 +67,14 @@ pub fn render(table: &Table) -> String {
         &mut out,
         "liftoff_router_errors_total",
         "counter",
-        "Failed requests, by source: the upstream answered 5xx, could not be reached, timed out, or the client went away.",
+        "Failed requests, by source: the upstream answered 5xx, could not be reached or timed out, or the client went away or botched its request body (client_abort, not the version's fault).",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
+    for (l, t) in &counted {
         for source in ErrorSource::ALL {
             let n = t.errors[source as usize];
             let _ = writeln!(
                 out,
-                "liftoff_router_errors_total{{{},source=\"{}\"}} {n}",
-                labels(&r.name, *role, &u.url),
+                "liftoff_router_errors_total{{{l},source=\"{}\"}} {n}",
                 source.label()
             );
         }
@@ -77,9 +85,7 @@ pub fn render(table: &Table) -> String {
         "histogram",
         "Time from receiving a request to the upstream's response head.",
     );
-    for (r, role, u) in &versions {
-        let t = u.stats.totals();
-        let l = labels(&r.name, *role, &u.url);
+    for (l, t) in &counted {
         let mut cumulative = 0;
         for (bound, n) in PROM_BUCKETS.iter().zip(&t.prom_buckets) {
             cumulative += n;
@@ -110,12 +116,12 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Requests being proxied now.",
     );
-    for (r, role, u) in &versions {
+    for (r, role, v) in &versions {
         let _ = writeln!(
             out,
             "liftoff_router_in_flight_requests{{{}}} {}",
-            labels(&r.name, *role, &u.url),
-            u.in_flight.load(Relaxed)
+            labels(&r.name, *role, &v.upstream.url),
+            v.in_flight.load(Relaxed)
         );
     }
     family(
@@ -130,9 +136,9 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Consecutive failed health checks.",
     );
-    for (r, role, u) in &versions {
-        let h = u.health.report();
-        let l = labels(&r.name, *role, &u.url);
+    for (r, role, v) in &versions {
+        let h = v.health.report();
+        let l = labels(&r.name, *role, &v.upstream.url);
         let _ = writeln!(
             out,
             "liftoff_router_upstream_healthy{{{l}}} {}",

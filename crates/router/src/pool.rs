@@ -13,10 +13,17 @@
 //! idempotent) then goes out on a new connection, so an upstream's idle timeout never
 //! costs a request. The sweep, once a second, drops idle connections that closed or
 //! idled too long.
+//!
+//! A request body streams from the client while the response head is already being
+//! read: an upstream that answers before the body is complete (a 405, a 413) is
+//! relayed at once, and its connection not reused. What goes wrong on the client's
+//! side of the body (malformed, cut short, too large, too slow) is a [`ClientFault`],
+//! never an upstream failure.
 
 use std::io;
 use std::ops::Range;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
@@ -25,7 +32,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::proxy::{Hop, RequestBody, hop_by_hop};
@@ -63,6 +70,42 @@ pub enum SendError {
     Connect(io::Error),
     /// The exchange failed after the request was (or may have been) written.
     Exchange(io::Error),
+    /// The upstream kept the request waiting past the request timeout: it did not
+    /// answer, or stopped taking the body.
+    Timeout,
+    /// The client's side of the body failed: the client's doing, not the upstream's.
+    Client(ClientFault),
+}
+
+/// A request body the client did not deliver. None of these is the upstream's fault:
+/// they count as `client_abort`, never as an error of the version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ClientFault {
+    /// Not valid HTTP framing (a bad chunk size, say): 400.
+    Malformed,
+    /// Longer than the body limit: 413.
+    TooLarge,
+    /// No body bytes for the body read timeout: 408.
+    TooSlow,
+    /// The client closed (or reset) its connection before the body's end.
+    Aborted,
+}
+
+/// hyper's HTTP/2 request bodies, limited in size.
+impl From<Box<dyn std::error::Error + Send + Sync>> for ClientFault {
+    fn from(e: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        if e.is::<http_body_util::LengthLimitError>() {
+            ClientFault::TooLarge
+        } else {
+            ClientFault::Aborted
+        }
+    }
+}
+
+impl From<std::convert::Infallible> for ClientFault {
+    fn from(e: std::convert::Infallible) -> Self {
+        match e {}
+    }
 }
 
 /// A request as the upstream gets it: the encoded head, and how its body is framed.
@@ -175,35 +218,40 @@ impl Pool {
     ) -> Result<Upstreamed, SendError>
     where
         B: Body<Data = Bytes> + Unpin,
-        B::Error: std::fmt::Display,
+        B::Error: Into<ClientFault>,
     {
         let head = if out.needs_host {
             with_host(&out.head, authority)
         } else {
             out.head.clone()
         };
-        let mut body = body.filter(|_| out.body != RequestBody::None);
-        // The body is sent chunked unless it declared a length; then exactly that many
-        // bytes go out, or the exchange fails (more would be a second request to the
-        // upstream).
-        let framing = match out.body {
-            RequestBody::Length(n) => Sending::Exactly(n),
-            _ => Sending::Chunked,
-        };
+        match body.filter(|_| out.body != RequestBody::None) {
+            Some(body) => self.send_body(authority, &head, out, body, limits).await,
+            None => tokio::time::timeout(
+                limits.request_timeout,
+                self.send_head(authority, &head, out, limits),
+            )
+            .await
+            .unwrap_or(Err(SendError::Timeout)),
+        }
+    }
+
+    /// A request without a body: sent again on a new connection if a pooled one turns
+    /// out to have been closed and the request may be repeated.
+    async fn send_head(
+        self: &Arc<Self>,
+        authority: &http::uri::Authority,
+        head: &[u8],
+        out: &Outgoing,
+        limits: &crate::Limits,
+    ) -> Result<Upstreamed, SendError> {
         loop {
             let (mut conn, reused) = match self.checkout(limits.upstream_idle_timeout) {
                 Some(c) => (c, true),
                 None => (connect(authority, limits).await?, false),
             };
-            let written = match body.take() {
-                None => conn.io.write_all(&head).await,
-                Some(mut body) => {
-                    let out = BytesMut::from(&head[..]);
-                    write_message(&mut conn.io, out, Some(Pin::new(&mut body)), framing).await
-                }
-            };
-            let response = match written {
-                Ok(()) => conn.read_head(limits.max_header_bytes, out.head_only).await,
+            let response = match conn.io.write_all(head).await {
+                Ok(()) => read_head(&mut conn.io, &mut conn.buf, limits, out.head_only).await,
                 Err(e) => Err(Failed {
                     error: e,
                     nothing_read: true,
@@ -220,6 +268,230 @@ impl Pool {
                 Err(f) => return Err(SendError::Exchange(f.error)),
             }
         }
+    }
+
+    /// A request with a body: the body streams while the response head is read, so
+    /// an answer that comes early is not held up by a slow (or stalled) upload. The
+    /// timeouts are the waiting party's: the client's (`body_read_timeout`, no body
+    /// bytes) or the upstream's (`request_timeout`, not taking the body, or no answer
+    /// after it).
+    async fn send_body<B>(
+        self: &Arc<Self>,
+        authority: &http::uri::Authority,
+        head: &[u8],
+        out: &Outgoing,
+        body: B,
+        limits: &crate::Limits,
+    ) -> Result<Upstreamed, SendError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<ClientFault>,
+    {
+        let mut conn = match self.checkout(limits.upstream_idle_timeout) {
+            Some(c) => c,
+            None => connect(authority, limits).await?,
+        };
+        // The body goes out chunked unless it declared a length; then exactly that many
+        // bytes go out, or the exchange fails (more would be a second request to the
+        // upstream).
+        let sending = match out.body {
+            RequestBody::Length(n) => Sending::Exactly(n),
+            _ => Sending::Chunked,
+        };
+        let progress = Progress::default();
+        let (outcome, body_sent) = {
+            let Conn { io, buf } = &mut conn;
+            let (mut rd, wr) = io.split();
+            let mut wr = Watched {
+                inner: wr,
+                progress: &progress,
+            };
+            let mut body = Watched {
+                inner: body,
+                progress: &progress,
+            };
+            let write = write_message(
+                &mut wr,
+                BytesMut::from(head),
+                Some(Pin::new(&mut body)),
+                sending,
+            );
+            let read = read_head(&mut rd, buf, limits, out.head_only);
+            exchange(write, read, &progress, limits).await
+        };
+        match outcome {
+            Exchanged::Head((head, framing, keep_alive)) => {
+                // Answered before the whole request was sent: the rest of the body
+                // would be read as the next request, so the connection is not reused.
+                let body = PooledBody::new(conn, self.clone(), framing, keep_alive && body_sent);
+                Ok(Upstreamed { head, body })
+            }
+            Exchanged::Failed(e) => Err(SendError::Exchange(e)),
+            Exchanged::Timeout => Err(SendError::Timeout),
+            Exchanged::Client(fault) => {
+                if progress.sent.load(Relaxed) == 0 {
+                    // Not a byte went out: the connection is as good as it was.
+                    self.checkin(conn);
+                }
+                Err(SendError::Client(fault))
+            }
+        }
+    }
+}
+
+/// How a request with a body ended, before its response body.
+enum Exchanged {
+    Head((UpstreamHead, Framing, bool)),
+    Failed(io::Error),
+    Timeout,
+    Client(ClientFault),
+}
+
+/// Drive the body's write and the response head's read together until the head comes,
+/// either side fails or the waiting party's timeout passes. Also says whether the
+/// whole request was sent.
+async fn exchange<W, R, E>(
+    write: W,
+    read: R,
+    progress: &Progress,
+    limits: &crate::Limits,
+) -> (Exchanged, bool)
+where
+    W: Future<Output = Result<(), MessageError<E>>>,
+    R: Future<Output = Result<(UpstreamHead, Framing, bool), Failed>>,
+    E: Into<ClientFault>,
+{
+    let mut write = pin!(write);
+    let mut read = pin!(read);
+    let mut writing = true;
+    let mut write_error = None;
+    let mut timer = pin!(tokio::time::sleep(limits.request_timeout));
+    let (mut seen, mut since) = (0, tokio::time::Instant::now());
+    let outcome = std::future::poll_fn(|cx| {
+        match read.as_mut().poll(cx) {
+            Poll::Ready(Ok(head)) => return Poll::Ready(Exchanged::Head(head)),
+            Poll::Ready(Err(f)) => {
+                // A write that failed first says more (the upstream reset us).
+                let e = write_error.take().unwrap_or(f.error);
+                return Poll::Ready(Exchanged::Failed(e));
+            }
+            Poll::Pending => {}
+        }
+        if writing {
+            match write.as_mut().poll(cx) {
+                Poll::Ready(Ok(())) => writing = false,
+                Poll::Ready(Err(MessageError::Body(e))) => {
+                    return Poll::Ready(Exchanged::Client(e.into()));
+                }
+                Poll::Ready(Err(MessageError::Framing(_))) => {
+                    return Poll::Ready(Exchanged::Client(ClientFault::Malformed));
+                }
+                // The upstream may have answered and closed: its answer is read first.
+                Poll::Ready(Err(MessageError::Io(e))) => {
+                    writing = false;
+                    write_error = Some(e);
+                }
+                Poll::Pending => {}
+            }
+        }
+        let moved = progress.sent.load(Relaxed) + progress.received.load(Relaxed);
+        if moved != seen {
+            seen = moved;
+            since = tokio::time::Instant::now();
+        }
+        let on_client = writing && progress.waiting_on_client.load(Relaxed);
+        let due = since
+            + if on_client {
+                limits.body_read_timeout
+            } else {
+                limits.request_timeout
+            };
+        if timer.deadline() != due {
+            timer.as_mut().reset(due);
+        }
+        if timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(if on_client {
+                Exchanged::Client(ClientFault::TooSlow)
+            } else {
+                Exchanged::Timeout
+            });
+        }
+        Poll::Pending
+    })
+    .await;
+    (outcome, !writing && write_error.is_none())
+}
+
+/// What a body exchange has moved, and whom it waits on: for its timeouts. Written and
+/// read on the request's own task (atomics only because the future must be `Send`).
+#[derive(Default)]
+struct Progress {
+    /// Bytes the upstream took.
+    sent: AtomicU64,
+    /// Body bytes the client delivered.
+    received: AtomicU64,
+    /// The client's body was the last to keep the exchange waiting.
+    waiting_on_client: AtomicBool,
+}
+
+/// The client's body, or the upstream's socket, reporting to a [`Progress`].
+struct Watched<'p, T> {
+    inner: T,
+    progress: &'p Progress,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> Body for Watched<'_, B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        let p = self.progress;
+        match &polled {
+            Poll::Pending => p.waiting_on_client.store(true, Relaxed),
+            Poll::Ready(Some(Ok(frame))) => {
+                let n = frame.data_ref().map_or(0, |d| d.len() as u64);
+                p.received.store(p.received.load(Relaxed) + n, Relaxed);
+            }
+            Poll::Ready(_) => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for Watched<'_, W> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let p = self.progress;
+        match &polled {
+            Poll::Pending => p.waiting_on_client.store(false, Relaxed),
+            Poll::Ready(Ok(n)) => p.sent.store(p.sent.load(Relaxed) + *n as u64, Relaxed),
+            Poll::Ready(Err(_)) => {}
+        }
+        polled
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -309,20 +581,44 @@ pub(crate) enum Sending {
     AsIs,
 }
 
+/// Why a message could not be written: its body failed (the body's own error), its
+/// body did not match its framing, or the connection failed.
+#[derive(Debug)]
+pub(crate) enum MessageError<E> {
+    Body(E),
+    Framing(&'static str),
+    Io(io::Error),
+}
+
+impl<E> From<io::Error> for MessageError<E> {
+    fn from(e: io::Error) -> Self {
+        MessageError::Io(e)
+    }
+}
+
+impl MessageError<io::Error> {
+    pub(crate) fn into_io(self) -> io::Error {
+        match self {
+            MessageError::Body(e) | MessageError::Io(e) => e,
+            MessageError::Framing(what) => protocol_error(what),
+        }
+    }
+}
+
 /// Write `out` (a head) and then `body` framed as `sending`. Body data that is ready
 /// at once goes out with the head in one write; later data as it comes.
-pub(crate) async fn write_message<B>(
-    io: &mut TcpStream,
+pub(crate) async fn write_message<W, B>(
+    io: &mut W,
     mut out: BytesMut,
     body: Option<Pin<&mut B>>,
     sending: Sending,
-) -> io::Result<()>
+) -> Result<(), MessageError<B::Error>>
 where
+    W: AsyncWrite + Unpin + ?Sized,
     B: Body<Data = Bytes> + ?Sized,
-    B::Error: std::fmt::Display,
 {
     let Some(mut body) = body else {
-        return io.write_all(&out).await;
+        return Ok(io.write_all(&out).await?);
     };
     let mut left = match sending {
         Sending::Exactly(n) => Some(n),
@@ -343,7 +639,7 @@ where
                 continue;
             }
             Some(None) => break,
-            Some(Some(Err(e))) => return Err(io::Error::other(format!("body: {e}"))),
+            Some(Some(Err(e))) => return Err(MessageError::Body(e)),
             Some(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) if !data.is_empty() => data,
                 _ => continue, // trailers are not forwarded
@@ -352,7 +648,7 @@ where
         if let Some(left) = &mut left {
             *left = left
                 .checked_sub(data.len() as u64)
-                .ok_or_else(|| protocol_error("body longer than its content-length"))?;
+                .ok_or(MessageError::Framing("body longer than its content-length"))?;
         }
         if sending == Sending::Chunked {
             out.put_slice(format!("{:x}\r\n", data.len()).as_bytes());
@@ -374,7 +670,11 @@ where
     }
     match left {
         Some(0) | None => {}
-        Some(_) => return Err(protocol_error("body shorter than its content-length")),
+        Some(_) => {
+            return Err(MessageError::Framing(
+                "body shorter than its content-length",
+            ));
+        }
     }
     if sending == Sending::Chunked {
         out.put_slice(b"0\r\n\r\n");
@@ -405,14 +705,7 @@ impl Conn {
     /// socket's readiness, so the next poll waits for the runtime instead of asking
     /// the kernel.)
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-            self.buf.reserve(READ_CHUNK);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
-    }
-
-    async fn fill(&mut self) -> io::Result<usize> {
-        std::future::poll_fn(|cx| self.poll_fill(cx)).await
+        poll_fill(&mut self.io, &mut self.buf, cx)
     }
 
     /// The next piece of a body framed as `framing`: `None` at its end. The end of
@@ -459,54 +752,69 @@ impl Conn {
             }
         }
     }
+}
 
-    /// Read the response head (skipping interim 1xx responses) and say how the body
-    /// that follows is delimited.
-    async fn read_head(
-        &mut self,
-        max_bytes: usize,
-        head_only: bool,
-    ) -> Result<(UpstreamHead, Framing, bool), Failed> {
-        let mut nothing_read = self.buf.is_empty();
-        loop {
-            if !self.buf.is_empty() {
-                match parse_head(&mut self.buf, head_only) {
-                    Ok(Some(Parsed::Interim)) => continue,
-                    Ok(Some(Parsed::Final(head, framing, keep_alive))) => {
-                        return Ok((head, framing, keep_alive));
-                    }
-                    Ok(None) if self.buf.len() >= max_bytes => {
-                        return Err(Failed {
-                            error: protocol_error("response head too large"),
-                            nothing_read: false,
-                        });
-                    }
-                    Ok(None) => {}
-                    Err(error) => {
-                        return Err(Failed {
-                            error,
-                            nothing_read: false,
-                        });
-                    }
+/// Read from `io` into `buf`; 0 at the end of the stream. (A short read clears the
+/// socket's readiness, so the next poll waits for the runtime instead of asking the
+/// kernel.)
+fn poll_fill<R: AsyncRead + Unpin + ?Sized>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+        buf.reserve(READ_CHUNK);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
+}
+
+/// Read a response head from `io` into `buf` (skipping interim 1xx responses) and say
+/// how the body that follows is delimited.
+async fn read_head<R: AsyncRead + Unpin + ?Sized>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    limits: &crate::Limits,
+    head_only: bool,
+) -> Result<(UpstreamHead, Framing, bool), Failed> {
+    let mut nothing_read = buf.is_empty();
+    loop {
+        if !buf.is_empty() {
+            match parse_head(buf, head_only) {
+                Ok(Some(Parsed::Interim)) => continue,
+                Ok(Some(Parsed::Final(head, framing, keep_alive))) => {
+                    return Ok((head, framing, keep_alive));
                 }
-            }
-            match self.fill().await {
-                Ok(0) => {
+                Ok(None) if buf.len() >= limits.max_header_bytes => {
                     return Err(Failed {
-                        error: io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            "upstream closed the connection before a complete response head",
-                        ),
-                        nothing_read,
+                        error: protocol_error("response head too large"),
+                        nothing_read: false,
                     });
                 }
-                Ok(_) => nothing_read = false,
+                Ok(None) => {}
                 Err(error) => {
                     return Err(Failed {
                         error,
-                        nothing_read,
+                        nothing_read: false,
                     });
                 }
+            }
+        }
+        match std::future::poll_fn(|cx| poll_fill(io, buf, cx)).await {
+            Ok(0) => {
+                return Err(Failed {
+                    error: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upstream closed the connection before a complete response head",
+                    ),
+                    nothing_read,
+                });
+            }
+            Ok(_) => nothing_read = false,
+            Err(error) => {
+                return Err(Failed {
+                    error,
+                    nothing_read,
+                });
             }
         }
     }
@@ -913,7 +1221,11 @@ mod tests {
         let result = write_message(&mut conn.io, head, Some(Pin::new(&mut body)), sending).await;
         drop(conn);
         let out = reader.await.unwrap();
-        result.map(|()| out)
+        result.map(|()| out).map_err(|e| match e {
+            MessageError::Body(never) => match never {},
+            MessageError::Framing(what) => protocol_error(what),
+            MessageError::Io(e) => e,
+        })
     }
 
     #[tokio::test]

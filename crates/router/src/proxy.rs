@@ -19,10 +19,10 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed, content_length};
+use crate::pool::{ClientFault, Outgoing, PooledBody, SendError, Upstreamed, content_length};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
-use crate::table::{Route, Upstream};
+use crate::table::{OverrideAsk, Route, Version};
 use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
@@ -129,21 +129,25 @@ impl Answer {
     }
 }
 
-/// Counts a request as in flight on an upstream, and records a client abort if the
+/// Counts a request as in flight on a version, and records a client abort if the
 /// request is dropped (the client went away) before an outcome was recorded.
 struct InFlight<'a> {
     shared: &'a Shared,
-    upstream: Arc<Upstream>,
+    version: &'a Version,
+    /// In the windows gates and triggers judge; if not (a tester's request), only in
+    /// the version's overridden totals.
+    judged: bool,
     started: Instant,
     done: bool,
 }
 
 impl<'a> InFlight<'a> {
-    fn new(shared: &'a Shared, upstream: Arc<Upstream>) -> Self {
-        upstream.in_flight.fetch_add(1, Relaxed);
+    fn new(shared: &'a Shared, version: &'a Version, judged: bool) -> Self {
+        version.in_flight.fetch_add(1, Relaxed);
         Self {
             shared,
-            upstream,
+            version,
+            judged,
             started: Instant::now(),
             done: false,
         }
@@ -159,8 +163,12 @@ impl<'a> InFlight<'a> {
                 error,
                 latency: now.saturating_duration_since(self.started),
             };
-            let second = now.saturating_duration_since(self.shared.epoch).as_secs();
-            self.upstream.stats.record(second, obs);
+            if self.judged {
+                let second = now.saturating_duration_since(self.shared.epoch).as_secs();
+                self.version.stats.record(second, obs);
+            } else {
+                self.version.overridden.record(obs);
+            }
         }
     }
 }
@@ -168,18 +176,41 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.finish(None, Some(ErrorSource::ClientAbort));
-        self.upstream.in_flight.fetch_sub(1, Relaxed);
+        self.version.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Where a request goes.
+pub(crate) struct Picked {
+    pub route: Arc<Route>,
+    pub role: Role,
+    /// Sent to `role` by a tester's override header: never moved to the other version.
+    pub overridden: bool,
+    /// In the windows gates and triggers judge: users' requests, and overridden ones
+    /// only on a route that counts them (the others go to the overridden totals).
+    pub judged: bool,
+}
+
+impl Picked {
+    /// What the upstream gets of the request's fields: all but the override header,
+    /// which may carry a secret meant for the router alone.
+    pub fn passed_on(&self, name: &[u8]) -> bool {
+        match &self.route.version_override {
+            None => true,
+            Some(o) => !name.eq_ignore_ascii_case(o.header.as_str().as_bytes()),
+        }
     }
 }
 
 /// The route for a request and the version that serves it, or our answer: no route
-/// for its host, or the route is in maintenance and the client not let through.
+/// for its host, the route is in maintenance and the client not let through, or the
+/// client used the version override without being allowed to.
 pub(crate) fn pick<F: Fields + ?Sized>(
     shared: &Shared,
     conn: &ConnInfo,
     host: Option<&[u8]>,
     fields: &F,
-) -> Result<(Arc<Route>, Role), Ours> {
+) -> Result<Picked, Ours> {
     let host = host.and_then(|h| std::str::from_utf8(h).ok());
     let route = shared
         .table
@@ -197,15 +228,42 @@ pub(crate) fn pick<F: Fields + ?Sized>(
             retry_after: Some(m.retry_after_secs),
         });
     }
-    let rule = SplitRule {
-        weight_bp: route.weight_bp,
-        salt: route.salt,
-        sticky: &route.sticky,
-        override_header: route.override_header.as_ref(),
-        has_candidate: route.candidate.is_some(),
+    let asked = match &route.version_override {
+        Some(o) => o.ask(fields, client_ip),
+        None => OverrideAsk::Absent,
     };
-    let role = split::choose(&rule, fields, client_ip);
-    Ok((route, role))
+    let (role, overridden) = match asked {
+        OverrideAsk::Absent => {
+            let rule = SplitRule {
+                weight_bp: route.weight_bp,
+                salt: route.salt,
+                sticky: &route.sticky,
+                has_candidate: route.candidate.is_some(),
+            };
+            (split::choose(&rule, fields, client_ip), false)
+        }
+        OverrideAsk::Granted(role) if route.candidate.is_some() => (role, true),
+        OverrideAsk::Granted(_) => (Role::Stable, true),
+        OverrideAsk::Unknown => {
+            return Err(Ours::text(
+                StatusCode::BAD_REQUEST,
+                "liftoff: the version override is `candidate` or `stable`\n",
+            ));
+        }
+        OverrideAsk::Refused => {
+            return Err(Ours::text(
+                StatusCode::FORBIDDEN,
+                "liftoff: version override refused\n",
+            ));
+        }
+    };
+    let judged = !overridden || route.version_override.as_ref().is_some_and(|o| o.count);
+    Ok(Picked {
+        route,
+        role,
+        overridden,
+        judged,
+    })
 }
 
 pub(crate) fn too_large() -> Ours {
@@ -215,74 +273,128 @@ pub(crate) fn too_large() -> Ours {
     )
 }
 
+impl ClientFault {
+    /// What the client is told, if it is still there to hear it.
+    fn answer(self) -> Ours {
+        match self {
+            ClientFault::Malformed => {
+                Ours::text(StatusCode::BAD_REQUEST, "liftoff: malformed request body\n")
+            }
+            ClientFault::TooLarge => too_large(),
+            ClientFault::TooSlow => Ours::text(
+                StatusCode::REQUEST_TIMEOUT,
+                "liftoff: request body too slow\n",
+            ),
+            ClientFault::Aborted => Ours::text(
+                StatusCode::BAD_REQUEST,
+                "liftoff: incomplete request body\n",
+            ),
+        }
+    }
+
+    /// The status recorded for the version: the one the client got, none if it left.
+    fn status(self) -> Option<u16> {
+        match self {
+            ClientFault::Aborted => None,
+            other => Some(other.answer().status.as_u16()),
+        }
+    }
+}
+
 /// Send the request to the chosen version; a bodyless request whose upstream failed
 /// is replayed once on the other version (a stopped backend must not be an outage;
-/// a streamed body is gone). The encoded head is reused as it is.
+/// a streamed body is gone; a tester asked for that version). The encoded head is
+/// reused as it is.
 pub(crate) async fn forward<B>(
     shared: &Shared,
-    route: &Route,
-    role: Role,
+    picked: &Picked,
     out: &Outgoing,
     body: Option<B>,
 ) -> Answer
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<ClientFault>,
 {
-    let Some(upstream) = route.upstream(role) else {
+    let Picked {
+        route,
+        role,
+        overridden,
+        judged,
+    } = picked;
+    let Some(version) = route.version(*role) else {
         return Answer::Ours(Ours::text(
             StatusCode::BAD_GATEWAY,
             "liftoff: no upstream\n",
         ));
     };
-    let (status, message, never_sent) = match send(shared, upstream, out, body).await {
+    let (status, message, never_sent) = match send(shared, version, *judged, out, body).await {
         Ok(resp) => return Answer::Upstream(resp),
-        Err(failed) => failed,
+        // The client's own doing: never replayed, never the version's error.
+        Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
+        Err(Failure::Upstream(status, message, never_sent)) => (status, message, never_sent),
     };
     let fallback = route
-        .upstream(role.other())
-        .filter(|u| !Arc::ptr_eq(u, upstream));
+        .version(role.other())
+        .filter(|v| !overridden && !Arc::ptr_eq(&v.upstream, &version.upstream));
     match fallback {
         Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
-            match send(shared, other, out, None::<B>).await {
+            match send(shared, other, *judged, out, None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
-                Err((status, message, _)) => Answer::Ours(Ours::text(status, message)),
+                Err(Failure::Upstream(status, message, _)) => {
+                    Answer::Ours(Ours::text(status, message))
+                }
+                Err(Failure::Client(fault)) => Answer::Ours(fault.answer()),
             }
         }
         _ => Answer::Ours(Ours::text(status, message)),
     }
 }
 
-/// On failure: our status, its message, and whether the request certainly did not
-/// reach the upstream (connecting failed).
-type Failure = (StatusCode, &'static str, bool);
+enum Failure {
+    /// The upstream failed: our status, its message, and whether the request certainly
+    /// did not reach the upstream (connecting failed).
+    Upstream(StatusCode, &'static str, bool),
+    Client(ClientFault),
+}
 
 async fn send<B>(
     shared: &Shared,
-    upstream: &Arc<Upstream>,
+    version: &Version,
+    judged: bool,
     out: &Outgoing,
     body: Option<B>,
 ) -> Result<Upstreamed, Failure>
 where
     B: Body<Data = Bytes> + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<ClientFault>,
 {
-    let mut flight = InFlight::new(shared, upstream.clone());
-    let answer = tokio::time::timeout(
-        shared.limits.request_timeout,
-        upstream
-            .pool
-            .send(&upstream.authority, out, body, &shared.limits),
-    )
-    .await;
+    let upstream = &version.upstream;
+    let mut flight = InFlight::new(shared, version, judged);
+    let answer = upstream
+        .pool
+        .send(&upstream.authority, out, body, &shared.limits)
+        .await;
     match answer {
-        Ok(Ok(resp)) => {
+        Ok(resp) => {
             let status = resp.head.status;
             let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
             flight.finish(Some(status.as_u16()), error);
             Ok(resp)
         }
-        Ok(Err(e)) => {
+        Err(SendError::Client(fault)) => {
+            tracing::debug!(upstream = %upstream.url, ?fault, "client failed its request body");
+            flight.finish(fault.status(), Some(ErrorSource::ClientAbort));
+            Err(Failure::Client(fault))
+        }
+        Err(SendError::Timeout) => {
+            flight.finish(Some(504), Some(ErrorSource::Timeout));
+            Err(Failure::Upstream(
+                StatusCode::GATEWAY_TIMEOUT,
+                "liftoff: upstream timed out\n",
+                false,
+            ))
+        }
+        Err(e) => {
             let never_sent = matches!(e, SendError::Connect(_));
             match &e {
                 SendError::Connect(e) => {
@@ -291,20 +403,13 @@ where
                 SendError::Exchange(e) => {
                     tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
                 }
+                SendError::Timeout | SendError::Client(_) => {}
             }
             flight.finish(Some(502), Some(ErrorSource::Connect));
-            Err((
+            Err(Failure::Upstream(
                 StatusCode::BAD_GATEWAY,
                 "liftoff: upstream unreachable\n",
                 never_sent,
-            ))
-        }
-        Err(_) => {
-            flight.finish(Some(504), Some(ErrorSource::Timeout));
-            Err((
-                StatusCode::GATEWAY_TIMEOUT,
-                "liftoff: upstream timed out\n",
-                false,
             ))
         }
     }
@@ -509,7 +614,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
                 .get(header::HOST)
                 .map(|h| Bytes::copy_from_slice(h.as_bytes()))
         });
-    let (route, role) = match pick(shared, conn, host.as_deref(), req.headers()) {
+    let picked = match pick(shared, conn, host.as_deref(), req.headers()) {
         Ok(picked) => picked,
         Err(ours) => return Answer::Ours(ours),
     };
@@ -543,6 +648,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         .headers
         .iter()
         .map(|(n, v)| (n.as_str().as_bytes(), v.as_bytes()))
+        .filter(|(n, _)| picked.passed_on(n))
         .collect();
     let out = encode_request(
         parts.method.as_str(),
@@ -553,7 +659,7 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         conn,
     );
     let body = Limited::new(body, shared.limits.max_body_bytes);
-    forward(shared, &route, role, &out, Some(body)).await
+    forward(shared, &picked, &out, Some(body)).await
 }
 
 /// The connection pool for health checks: grows with concurrency (no fixed

@@ -75,20 +75,12 @@ pub struct SplitRule<'a> {
     pub weight_bp: u16,
     pub salt: u64,
     pub sticky: &'a Sticky,
-    pub override_header: Option<&'a HeaderName>,
     pub has_candidate: bool,
 }
 
 pub fn choose<F: Fields + ?Sized>(rule: &SplitRule<'_>, headers: &F, client: IpAddr) -> Role {
     if !rule.has_candidate {
         return Role::Stable;
-    }
-    if let Some(value) = rule.override_header.and_then(|h| headers.first(h.as_str())) {
-        match value {
-            b"candidate" => return Role::Candidate,
-            b"stable" => return Role::Stable,
-            _ => {}
-        }
     }
     match rule.weight_bp {
         0 => return Role::Stable,
@@ -153,7 +145,6 @@ mod tests {
             weight_bp,
             salt: 42,
             sticky,
-            override_header: None,
             has_candidate: true,
         }
     }
@@ -212,28 +203,13 @@ mod tests {
     }
 
     #[test]
-    fn override_header_wins_and_extremes_are_exact() {
-        let name = HeaderName::from_static("x-liftoff-version");
+    fn extremes_are_exact() {
         let none = Sticky::None;
-        let mut r = rule(0, &none);
-        r.override_header = Some(&name);
-        let mut h = HeaderMap::new();
-        h.insert(&name, "candidate".parse().unwrap());
-        assert_eq!(choose(&r, &h, IP), Role::Candidate);
-        r.weight_bp = 10_000;
-        h.insert(&name, "stable".parse().unwrap());
-        assert_eq!(choose(&r, &h, IP), Role::Stable);
-        assert!((0..1000).all(|_| choose(&rule(0, &none), &HeaderMap::new(), IP) == Role::Stable));
-        assert!(
-            (0..1000)
-                .all(|_| choose(&rule(10_000, &none), &HeaderMap::new(), IP) == Role::Candidate)
-        );
+        let no_key = HeaderMap::new();
+        assert!((0..1000).all(|_| choose(&rule(0, &none), &no_key, IP) == Role::Stable));
+        assert!((0..1000).all(|_| choose(&rule(10_000, &none), &no_key, IP) == Role::Candidate));
+        let mut r = rule(10_000, &none);
         r.has_candidate = false;
-        h.insert(&name, "candidate".parse().unwrap());
-        assert_eq!(
-            choose(&r, &h, IP),
-            Role::Stable,
-            "no candidate, no override"
-        );
+        assert_eq!(choose(&r, &no_key, IP), Role::Stable, "no candidate");
     }
 }

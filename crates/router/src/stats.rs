@@ -28,7 +28,9 @@ pub enum ErrorSource {
     Connect = 1,
     /// The upstream did not answer within the request timeout.
     Timeout = 2,
-    /// The client went away before the response was complete.
+    /// The client did not complete the exchange: it went away before the response,
+    /// or its request body was malformed, too large or too slow (it got 400, 413 or
+    /// 408). Never the version's fault: not in `error_rate`.
     ClientAbort = 3,
 }
 
@@ -87,8 +89,10 @@ impl Slot {
     }
 }
 
+/// Cumulative counts for Prometheus: they only grow. Kept on their own (no window) for
+/// requests that are shown but not judged (a tester's overridden requests).
 #[derive(Default)]
-struct Totals {
+pub struct Totals {
     status: [AtomicU64; 5],
     errors: [AtomicU64; 4],
     /// Non-cumulative counts per `PROM_BUCKETS` bound, plus one for +Inf.
@@ -97,7 +101,46 @@ struct Totals {
     count: AtomicU64,
 }
 
-/// One upstream's observations.
+impl Totals {
+    pub fn record(&self, obs: Observation) {
+        if let Some(status) = obs.status {
+            self.status[status_class(status)].fetch_add(1, Relaxed);
+        }
+        if let Some(source) = obs.error {
+            self.errors[source as usize].fetch_add(1, Relaxed);
+        }
+        let secs = obs.latency.as_secs_f64();
+        let prom = PROM_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(PROM_BUCKETS.len());
+        self.prom_buckets[prom].fetch_add(1, Relaxed);
+        self.latency_sum_micros
+            .fetch_add(micros(obs.latency), Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    pub fn snapshot(&self) -> TotalsSnapshot {
+        let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
+        TotalsSnapshot {
+            status: load(&self.status),
+            errors: load(&self.errors),
+            prom_buckets: load(&self.prom_buckets),
+            latency_sum_secs: self.latency_sum_micros.load(Relaxed) as f64 / 1e6,
+            count: self.count.load(Relaxed),
+        }
+    }
+}
+
+fn status_class(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// One version's observations (of one route).
 pub struct VersionStats {
     slots: Box<[Slot]>,
     totals: Totals,
@@ -160,24 +203,13 @@ impl VersionStats {
         }
         slot.requests.fetch_add(1, Relaxed);
         if let Some(status) = obs.status {
-            let class = usize::from(status / 100).clamp(1, 5) - 1;
-            slot.status[class].fetch_add(1, Relaxed);
-            self.totals.status[class].fetch_add(1, Relaxed);
+            slot.status[status_class(status)].fetch_add(1, Relaxed);
         }
         if let Some(source) = obs.error {
             slot.errors[source as usize].fetch_add(1, Relaxed);
-            self.totals.errors[source as usize].fetch_add(1, Relaxed);
         }
-        let micros = u64::try_from(obs.latency.as_micros()).unwrap_or(u64::MAX);
-        slot.latency[latency_bucket(micros)].fetch_add(1, Relaxed);
-        let secs = obs.latency.as_secs_f64();
-        let prom = PROM_BUCKETS
-            .iter()
-            .position(|b| secs <= *b)
-            .unwrap_or(PROM_BUCKETS.len());
-        self.totals.prom_buckets[prom].fetch_add(1, Relaxed);
-        self.totals.latency_sum_micros.fetch_add(micros, Relaxed);
-        self.totals.count.fetch_add(1, Relaxed);
+        slot.latency[latency_bucket(micros(obs.latency))].fetch_add(1, Relaxed);
+        self.totals.record(obs);
     }
 
     /// Everything observed in the `secs` seconds ending with `now` (inclusive). Time is
@@ -209,14 +241,7 @@ impl VersionStats {
 
     /// Cumulative counters for exposition.
     pub fn totals(&self) -> TotalsSnapshot {
-        let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
-        TotalsSnapshot {
-            status: load(&self.totals.status),
-            errors: load(&self.totals.errors),
-            prom_buckets: load(&self.totals.prom_buckets),
-            latency_sum_secs: self.totals.latency_sum_micros.load(Relaxed) as f64 / 1e6,
-            count: self.totals.count.load(Relaxed),
-        }
+        self.totals.snapshot()
     }
 }
 

@@ -8,17 +8,14 @@ use http::HeaderName;
 use http::uri::Authority;
 
 use crate::split::{Fields, Role, Sticky};
-use crate::stats::VersionStats;
+use crate::stats::{Totals, VersionStats};
 
-/// One deployed version behind a route. Outlives table swaps: in-flight requests hold
-/// it, which is what lets a removed upstream drain.
+/// A deployed version's address and its keep-alive connections, shared by every route
+/// that names the URL (and kept across table swaps).
 pub struct Upstream {
     /// `http://host:port`, as configured.
     pub url: String,
     pub authority: Authority,
-    pub stats: VersionStats,
-    pub in_flight: AtomicI64,
-    pub health: crate::health::HealthState,
     /// Idle keep-alive connections to it.
     pub pool: Arc<crate::pool::Pool>,
 }
@@ -45,12 +42,82 @@ impl Upstream {
         Ok(Self {
             url: format!("http://{authority}"),
             authority,
-            stats: VersionStats::new(),
-            in_flight: AtomicI64::new(0),
-            health: crate::health::HealthState::default(),
             pool: Arc::default(),
         })
     }
+}
+
+/// One version of one route (its stable or its candidate) and what the router saw of
+/// it. Two routes naming the same upstream have a `Version` each: their figures are
+/// their own, only the connections are shared. Outlives table swaps (it follows its
+/// upstream within the route, whatever its role); in-flight requests hold it, which is
+/// what lets a removed version drain.
+pub struct Version {
+    pub upstream: Arc<Upstream>,
+    /// What the route's gates and triggers judge.
+    pub stats: VersionStats,
+    /// Requests a tester sent here with the override header: shown in `/metrics`,
+    /// never judged (unless the route counts them, then they are in `stats`).
+    pub overridden: Totals,
+    pub in_flight: AtomicI64,
+    pub health: crate::health::HealthState,
+}
+
+impl Version {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self {
+            upstream,
+            stats: VersionStats::new(),
+            overridden: Totals::default(),
+            in_flight: AtomicI64::new(0),
+            health: crate::health::HealthState::default(),
+        }
+    }
+}
+
+/// A secret a request must carry (a bypass header's value, the override's secret).
+/// Compared in constant time; never printed, not even by `Debug`.
+#[derive(Clone)]
+pub struct Secret(Box<[u8]>);
+
+impl Secret {
+    pub fn new(secret: &str) -> Self {
+        Secret(secret.as_bytes().into())
+    }
+
+    /// Whether `given` is the secret. The time taken tells nothing of how much of it
+    /// matched (only, at most, whether its length did).
+    pub fn matches(&self, given: &[u8]) -> bool {
+        use subtle::ConstantTimeEq;
+        bool::from(self.0.ct_eq(given))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Client networks from settings as written: `10.0.0.0/8` or a single address.
+fn networks(list: &[String]) -> Result<Vec<ipnet::IpNet>, String> {
+    list.iter()
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("`{n}` is not an address or network"))
+        })
+        .collect()
+}
+
+/// Whether `client` is in one of `nets` (a v4-mapped v6 client as its v4 address).
+fn in_networks(nets: &[ipnet::IpNet], client: std::net::IpAddr) -> bool {
+    let client = client.to_canonical();
+    nets.iter().any(|net| net.contains(&client))
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a header name"))
 }
 
 #[derive(Clone)]
@@ -60,7 +127,7 @@ pub struct Maintenance {
     /// Clients from these networks go through.
     pub allow: Vec<ipnet::IpNet>,
     /// `name: secret`: a request carrying it goes through.
-    pub bypass_header: Option<(HeaderName, String)>,
+    pub bypass_header: Option<(HeaderName, Secret)>,
 }
 
 impl Maintenance {
@@ -71,22 +138,11 @@ impl Maintenance {
         allow: &[String],
         bypass_header: Option<(&str, &str)>,
     ) -> Result<Self, crate::RouterError> {
-        let bad = |what: String| crate::RouterError::BadMaintenance(what);
-        let allow = allow
-            .iter()
-            .map(|n| {
-                n.parse::<ipnet::IpNet>()
-                    .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| bad(format!("`{n}` is not an address or network")))
-            })
-            .collect::<Result<_, _>>()?;
+        let allow = networks(allow).map_err(crate::RouterError::BadMaintenance)?;
         let bypass_header = bypass_header
-            .map(|(name, value)| {
-                HeaderName::from_bytes(name.as_bytes())
-                    .map(|h| (h, value.to_string()))
-                    .map_err(|_| bad(format!("`{name}` is not a header name")))
-            })
-            .transpose()?;
+            .map(|(name, value)| header_name(name).map(|h| (h, Secret::new(value))))
+            .transpose()
+            .map_err(crate::RouterError::BadMaintenance)?;
         Ok(Self {
             retry_after_secs,
             page: bytes::Bytes::copy_from_slice(page.as_bytes()),
@@ -96,13 +152,88 @@ impl Maintenance {
     }
 
     pub fn lets_through<F: Fields + ?Sized>(&self, client: std::net::IpAddr, headers: &F) -> bool {
-        let client = client.to_canonical();
-        self.allow.iter().any(|net| net.contains(&client))
+        in_networks(&self.allow, client)
             || self.bypass_header.as_ref().is_some_and(|(name, secret)| {
                 headers
                     .first(name.as_str())
-                    .is_some_and(|v| v == secret.as_bytes())
+                    .is_some_and(|v| secret.matches(v))
             })
+    }
+}
+
+/// The tester override: a request whose `header` says `candidate` or `stable` goes to
+/// that version whatever the weight, if it is allowed to: its client is in `allow`
+/// (when given) and the value carries the secret after a `;` (when there is one), as
+/// in `candidate;s3cret`. Off unless a route sets it. Requests it routes are a tester's,
+/// not users': recorded apart, not in the windows gates and triggers judge, unless
+/// `count`.
+#[derive(Clone, Debug)]
+pub struct VersionOverride {
+    pub header: HeaderName,
+    pub secret: Option<Secret>,
+    pub allow: Vec<ipnet::IpNet>,
+    pub count: bool,
+}
+
+/// What the override header asks of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OverrideAsk {
+    /// No override header: the split decides.
+    Absent,
+    Granted(Role),
+    /// Neither `candidate` nor `stable`.
+    Unknown,
+    /// Not from an allowed network, or without the right secret.
+    Refused,
+}
+
+impl VersionOverride {
+    /// From settings as written. At least one of `secret` and `allow`: without either,
+    /// any client could send its traffic to a version of its choosing.
+    pub fn new(
+        header: &str,
+        secret: Option<&str>,
+        allow: &[String],
+        count: bool,
+    ) -> Result<Self, crate::RouterError> {
+        let bad = crate::RouterError::BadOverride;
+        if secret.is_none() && allow.is_empty() {
+            return Err(bad("give a secret, client networks, or both".into()));
+        }
+        if secret.is_some_and(str::is_empty) {
+            return Err(bad("the secret is empty".into()));
+        }
+        Ok(Self {
+            header: header_name(header).map_err(bad)?,
+            secret: secret.map(Secret::new),
+            allow: networks(allow).map_err(bad)?,
+            count,
+        })
+    }
+
+    pub fn ask<F: Fields + ?Sized>(&self, headers: &F, client: std::net::IpAddr) -> OverrideAsk {
+        let Some(value) = headers.first(self.header.as_str()) else {
+            return OverrideAsk::Absent;
+        };
+        let (word, given) = match value.iter().position(|b| *b == b';') {
+            Some(at) => (&value[..at], Some(value[at + 1..].trim_ascii())),
+            None => (value, None),
+        };
+        let role = match word.trim_ascii() {
+            b"candidate" => Role::Candidate,
+            b"stable" => Role::Stable,
+            _ => return OverrideAsk::Unknown,
+        };
+        let from_allowed = self.allow.is_empty() || in_networks(&self.allow, client);
+        let knows_secret = match &self.secret {
+            Some(secret) => given.is_some_and(|g| secret.matches(g)),
+            None => true,
+        };
+        if from_allowed && knows_secret {
+            OverrideAsk::Granted(role)
+        } else {
+            OverrideAsk::Refused
+        }
     }
 }
 
@@ -111,24 +242,24 @@ pub struct Route {
     pub listen: SocketAddr,
     /// Only requests for this Host (port ignored) match, when set.
     pub host: Option<String>,
-    pub stable: Arc<Upstream>,
-    pub candidate: Option<Arc<Upstream>>,
+    pub stable: Arc<Version>,
+    pub candidate: Option<Arc<Version>>,
     pub weight_bp: u16,
     pub salt: u64,
     pub sticky: Sticky,
-    pub override_header: Option<HeaderName>,
+    pub version_override: Option<Arc<VersionOverride>>,
     pub maintenance: Option<Arc<Maintenance>>,
 }
 
 impl Route {
-    pub fn upstream(&self, role: Role) -> Option<&Arc<Upstream>> {
+    pub fn version(&self, role: Role) -> Option<&Arc<Version>> {
         match role {
             Role::Stable => Some(&self.stable),
             Role::Candidate => self.candidate.as_ref(),
         }
     }
 
-    /// A copy with new settings; upstreams are shared, not copied.
+    /// A copy with new settings; versions are shared, not copied.
     pub fn with(&self, change: impl FnOnce(&mut RouteFields)) -> Route {
         let mut f = RouteFields {
             stable: self.stable.clone(),
@@ -146,7 +277,7 @@ impl Route {
             weight_bp: f.weight_bp,
             salt: self.salt,
             sticky: self.sticky.clone(),
-            override_header: self.override_header.clone(),
+            version_override: self.version_override.clone(),
             maintenance: f.maintenance,
         }
     }
@@ -154,8 +285,8 @@ impl Route {
 
 /// What a control-plane change may touch.
 pub struct RouteFields {
-    pub stable: Arc<Upstream>,
-    pub candidate: Option<Arc<Upstream>>,
+    pub stable: Arc<Version>,
+    pub candidate: Option<Arc<Version>>,
     pub weight_bp: u16,
     pub maintenance: Option<Arc<Maintenance>>,
 }
@@ -199,7 +330,7 @@ mod tests {
             retry_after_secs: 60,
             page: bytes::Bytes::new(),
             allow: vec!["10.0.0.0/8".parse().unwrap()],
-            bypass_header: Some((HeaderName::from_static("x-bypass"), "s3cret".into())),
+            bypass_header: Some((HeaderName::from_static("x-bypass"), Secret::new("s3cret"))),
         };
         let none = http::HeaderMap::new();
         assert!(m.lets_through("10.1.2.3".parse().unwrap(), &none));
@@ -213,11 +344,75 @@ mod tests {
         assert!(m.lets_through("11.0.0.1".parse().unwrap(), &h));
         h.insert("x-bypass", "guess".parse().unwrap());
         assert!(!m.lets_through("11.0.0.1".parse().unwrap(), &h));
+        h.insert("x-bypass", "s3cret2".parse().unwrap());
+        assert!(!m.lets_through("11.0.0.1".parse().unwrap(), &h));
+    }
+
+    #[test]
+    fn the_override_needs_its_secret_and_its_networks() {
+        let ask = |o: &VersionOverride, value: &str, client: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert("x-liftoff-version", value.parse().unwrap());
+            o.ask(&h, client.parse().unwrap())
+        };
+        let secret = VersionOverride::new("X-Liftoff-Version", Some("t0ken"), &[], false).unwrap();
+        let inside = "203.0.113.9";
+        assert_eq!(
+            ask(&secret, "candidate;t0ken", inside),
+            OverrideAsk::Granted(Role::Candidate)
+        );
+        assert_eq!(
+            ask(&secret, " stable ; t0ken ", inside),
+            OverrideAsk::Granted(Role::Stable)
+        );
+        for refused in [
+            "candidate",
+            "candidate;",
+            "candidate;t0ke",
+            "candidate;t0ken2",
+        ] {
+            assert_eq!(
+                ask(&secret, refused, inside),
+                OverrideAsk::Refused,
+                "{refused}"
+            );
+        }
+        assert_eq!(ask(&secret, "canary;t0ken", inside), OverrideAsk::Unknown);
+        assert_eq!(
+            secret.ask(&http::HeaderMap::new(), inside.parse().unwrap()),
+            OverrideAsk::Absent
+        );
+
+        let nets = ["10.0.0.0/8".to_string()];
+        let net = VersionOverride::new("x-liftoff-version", None, &nets, false).unwrap();
+        assert_eq!(
+            ask(&net, "candidate", "10.1.2.3"),
+            OverrideAsk::Granted(Role::Candidate)
+        );
+        assert_eq!(
+            ask(&net, "candidate", "::ffff:10.1.2.3"),
+            OverrideAsk::Granted(Role::Candidate)
+        );
+        assert_eq!(ask(&net, "candidate", inside), OverrideAsk::Refused);
+        let both = VersionOverride::new("x-liftoff-version", Some("t0ken"), &nets, false).unwrap();
+        assert_eq!(ask(&both, "candidate;t0ken", inside), OverrideAsk::Refused);
+        assert_eq!(ask(&both, "candidate", "10.0.0.1"), OverrideAsk::Refused);
+        assert_eq!(
+            ask(&both, "candidate;t0ken", "10.0.0.1"),
+            OverrideAsk::Granted(Role::Candidate)
+        );
+
+        assert!(VersionOverride::new("x-liftoff-version", None, &[], false).is_err());
+        assert!(VersionOverride::new("x-liftoff-version", Some(""), &[], false).is_err());
+        assert!(VersionOverride::new("bad header", Some("t"), &[], false).is_err());
+        assert!(!format!("{secret:?}").contains("t0ken"), "{secret:?}");
     }
 
     #[test]
     fn routes_match_host_without_port_and_fall_back_to_hostless() {
-        let up = Arc::new(Upstream::new("http://127.0.0.1:9000").unwrap());
+        let up = Arc::new(Version::new(Arc::new(
+            Upstream::new("http://127.0.0.1:9000").unwrap(),
+        )));
         let route = |name: &str, host: Option<&str>| {
             Arc::new(Route {
                 name: name.into(),
@@ -228,7 +423,7 @@ mod tests {
                 weight_bp: 0,
                 salt: 1,
                 sticky: Sticky::None,
-                override_header: None,
+                version_override: None,
                 maintenance: None,
             })
         };

@@ -17,7 +17,16 @@ fn spec(stable: &str, candidate: Option<&str>) -> RouteSpec {
         stable: stable.into(),
         candidate: candidate.map(String::from),
         sticky: Sticky::Header("x-user-id".parse().unwrap()),
-        override_header: Some(liftoff_router::DEFAULT_OVERRIDE_HEADER.parse().unwrap()),
+        // Testers on this machine may pick a version by hand.
+        version_override: Some(
+            liftoff_router::VersionOverride::new(
+                "x-liftoff-version",
+                None,
+                &["127.0.0.1".into()],
+                false,
+            )
+            .unwrap(),
+        ),
         health: None,
         salt: Some(7),
     }

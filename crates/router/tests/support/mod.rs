@@ -92,7 +92,7 @@ pub fn route(name: &str, stable: &str) -> liftoff_router::RouteSpec {
         stable: stable.into(),
         candidate: None,
         sticky: liftoff_router::Sticky::None,
-        override_header: None,
+        version_override: None,
         health: None,
         salt: None,
     }
@@ -219,7 +219,13 @@ pub async fn echo_backend() -> String {
                             get("forwarded"),
                             get("x-hop"),
                         );
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        // A client cut short by the router leaves a body cut short here.
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
                         let text = format!("{head} body={}", body.len());
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(
                             http_body_util::Full::new(bytes::Bytes::from(text)),
