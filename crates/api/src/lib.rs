@@ -233,6 +233,26 @@ pub struct RouteView {
     pub weight: f64,
     pub maintenance: bool,
     pub versions: Vec<VersionView>,
+    /// The routers serving the fleet's routes.
+    #[serde(default)]
+    pub routers: Vec<RouterView>,
+}
+
+/// One router of the fleet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RouterView {
+    pub id: String,
+    pub address: Option<String>,
+    /// The snapshot version it serves.
+    pub snapshot_version: u64,
+    /// Whether that is the newest snapshot.
+    pub current: bool,
+    pub last_contact_ms: u64,
+    /// Not heard from for 2 s.
+    pub missing: bool,
+    pub listening: Vec<String>,
+    /// Requests it proxied in the last 10 s, all routes.
+    pub requests_10s: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -85,6 +85,8 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
         state_dir: state_dir.clone(),
         shutdown_grace: Duration::from_secs(5),
         router_threads: 1,
+        local_router: liftoff_server::LocalRouter::StopWithDaemon,
+        router_program: None,
         deployment_log_dir: None,
         api: liftoff_server::ApiLimits::default(),
     };

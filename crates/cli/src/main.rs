@@ -8,6 +8,7 @@ mod exit;
 mod flags;
 mod load;
 mod output;
+mod router_cmd;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -79,8 +80,21 @@ enum Command {
         /// Where launches write their deployment logs (default: <state-dir>/logs/deployment).
         #[arg(long)]
         deployment_log_dir: Option<PathBuf>,
+        /// Start no local router (in <state-dir>/router): routers run elsewhere,
+        /// started with `liftoff router --server URL`.
+        #[arg(long)]
+        no_local_router: bool,
         #[command(flatten)]
         api: ApiArgs,
+    },
+    /// Run a router: liftoff's data plane as a process of its own. It serves the
+    /// routes the daemon at --server gives it, keeps serving them when the daemon is
+    /// away, and reports what it sees. --state-dir is the router's own directory.
+    Router {
+        #[command(subcommand)]
+        action: Option<router_cmd::RouterAction>,
+        #[command(flatten)]
+        args: router_cmd::RouterArgs,
     },
     /// Check plans without running them (no daemon needed).
     Validate {
@@ -294,17 +308,33 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(Exit::Unreachable as u8);
-        }
+    // A router builds runtimes of its own (the data plane, its link to the daemon).
+    let result = if let Command::Router { action, args } = &cli.command {
+        Some(match action {
+            None => {
+                init_logging();
+                router_cmd::run(&cli.state_dir, &cli.server, args)
+            }
+            Some(router_cmd::RouterAction::Restart { timeout }) => {
+                router_cmd::restart(&cli.state_dir, *timeout)
+            }
+        })
+    } else {
+        None
     };
-    let result = runtime.block_on(run(cli, server_given));
+    let result = match result {
+        Some(r) => r,
+        None => match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(run(cli, server_given)),
+            Err(e) => {
+                eprintln!("error: cannot start the async runtime: {e}");
+                return ExitCode::from(Exit::Unreachable as u8);
+            }
+        },
+    };
     let code = match result {
         Ok(exit) => exit,
         Err(f) => {
@@ -332,6 +362,7 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             shutdown_grace,
             router_threads,
             deployment_log_dir,
+            no_local_router,
             api,
         } => {
             let threads = router_threads
@@ -341,6 +372,12 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
                 state_dir: cli.state_dir.clone(),
                 shutdown_grace: *shutdown_grace,
                 router_threads: threads,
+                local_router: if *no_local_router {
+                    liftoff_server::LocalRouter::Off
+                } else {
+                    liftoff_server::LocalRouter::Keep
+                },
+                router_program: None,
                 deployment_log_dir: deployment_log_dir.clone(),
                 api: liftoff_server::ApiLimits {
                     max_connections: api.api_max_connections,
@@ -350,6 +387,7 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             };
             serve(config).await
         }
+        Command::Router { .. } => unreachable!("runs before the async runtime"),
         Command::Validate { plans } => Ok(validate(plans, cli.output)),
         Command::Check { plan } => check(plan, server_given.then(client), cli.output).await,
         Command::Demo { keep } => demo::run(*keep).await,
@@ -554,6 +592,16 @@ async fn newest(c: &Client) -> Result<String, Failure> {
         .next()
         .map(|l| l.id)
         .ok_or_else(|| Failure::new(Exit::Invalid, "there are no launches yet"))
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 async fn serve(config: liftoff_server::ServeConfig) -> Result<Exit, Failure> {

@@ -1,21 +1,31 @@
 //! The builtin router as a traffic port: a launch's `traffic` steps move the weight of
-//! the route named after its service, and every applied split is remembered in the
-//! store so a restarted daemon serves it again before anything else happens.
+//! the route named after its service in the fleet's snapshot, wait until every live
+//! router serves it, and remember the split in the store so a restarted daemon gives
+//! routers the same snapshot again.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
-use liftoff_router::{HealthCheck, Maintenance, RouteSpec, Router, VersionOverride};
+use liftoff_router::snapshot::{
+    HealthConfig, MaintenanceConfig, OverrideConfig, RouteConfig, StickyConfig,
+};
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
 
+use crate::fleet::Fleet;
 use crate::ports::TrafficControl;
 
+/// How long a change waits for the routers: every live one acknowledges in well under
+/// a second; a daemon that has just started waits for its routers to reconnect.
+pub const APPLY_DEADLINE: Duration = Duration::from_secs(5);
+
 pub struct BuiltinTraffic {
-    pub router: Arc<Router>,
+    pub fleet: Arc<Fleet>,
     pub store: Arc<Store>,
-    pub spec: RouteSpec,
+    /// The route as the plan configures it (weight and maintenance are set per change).
+    pub config: RouteConfig,
     pub plan: Arc<liftoff_plan::Plan>,
     pub launch_id: String,
 }
@@ -27,72 +37,87 @@ impl BuiltinTraffic {
             _ => None,
         }
     }
+
+    fn row(&self, weight_bp: u16, maintenance: bool) -> RouteRow {
+        RouteRow {
+            name: self.config.name.clone(),
+            launch_id: self.launch_id.clone(),
+            weight_bp,
+            salt: self.config.salt,
+            maintenance,
+            updated_at: jiff::Timestamp::now().to_string(),
+        }
+    }
+
+    async fn save(&self, row: RouteRow) {
+        let store = self.store.clone();
+        // The split is published either way; failing to remember it only matters after
+        // a restart, and the journal still records what the launch applied.
+        match tokio::task::spawn_blocking(move || store.save_route(&row)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not persist the route's split"),
+            Err(e) => tracing::error!(error = %e, "could not persist the route's split"),
+        }
+    }
+
+    fn listen(&self) -> String {
+        self.fleet
+            .listen_of(&self.config.name)
+            .unwrap_or(self.config.listen)
+            .to_string()
+    }
 }
 
-/// The router's view of a plan's `router: { kind: builtin }`.
-pub fn route_spec(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteSpec, String> {
-    let header = |name: &str| {
-        http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("`{name}` is not a valid header name"))
-    };
-    Ok(RouteSpec {
+/// A plan's `router: { kind: builtin }` as a route of the snapshot, with no traffic on
+/// the candidate and no maintenance page. Checked as a router will check it.
+pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteConfig, String> {
+    let config = RouteConfig {
         name: service.to_string(),
         listen: b.listen,
         host: b.host.clone(),
         stable: b.stable.expose().to_string(),
         candidate: Some(b.candidate.expose().to_string()),
+        weight_bp: 0,
+        salt,
         sticky: match &b.sticky {
-            Sticky::None => liftoff_router::Sticky::None,
-            Sticky::Header(h) => liftoff_router::Sticky::Header(header(h)?),
-            Sticky::Cookie(c) => liftoff_router::Sticky::Cookie(c.clone()),
-            Sticky::ClientIp => liftoff_router::Sticky::ClientIp,
+            Sticky::None => StickyConfig::None,
+            Sticky::Header(h) => StickyConfig::Header { name: h.clone() },
+            Sticky::Cookie(c) => StickyConfig::Cookie { name: c.clone() },
+            Sticky::ClientIp => StickyConfig::ClientIp,
         },
-        version_override: b
-            .version_override
-            .as_ref()
-            .map(|o| {
-                let secret = o.secret.as_ref().map(|s| s.expose());
-                VersionOverride::new(&o.header, secret, &o.allow, o.count)
-                    .map_err(|e| e.to_string())
-            })
-            .transpose()?,
-        health: b.health.as_ref().map(|h: &HealthSpec| HealthCheck {
+        version_override: b.version_override.as_ref().map(|o| OverrideConfig {
+            header: o.header.clone(),
+            secret: o.secret.as_ref().map(|s| s.expose().to_string()),
+            allow: o.allow.clone(),
+            count: o.count,
+        }),
+        health: b.health.as_ref().map(|h: &HealthSpec| HealthConfig {
             path: h.path.clone(),
-            interval: h.interval,
-            timeout: h.timeout,
+            interval_ms: h.interval.as_millis() as u64,
+            timeout_ms: h.timeout.as_millis() as u64,
             healthy_threshold: h.healthy_threshold,
             unhealthy_threshold: h.unhealthy_threshold,
         }),
-        salt: Some(salt),
-    })
+        maintenance: None,
+    };
+    let mut checked = config.clone();
+    checked.maintenance = Some(maintenance(b));
+    checked.check().map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
-/// The router's maintenance settings from the plan's.
-pub fn maintenance(b: &BuiltinRouter) -> Result<Maintenance, String> {
+/// The maintenance page the plan configures.
+pub fn maintenance(b: &BuiltinRouter) -> MaintenanceConfig {
     let m = &b.maintenance;
-    let secs = u32::try_from(m.retry_after.as_secs()).unwrap_or(u32::MAX);
-    let bypass = m
-        .bypass_header
-        .as_ref()
-        .map(|(name, value)| (name.as_str(), value.expose()));
-    Maintenance::new(secs, &m.page, &m.allow, bypass).map_err(|e| e.to_string())
-}
-
-/// Switch a route's maintenance page and remember the switch.
-pub fn apply_maintenance(
-    router: &Router,
-    store: &Store,
-    service: &str,
-    b: &BuiltinRouter,
-    on: bool,
-) -> Result<(), String> {
-    let setting = if on { Some(maintenance(b)?) } else { None };
-    router
-        .set_maintenance(service, setting)
-        .map_err(|e| e.to_string())?;
-    store
-        .set_route_maintenance(service, on, &jiff::Timestamp::now().to_string())
-        .map_err(|e| e.to_string())
+    MaintenanceConfig {
+        retry_after_secs: u32::try_from(m.retry_after.as_secs()).unwrap_or(u32::MAX),
+        page: m.page.clone(),
+        allow: m.allow.clone(),
+        bypass_header: m
+            .bypass_header
+            .as_ref()
+            .map(|(name, value)| (name.clone(), value.expose().to_string())),
+    }
 }
 
 /// The salt a service's route keeps for life: the stored one, or a fresh one.
@@ -114,32 +139,29 @@ impl TrafficControl for BuiltinTraffic {
         weight: Weight,
         _cancel: &CancellationToken,
     ) -> Result<String, String> {
-        let name = self.spec.name.clone();
-        let listen = self
-            .router
-            .upsert_route(self.spec.clone())
-            .map_err(|e| e.to_string())?;
-        self.router
-            .set_weight(&name, weight.basis_points())
-            .map_err(|e| e.to_string())?;
-        let row = RouteRow {
-            name,
-            launch_id: self.launch_id.clone(),
-            weight_bp: weight.basis_points(),
-            salt: self.spec.salt.unwrap_or_default(),
-            maintenance: false,
-            updated_at: jiff::Timestamp::now().to_string(),
-        };
-        let store = self.store.clone();
-        // The split is live either way; failing to remember it only matters after a
-        // restart, and the journal still records the weight the launch applied.
-        match tokio::task::spawn_blocking(move || store.save_route(&row)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not persist the route's split"),
-            Err(e) => tracing::error!(error = %e, "could not persist the route's split"),
+        let weight_bp = weight.basis_points();
+        let current = self.fleet.route(&self.config.name);
+        let mut config = self.config.clone();
+        config.weight_bp = weight_bp;
+        // The maintenance switch belongs to the route, not to the weight.
+        config.maintenance = current.and_then(|r| r.maintenance);
+        let maintenance_on = config.maintenance.is_some();
+        let version = self.fleet.upsert(config);
+        self.save(self.row(weight_bp, maintenance_on)).await;
+        let applied = self.fleet.applied(version, APPLY_DEADLINE).await;
+        if applied.acknowledged.is_empty() && weight_bp > 0 {
+            // Moving users to the candidate is only done once a router does it; moving
+            // them back (0%) is published and applies as routers come back.
+            return Err(format!(
+                "no router applied the split within {} s ({})",
+                APPLY_DEADLINE.as_secs(),
+                applied.describe()
+            ));
         }
         Ok(format!(
-            "candidate weight set to {weight}% (builtin router on {listen})"
+            "candidate weight set to {weight}% (builtin router on {}; {})",
+            self.listen(),
+            applied.describe()
         ))
     }
 
@@ -148,46 +170,42 @@ impl TrafficControl for BuiltinTraffic {
             .settings()
             .ok_or("the plan has no builtin router")?
             .clone();
-        let listen = self
-            .router
-            .upsert_route(self.spec.clone())
-            .map_err(|e| e.to_string())?;
-        let (router, store, spec) = (self.router.clone(), self.store.clone(), self.spec.clone());
-        let launch_id = self.launch_id.clone();
-        tokio::task::spawn_blocking(move || {
-            // A route is saved on its first weight change; make sure it exists before
-            // its switch is remembered.
-            if store
-                .route(&spec.name)
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                let row = RouteRow {
-                    name: spec.name.clone(),
-                    launch_id,
-                    weight_bp: 0,
-                    salt: spec.salt.unwrap_or_default(),
-                    maintenance: false,
-                    updated_at: jiff::Timestamp::now().to_string(),
-                };
-                store.save_route(&row).map_err(|e| e.to_string())?;
+        let page = on.then(|| maintenance(&settings));
+        let version = match self
+            .fleet
+            .update(&self.config.name, |r| r.maintenance = page.clone())
+        {
+            Some(v) => v,
+            None => {
+                // A route is published on its first weight change; maintenance may come
+                // first.
+                let mut config = self.config.clone();
+                config.maintenance = page;
+                self.fleet.upsert(config)
             }
-            apply_maintenance(&router, &store, &spec.name, &settings, on)
-        })
-        .await
-        .map_err(|e| e.to_string())??;
+        };
+        let weight_bp = self
+            .fleet
+            .route(&self.config.name)
+            .map_or(0, |r| r.weight_bp);
+        self.save(self.row(weight_bp, on)).await;
+        let applied = self.fleet.applied(version, APPLY_DEADLINE).await;
         let state = if on {
             "on: clients get the maintenance page"
         } else {
             "off"
         };
-        Ok(format!("maintenance {state} (builtin router on {listen})"))
+        Ok(format!(
+            "maintenance {state} (builtin router on {}; {})",
+            self.listen(),
+            applied.describe()
+        ))
     }
 }
 
-/// The builtin router's observations of a route, as samples for gates and triggers.
+/// The fleet's observations of a route, as samples for gates and triggers.
 pub struct BuiltinMetrics {
-    pub router: Arc<Router>,
+    pub fleet: Arc<Fleet>,
     pub route: String,
 }
 
@@ -205,27 +223,34 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         };
         let secs = window.as_secs().max(1);
         let w = self
-            .router
+            .fleet
             .window_since(&self.route, role, secs, since)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("route `{}` has no {} upstream", self.route, version.label()))?;
-        let health = self.router.health(&self.route, role);
-        Ok(liftoff_analysis::Sample {
-            window_secs: w.span_secs(),
-            requests: w.requests,
-            failed: w.failed(),
-            latency: w
-                .latency
-                .iter()
-                .enumerate()
-                .map(|(i, n)| {
-                    (
-                        liftoff_router::stats::bucket_upper_micros(i) as f64 / 1e6,
-                        *n,
-                    )
-                })
-                .collect(),
-            health_failures: health.map_or(0, |h| h.consecutive_failures),
-        })
+            .ok_or_else(|| format!("no route `{}` is published", self.route))?;
+        let health = self.fleet.health(&self.route, role);
+        Ok(sample(&w, health.map_or(0, |h| h.consecutive_failures)))
+    }
+}
+
+/// A window as analysis sees it. Requests the client botched or left are the client's:
+/// they count neither as failures nor toward the request total (else a flood of them
+/// would dilute a failing candidate's error rate and fill `min_requests`).
+pub fn sample(w: &liftoff_router::Window, health_failures: u32) -> liftoff_analysis::Sample {
+    let client_aborts = w.errors[liftoff_router::ErrorSource::ClientAbort as usize];
+    liftoff_analysis::Sample {
+        window_secs: w.span_secs(),
+        requests: w.requests.saturating_sub(client_aborts),
+        failed: w.failed(),
+        latency: w
+            .latency
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                (
+                    liftoff_router::stats::bucket_upper_micros(i) as f64 / 1e6,
+                    *n,
+                )
+            })
+            .collect(),
+        health_failures,
     }
 }

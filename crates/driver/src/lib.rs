@@ -12,6 +12,7 @@ mod builtin;
 mod checklist;
 mod deploy_log;
 mod execute;
+pub mod fleet;
 mod http;
 mod notify;
 pub mod ports;
@@ -92,8 +93,9 @@ pub struct Ports {
     pub runner: Arc<dyn CommandRunner>,
     pub http: Arc<dyn HttpProbe>,
     pub clock: Arc<dyn Clock>,
-    /// The daemon's data plane, for plans with `router: { kind: builtin }`.
-    pub router: Option<Arc<liftoff_router::Router>>,
+    /// The routes every builtin router serves and what they observe, for plans with
+    /// `router: { kind: builtin }`.
+    pub fleet: Option<Arc<fleet::Fleet>>,
     /// Where `migrate` steps put their backups: `<dir>/<launch id>/`.
     pub backups: PathBuf,
     /// The daemon's feature flags, for `flag` steps and `disable_flag` triggers.
@@ -110,7 +112,7 @@ impl Default for Ports {
             runner: Arc::new(ShellRunner),
             http: Arc::new(ReqwestProbe::new()),
             clock: Arc::new(SystemClock),
-            router: None,
+            fleet: None,
             backups: std::env::temp_dir().join("liftoff-backups"),
             flags: None,
             deployment_logs: None,
@@ -188,7 +190,7 @@ impl Driver {
             )));
         }
         if let Some(RouterSpec::Builtin(_)) = &plan.router
-            && self.ports.router.is_none()
+            && self.ports.fleet.is_none()
         {
             return Err(DriverError::Invalid(
                 "this daemon runs without the builtin router".into(),
@@ -296,7 +298,7 @@ impl Driver {
     /// Serve every builtin route's last split again (after a restart), before any
     /// launch resumes. Returns how many routes came back.
     pub fn restore_routes(&self) -> usize {
-        let Some(router) = &self.ports.router else {
+        let Some(fleet) = &self.ports.fleet else {
             return 0;
         };
         let rows = match self.store.routes() {
@@ -315,18 +317,11 @@ impl Driver {
                     let Some(RouterSpec::Builtin(b)) = &snap.launch.plan().router else {
                         return Err("its launch no longer has a builtin router".to_string());
                     };
-                    let spec = builtin::route_spec(&row.name, b, row.salt)?;
-                    router.upsert_route(spec).map_err(|e| e.to_string())?;
-                    router
-                        .set_weight(&row.name, row.weight_bp)
-                        .map_err(|e| e.to_string())?;
-                    let maintenance = match row.maintenance {
-                        true => Some(builtin::maintenance(b)?),
-                        false => None,
-                    };
-                    router
-                        .set_maintenance(&row.name, maintenance)
-                        .map_err(|e| e.to_string())
+                    let mut config = builtin::route_config(&row.name, b, row.salt)?;
+                    config.weight_bp = row.weight_bp;
+                    config.maintenance = row.maintenance.then(|| builtin::maintenance(b));
+                    fleet.upsert(config);
+                    Ok(())
                 });
             match result {
                 Ok(()) => restored += 1,
@@ -339,7 +334,7 @@ impl Driver {
     /// Switch a builtin route's maintenance page by hand (API, CLI), with the settings
     /// of the plan that configured the route.
     pub async fn set_route_maintenance(&self, route: &str, on: bool) -> Result<(), DriverError> {
-        let Some(router) = self.ports.router.clone() else {
+        let Some(fleet) = self.ports.fleet.clone() else {
             return Err(DriverError::Invalid(
                 "this daemon runs without the builtin router".into(),
             ));
@@ -353,14 +348,17 @@ impl Driver {
         let Some(RouterSpec::Builtin(b)) = snap.launch.plan().router.clone() else {
             return Err(DriverError::NoSuchRoute(route.to_string()));
         };
+        let page = on.then(|| builtin::maintenance(&b));
+        let version = fleet
+            .update(route, |r| r.maintenance = page)
+            .ok_or_else(|| DriverError::NoSuchRoute(route.to_string()))?;
         let (store, name) = (self.store.clone(), route.to_string());
-        tokio::task::spawn_blocking(move || {
-            builtin::apply_maintenance(&router, &store, &name, &b, on)
+        blocking(move || {
+            store.set_route_maintenance(&name, on, &jiff::Timestamp::now().to_string())
         })
-        .await
-        .map_err(|e| DriverError::Invalid(e.to_string()))?
-        .map_err(DriverError::Invalid)?;
-        tracing::info!(route, on, "maintenance switched");
+        .await?;
+        let applied = fleet.applied(version, builtin::APPLY_DEADLINE).await;
+        tracing::info!(route, on, routers = %applied.describe(), "maintenance switched");
         Ok(())
     }
 
@@ -529,13 +527,13 @@ impl Driver {
                 runner: self.ports.runner.clone(),
                 redactor: redactor.clone(),
             })),
-            Some(RouterSpec::Builtin(b)) => self.ports.router.as_ref().and_then(|router| {
+            Some(RouterSpec::Builtin(b)) => self.ports.fleet.as_ref().and_then(|fleet| {
                 let salt = builtin::salt_for(&self.store, &plan.service);
-                match builtin::route_spec(&plan.service, b, salt) {
-                    Ok(spec) => Some(Arc::new(builtin::BuiltinTraffic {
-                        router: router.clone(),
+                match builtin::route_config(&plan.service, b, salt) {
+                    Ok(config) => Some(Arc::new(builtin::BuiltinTraffic {
+                        fleet: fleet.clone(),
                         store: self.store.clone(),
-                        spec,
+                        config,
                         plan: plan.clone(),
                         launch_id: id.to_string(),
                     }) as Arc<dyn TrafficControl>),
@@ -547,11 +545,11 @@ impl Driver {
             }),
             None => None,
         };
-        let metrics: Option<Arc<dyn ports::MetricSource>> = match (&plan.router, &self.ports.router)
+        let metrics: Option<Arc<dyn ports::MetricSource>> = match (&plan.router, &self.ports.fleet)
         {
-            (Some(RouterSpec::Builtin(_)), Some(router)) => {
+            (Some(RouterSpec::Builtin(_)), Some(fleet)) => {
                 Some(Arc::new(builtin::BuiltinMetrics {
-                    router: router.clone(),
+                    fleet: fleet.clone(),
                     route: plan.service.clone(),
                 }))
             }

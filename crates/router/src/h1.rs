@@ -402,6 +402,9 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
         (false, true) => After::Linger,
         (false, false) => After::Close,
     };
+    // A stopping router tells each client to go elsewhere with its next response: the
+    // client reconnects (to the successor) between requests, never mid-request.
+    keep_alive &= !shared.draining();
     match answer {
         Answer::Ours(ours) => {
             write_ours(&mut client.io, &ours, keep_alive, request.head_request).await?;

@@ -50,7 +50,7 @@ impl Default for HealthState {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HealthReport {
     /// False until the first check ran (or when no check is configured).
     pub checked: bool,

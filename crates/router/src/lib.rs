@@ -9,12 +9,18 @@
 //! - an upstream removed from the table drains: in-flight requests hold it until done;
 //! - this crate knows nothing of launches, plans or the journal.
 
+mod admin;
+pub mod control;
+pub mod export;
 mod h1;
 pub mod handoff;
 pub mod health;
-mod metrics;
+mod member;
+pub mod metrics;
 mod pool;
+pub mod process;
 mod proxy;
+pub mod snapshot;
 pub mod split;
 pub mod stats;
 pub mod table;
@@ -29,11 +35,18 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 
 pub use health::{HealthCheck, HealthReport};
+pub use member::Served;
 pub use split::{Role, Sticky};
 pub use stats::{ErrorSource, Window};
 pub use table::{Maintenance, VersionOverride};
 
 use table::{Route, Table, Upstream, Version};
+
+pub(crate) fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -54,6 +67,8 @@ pub enum RouterError {
     BadMaintenance(String),
     #[error("version override settings: {0}")]
     BadOverride(String),
+    #[error("`{0}` is not a valid header name")]
+    BadHeader(String),
     #[error("cannot start the data-plane runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -100,6 +115,14 @@ pub(crate) struct Shared {
     /// Every upstream's connection pool, for the idle sweep.
     pools: Mutex<Vec<Arc<pool::Pool>>>,
     epoch: Instant,
+    /// Unix seconds at `epoch`: the stats clock counts Unix seconds, so the daemon can
+    /// add up what several routers saw in one second.
+    epoch_unix: u64,
+    /// Set when the router stops: connections close after their current response.
+    draining: std::sync::atomic::AtomicBool,
+    drain_started: tokio::sync::Notify,
+    /// Client connections open now.
+    open_connections: std::sync::atomic::AtomicI64,
 }
 
 impl Shared {
@@ -107,9 +130,13 @@ impl Shared {
         self.pools.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Seconds since the router started: the stats clock.
+    /// The stats clock: Unix seconds, read from the monotonic clock.
     fn second(&self) -> u64 {
-        self.epoch.elapsed().as_secs()
+        self.epoch_unix + self.epoch.elapsed().as_secs()
+    }
+
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(Relaxed)
     }
 }
 
@@ -141,8 +168,21 @@ struct Control {
     /// it through weight changes, swaps and updates of the route, and are dropped with
     /// it when the route no longer names the upstream.
     versions: HashMap<VersionKey, Arc<Version>>,
-    listeners: HashMap<SocketAddr, tokio::task::JoinHandle<()>>,
+    listeners: HashMap<SocketAddr, Listening>,
     health: HashMap<VersionKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
+    /// Sockets inherited from a predecessor, not yet claimed by a route.
+    adopted: HashMap<SocketAddr, std::net::TcpListener>,
+    /// Where each route on port 0 was bound, so it keeps its port across snapshots,
+    /// restarts and successors.
+    bound: std::collections::BTreeMap<String, SocketAddr>,
+    /// The snapshot applied last (standalone routers).
+    served: Option<snapshot::Snapshot>,
+}
+
+/// A listening socket: its accept loop, and a copy of the socket for a successor.
+struct Listening {
+    task: tokio::task::JoinHandle<()>,
+    socket: std::net::TcpListener,
 }
 
 pub struct Router {
@@ -193,12 +233,25 @@ impl Router {
             let _enter = runtime.enter();
             proxy::upstream_client(&limits)
         };
+        // The epoch falls on a Unix second's boundary, so this router's seconds are the
+        // same seconds as every other router's.
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let now = Instant::now();
+        let epoch = now
+            .checked_sub(Duration::from_nanos(u64::from(unix.subsec_nanos())))
+            .unwrap_or(now);
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
             limits,
             client,
             pools: Mutex::default(),
-            epoch: Instant::now(),
+            epoch,
+            epoch_unix: unix.as_secs(),
+            draining: std::sync::atomic::AtomicBool::new(false),
+            drain_started: tokio::sync::Notify::new(),
+            open_connections: std::sync::atomic::AtomicI64::new(0),
         });
         runtime.spawn(tick(shared.clone()));
         let driver = if single {
@@ -300,7 +353,13 @@ impl Router {
         if let Some((bound, _)) = control.listeners.iter().find(|(a, _)| **a == addr) {
             return Ok(*bound);
         }
-        let std_listener = std::net::TcpListener::bind(addr)
+        let std_listener = match control.adopted.remove(&addr) {
+            Some(inherited) => inherited,
+            None => std::net::TcpListener::bind(addr)
+                .map_err(|source| RouterError::Listen { addr, source })?,
+        };
+        let socket = std_listener
+            .try_clone()
             .map_err(|source| RouterError::Listen { addr, source })?;
         std_listener
             .set_nonblocking(true)
@@ -315,7 +374,7 @@ impl Router {
         };
         let shared = self.shared.clone();
         let task = self.runtime().spawn(accept_loop(listener, bound, shared));
-        control.listeners.insert(bound, task);
+        control.listeners.insert(bound, Listening { task, socket });
         Ok(bound)
     }
 
@@ -539,7 +598,7 @@ impl Router {
 
     /// Prometheus text exposition of every route.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&self.shared.table.load())
+        metrics::render(&metrics::of_table(&self.shared.table.load()))
     }
 }
 
@@ -649,9 +708,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
         };
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
+        shared.open_connections.fetch_add(1, Relaxed);
         tokio::spawn(async move {
             let conn = Arc::new(proxy::ConnInfo::new(local, peer));
-            h1::serve(stream, conn, shared).await;
+            h1::serve(stream, conn, shared.clone()).await;
+            shared.open_connections.fetch_sub(1, Relaxed);
             drop(permit);
         });
     }

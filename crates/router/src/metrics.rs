@@ -3,6 +3,7 @@
 use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
+use crate::health::HealthReport;
 use crate::split::Role;
 use crate::stats::{ErrorSource, PROM_BUCKETS, STATUS_CLASSES, TotalsSnapshot};
 use crate::table::Table;
@@ -13,17 +14,60 @@ fn escape(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub fn render(table: &Table) -> String {
-    let mut out = String::with_capacity(4096);
-    let versions: Vec<_> = table
+/// One version of one route, as exposed.
+pub struct VersionMetrics {
+    pub route: String,
+    pub role: Role,
+    pub url: String,
+    pub totals: TotalsSnapshot,
+    /// A tester's overridden requests, when the route does not count them.
+    pub overridden: Option<TotalsSnapshot>,
+    pub in_flight: i64,
+    pub health: HealthReport,
+}
+
+/// One route, as exposed.
+pub struct RouteMetrics {
+    pub name: String,
+    pub weight_bp: u16,
+    pub maintenance: bool,
+    pub versions: Vec<VersionMetrics>,
+}
+
+/// A router's own routes.
+pub fn of_table(table: &Table) -> Vec<RouteMetrics> {
+    table
         .routes
         .iter()
-        .flat_map(|r| {
-            [Role::Stable, Role::Candidate]
-                .into_iter()
-                .filter_map(move |role| r.version(role).map(|v| (r, role, v)))
+        .map(|r| {
+            let apart = r.version_override.as_ref().is_some_and(|o| !o.count);
+            RouteMetrics {
+                name: r.name.clone(),
+                weight_bp: r.weight_bp,
+                maintenance: r.maintenance.is_some(),
+                versions: [Role::Stable, Role::Candidate]
+                    .into_iter()
+                    .filter_map(|role| {
+                        let v = r.version(role)?;
+                        Some(VersionMetrics {
+                            route: r.name.clone(),
+                            role,
+                            url: v.upstream.url.clone(),
+                            totals: v.stats.totals(),
+                            overridden: apart.then(|| v.overridden.snapshot()),
+                            in_flight: v.in_flight.load(Relaxed),
+                            health: v.health.report(),
+                        })
+                    })
+                    .collect(),
+            }
         })
-        .collect();
+        .collect()
+}
+
+pub fn render(routes: &[RouteMetrics]) -> String {
+    let mut out = String::with_capacity(4096);
+    let versions: Vec<&VersionMetrics> = routes.iter().flat_map(|r| &r.versions).collect();
     let labels = |route: &str, role: Role, url: &str| {
         format!(
             "route=\"{}\",version=\"{}\",upstream=\"{}\"",
@@ -38,14 +82,15 @@ pub fn render(table: &Table) -> String {
     };
     // Request counts per version; a tester's overridden requests (when the route does
     // not count them with the rest) in series of their own, `override="true"`.
-    let counted: Vec<(String, TotalsSnapshot)> = versions
+    let counted: Vec<(String, &TotalsSnapshot)> = versions
         .iter()
-        .flat_map(|(r, role, v)| {
-            let l = labels(&r.name, *role, &v.upstream.url);
-            let apart = r.version_override.as_ref().is_some_and(|o| !o.count);
-            let overridden =
-                apart.then(|| (format!("{l},override=\"true\""), v.overridden.snapshot()));
-            std::iter::once((l, v.stats.totals())).chain(overridden)
+        .flat_map(|v| {
+            let l = labels(&v.route, v.role, &v.url);
+            let overridden = v
+                .overridden
+                .as_ref()
+                .map(|o| (format!("{l},override=\"true\""), o));
+            std::iter::once((l, &v.totals)).chain(overridden)
         })
         .collect();
 
@@ -71,7 +116,7 @@ pub fn render(table: &Table) -> String {
     );
     for (l, t) in &counted {
         for source in ErrorSource::ALL {
-            let n = t.errors[source as usize];
+            let n = t.errors.get(source as usize).copied().unwrap_or(0);
             let _ = writeln!(
                 out,
                 "liftoff_router_errors_total{{{l},source=\"{}\"}} {n}",
@@ -116,12 +161,12 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Requests being proxied now.",
     );
-    for (r, role, v) in &versions {
+    for v in &versions {
         let _ = writeln!(
             out,
             "liftoff_router_in_flight_requests{{{}}} {}",
-            labels(&r.name, *role, &v.upstream.url),
-            v.in_flight.load(Relaxed)
+            labels(&v.route, v.role, &v.url),
+            v.in_flight
         );
     }
     family(
@@ -136,9 +181,9 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "Consecutive failed health checks.",
     );
-    for (r, role, v) in &versions {
-        let h = v.health.report();
-        let l = labels(&r.name, *role, &v.upstream.url);
+    for v in &versions {
+        let h = &v.health;
+        let l = labels(&v.route, v.role, &v.url);
         let _ = writeln!(
             out,
             "liftoff_router_upstream_healthy{{{l}}} {}",
@@ -162,7 +207,7 @@ pub fn render(table: &Table) -> String {
         "gauge",
         "1 while the route serves its maintenance page.",
     );
-    for r in &table.routes {
+    for r in routes {
         let name = escape(&r.name);
         let _ = writeln!(
             out,
@@ -172,7 +217,7 @@ pub fn render(table: &Table) -> String {
         let _ = writeln!(
             out,
             "liftoff_router_maintenance{{route=\"{name}\"}} {}",
-            u8::from(r.maintenance.is_some())
+            u8::from(r.maintenance)
         );
     }
     out

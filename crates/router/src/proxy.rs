@@ -164,7 +164,8 @@ impl<'a> InFlight<'a> {
                 latency: now.saturating_duration_since(self.started),
             };
             if self.judged {
-                let second = now.saturating_duration_since(self.shared.epoch).as_secs();
+                let second = self.shared.epoch_unix
+                    + now.saturating_duration_since(self.shared.epoch).as_secs();
                 self.version.stats.record(second, obs);
             } else {
                 self.version.overridden.record(obs);

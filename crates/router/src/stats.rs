@@ -239,12 +239,38 @@ impl VersionStats {
         w
     }
 
+    /// One second's counts, if anything was recorded in it (and it is still held).
+    pub fn second(&self, second: u64) -> Option<crate::export::SecondCounts> {
+        let slot = self.slot(second);
+        if slot.second.load(Relaxed) != second {
+            return None;
+        }
+        let requests = slot.requests.load(Relaxed);
+        if requests == 0 {
+            return None;
+        }
+        let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
+        let mut latency = [0u64; LATENCY_BUCKETS];
+        for (i, c) in slot.latency.iter().enumerate() {
+            latency[i] = c.load(Relaxed);
+        }
+        Some(crate::export::SecondCounts {
+            second,
+            requests,
+            status: load(&slot.status).try_into().unwrap_or_default(),
+            errors: load(&slot.errors).try_into().unwrap_or_default(),
+            latency: crate::export::sparse(&latency),
+        })
+    }
+
     /// Cumulative counters for exposition.
     pub fn totals(&self) -> TotalsSnapshot {
         self.totals.snapshot()
     }
 }
 
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TotalsSnapshot {
     pub status: Vec<u64>,
     pub errors: Vec<u64>,
@@ -252,6 +278,19 @@ pub struct TotalsSnapshot {
     pub prom_buckets: Vec<u64>,
     pub latency_sum_secs: f64,
     pub count: u64,
+}
+
+impl Default for TotalsSnapshot {
+    /// Nothing counted, every series present.
+    fn default() -> Self {
+        Self {
+            status: vec![0; STATUS_CLASSES.len()],
+            errors: vec![0; ErrorSource::ALL.len()],
+            prom_buckets: vec![0; PROM_BUCKETS.len() + 1],
+            latency_sum_secs: 0.0,
+            count: 0,
+        }
+    }
 }
 
 /// A summed window of observations.

@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 pub const ADMIN: &str = "admin";
 pub const TOKEN_FILE: &str = "admin.token";
+/// Routers' token: it can fetch snapshots and send reports, nothing else.
+pub const ROUTER: &str = "router";
+pub const ROUTER_TOKEN_FILE: &str = "router.token";
 
 pub fn hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -31,11 +34,20 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Make sure an admin token exists and its file matches the stored hash. A missing or
 /// stale file means a new token (the old one stops working): deleting the file rotates.
 pub fn ensure_admin_token(store: &Store, state_dir: &Path) -> Result<(), StartError> {
-    let path = state_dir.join(TOKEN_FILE);
+    ensure_token(store, state_dir, ADMIN, TOKEN_FILE)
+}
+
+/// The same for the routers' token (`router.token`).
+pub fn ensure_router_token(store: &Store, state_dir: &Path) -> Result<(), StartError> {
+    ensure_token(store, state_dir, ROUTER, ROUTER_TOKEN_FILE)
+}
+
+fn ensure_token(store: &Store, state_dir: &Path, name: &str, file: &str) -> Result<(), StartError> {
+    let path = state_dir.join(file);
     let on_disk = std::fs::read_to_string(&path)
         .ok()
         .map(|s| s.trim().to_string());
-    let stored = store.token_hash(ADMIN)?;
+    let stored = store.token_hash(name)?;
     if let (Some(token), Some(stored)) = (&on_disk, &stored)
         && hash(token) == *stored
     {
@@ -43,7 +55,8 @@ pub fn ensure_admin_token(store: &Store, state_dir: &Path) -> Result<(), StartEr
     }
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(|e| StartError::Random(e.to_string()))?;
-    let token = format!("lft_{}", hex::encode(bytes));
+    let prefix = if name == ADMIN { "lft" } else { "lfr" };
+    let token = format!("{prefix}_{}", hex::encode(bytes));
     let _ = std::fs::remove_file(&path);
     OpenOptions::new()
         .write(true)
@@ -55,8 +68,8 @@ pub fn ensure_admin_token(store: &Store, state_dir: &Path) -> Result<(), StartEr
             path: path.clone(),
             source,
         })?;
-    store.set_token_hash(ADMIN, &hash(&token), &jiff::Timestamp::now().to_string())?;
-    tracing::info!(file = %path.display(), "new admin token written (only its hash is stored)");
+    store.set_token_hash(name, &hash(&token), &jiff::Timestamp::now().to_string())?;
+    tracing::info!(file = %path.display(), "new {name} token written (only its hash is stored)");
     Ok(())
 }
 

@@ -8,7 +8,9 @@ mod auth;
 pub mod check;
 mod error;
 mod flags;
+mod fleet;
 pub mod limits;
+pub mod local_router;
 mod lock;
 mod ofrep;
 mod report;
@@ -27,7 +29,13 @@ use std::time::Duration;
 use liftoff_driver::{Driver, Ports};
 use liftoff_store::{Store, StoreError};
 
-pub use auth::TOKEN_FILE;
+pub use auth::{ROUTER_TOKEN_FILE, TOKEN_FILE};
+pub use local_router::LocalRouter;
+
+/// `liftoff router`, the data plane's own process, for the binary.
+pub mod router_process {
+    pub use liftoff_router::{Limits, control, process};
+}
 pub use limits::ApiLimits;
 pub use lock::LOCK_FILE;
 
@@ -66,6 +74,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Router(#[from] liftoff_router::RouterError),
+    #[error("the local router: {0}")]
+    LocalRouter(String),
     #[error("recovering launches from the journal: {0}")]
     Recovery(#[from] liftoff_driver::DriverError),
 }
@@ -74,8 +84,12 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
-    /// Worker threads of the builtin router's own runtime.
+    /// Worker threads of the local router.
     pub router_threads: usize,
+    /// Whether to start (or adopt) a local router, and whether it outlives the daemon.
+    pub local_router: local_router::LocalRouter,
+    /// The `liftoff` binary that runs the local router (default: this executable).
+    pub router_program: Option<PathBuf>,
     /// Where launches write deployment logs (default `<state>/logs/deployment`).
     pub deployment_log_dir: Option<PathBuf>,
     /// What the API's clients may hold (connections, time, bytes).
@@ -108,15 +122,30 @@ pub async fn serve(
         });
     }
     auth::ensure_admin_token(&store, dir)?;
+    auth::ensure_router_token(&store, dir)?;
     let admin_hash = store.token_hash(auth::ADMIN)?.unwrap_or_default();
+    let router_hash = store.token_hash(auth::ROUTER)?.unwrap_or_default();
     let flags = flags::FlagService::open(store.clone(), &admin_hash)?;
-    // The data plane gets its own runtime: routing goes on whatever the API does.
-    let router = Arc::new(liftoff_router::Router::start(
-        liftoff_router::Limits::default(),
-        config.router_threads,
-    )?);
+    // The data plane is another process, which outlives this one: started now (it
+    // serves its saved snapshot at once), or adopted if it already runs.
+    let local = match config.local_router {
+        local_router::LocalRouter::Off => None,
+        _ => Some(local_router::ensure(
+            dir,
+            config.router_program.as_deref(),
+            config.router_threads,
+        )?),
+    };
+    let supervisor = local.map(|_| {
+        tokio::spawn(local_router::supervise(
+            dir.clone(),
+            config.router_program.clone(),
+            config.router_threads,
+        ))
+    });
+    let fleet = Arc::new(liftoff_driver::fleet::Fleet::new());
     let ports = Ports {
-        router: Some(router.clone()),
+        fleet: Some(fleet.clone()),
         flags: Some(flags.clone()),
         backups: dir.join("backups"),
         deployment_logs: Some(
@@ -153,6 +182,7 @@ pub async fn serve(
         %addr,
         recovered,
         routes,
+        local_router = local,
         open_files,
         api_connections = api_cap,
         "liftoff daemon listening"
@@ -162,7 +192,8 @@ pub async fn serve(
         routes::AppState {
             driver: driver.clone(),
             admin_hash: Arc::from(admin_hash),
-            router: router.clone(),
+            router_hash: Arc::from(router_hash),
+            fleet,
             flags,
         },
         limits::BodyLimits {
@@ -174,6 +205,16 @@ pub async fn serve(
     tracing::info!("shutting down: letting in-flight commands finish");
     driver.shutdown().await;
     let _ = std::fs::remove_file(&addr_file);
+    if let Some(s) = supervisor {
+        s.abort();
+    }
+    if let local_router::LocalRouter::StopWithDaemon = config.local_router {
+        let dir = dir.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            local_router::stop(&dir, Duration::from_secs(5));
+        })
+        .await;
+    }
     drop(lock);
     Ok(())
 }

@@ -18,7 +18,8 @@ use crate::{auth, views};
 pub struct AppState {
     pub driver: Arc<Driver>,
     pub admin_hash: Arc<str>,
-    pub router: Arc<liftoff_router::Router>,
+    pub router_hash: Arc<str>,
+    pub fleet: Arc<liftoff_driver::fleet::Fleet>,
     pub flags: Arc<crate::flags::FlagService>,
 }
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
         .route("/launches/{id}", get(launch_status))
         .route("/launches/{id}/journal", get(journal))
         .route("/routes", get(list_routes))
+        .route("/routers", get(list_routers))
         .route("/schedules", get(list_schedules))
         .route("/launches/{id}/report", get(crate::report::report));
     Router::new()
@@ -52,6 +54,10 @@ pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
         .route("/status", get(crate::status_page::html))
         .route("/status.json", get(crate::status_page::json))
         .nest(api::API_PREFIX, mutating.merge(reads))
+        .merge(crate::fleet::router(crate::fleet::FleetState {
+            fleet: state.fleet.clone(),
+            router_hash: state.router_hash.clone(),
+        }))
         .merge(crate::flags::router(state.flags.clone()))
         .merge(crate::ofrep::router(state.flags.clone()))
         .fallback(|| async {
@@ -232,7 +238,7 @@ async fn status_json(s: &AppState, id: &str) -> ApiResult<Json<api::LaunchStatus
 
 fn status_of(s: &AppState, id: &str) -> ApiResult<api::LaunchStatus> {
     let snap = s.driver.snapshot(id)?;
-    let mut status = views::status(&snap, &s.router);
+    let mut status = views::status(&snap, &s.fleet);
     status.deployment_log = s
         .driver
         .deployment_log_path(&snap.row)
@@ -248,7 +254,7 @@ async fn maintenance(
     s.driver.set_route_maintenance(&name, r.on).await?;
     tracing::info!(route = %name, on = r.on, by = %r.by, "maintenance switched by hand");
     blocking(move || {
-        let status = s.router.status();
+        let status = s.fleet.status();
         let route = status
             .iter()
             .find(|rt| rt.name == name)
@@ -256,6 +262,7 @@ async fn maintenance(
         Ok(Json(views::route(
             route,
             route_settings(&s, &name).as_ref(),
+            crate::fleet::views(&s.fleet),
         )))
     })
     .await
@@ -292,13 +299,18 @@ async fn cancel_schedule(
     Ok(Json(views::schedule(&row)))
 }
 
+async fn list_routers(State(s): State<AppState>) -> Json<Vec<api::RouterView>> {
+    Json(crate::fleet::views(&s.fleet))
+}
+
 async fn list_routes(State(s): State<AppState>) -> ApiResult<Json<Vec<api::RouteView>>> {
     blocking(move || {
-        let routes = s.router.status();
+        let routes = s.fleet.status();
+        let routers = crate::fleet::views(&s.fleet);
         Ok(Json(
             routes
                 .iter()
-                .map(|r| views::route(r, route_settings(&s, &r.name).as_ref()))
+                .map(|r| views::route(r, route_settings(&s, &r.name).as_ref(), routers.clone()))
                 .collect(),
         ))
     })
@@ -306,7 +318,7 @@ async fn list_routes(State(s): State<AppState>) -> ApiResult<Json<Vec<api::Route
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
-    let mut body = s.router.render_metrics();
+    let mut body = s.fleet.render_metrics();
     body.push_str(&s.flags.render_metrics());
     (
         [(

@@ -41,7 +41,7 @@ pub fn page(s: &AppState) -> Result<api::StatusPage, ApiError> {
         }
     }
     let maintenance: Vec<String> = s
-        .router
+        .fleet
         .status()
         .into_iter()
         .filter(|r| r.maintenance)

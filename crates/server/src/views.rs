@@ -4,7 +4,7 @@ use liftoff_api as api;
 use liftoff_driver::Snapshot;
 use liftoff_engine::{Action, StepRef, StepState, StepStatus};
 
-pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchStatus {
+pub fn status(snap: &Snapshot, fleet: &liftoff_driver::fleet::Fleet) -> api::LaunchStatus {
     let launch = &snap.launch;
     let plan = launch.plan();
     let view = |step: StepRef| {
@@ -108,11 +108,11 @@ pub fn status(snap: &Snapshot, router: &liftoff_router::Router) -> api::LaunchSt
         promote: touched(launch.promote_step()).then(|| view(StepRef::Promote)),
         evaluations: evaluations(snap, EVALUATIONS_SHOWN),
         traffic: match &plan.router {
-            Some(liftoff_plan::RouterSpec::Builtin(b)) => router
+            Some(liftoff_plan::RouterSpec::Builtin(b)) => fleet
                 .status()
                 .iter()
                 .find(|r| r.name == plan.service)
-                .map(|r| route(r, Some(b))),
+                .map(|r| route(r, Some(b), crate::fleet::views(fleet))),
             _ => None,
         },
     }
@@ -184,8 +184,10 @@ pub fn schedule(r: &liftoff_store::ScheduleRow) -> api::ScheduleView {
 pub fn route(
     r: &liftoff_router::RouteStatus,
     settings: Option<&liftoff_plan::BuiltinRouter>,
+    routers: Vec<api::RouterView>,
 ) -> api::RouteView {
     api::RouteView {
+        routers,
         name: r.name.clone(),
         listen: r.listen.to_string(),
         weight: f64::from(r.weight_bp) / 100.0,

@@ -140,6 +140,49 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         self.kill9();
+        // The router outlives a daemon on purpose; the last daemon of a state
+        // directory takes it along when the test ends.
+        if !daemon_running(&self.state_dir) {
+            kill_router(&self.state_dir);
+        }
+    }
+}
+
+/// Whether a `liftoff serve` holds `state_dir`'s lock.
+pub fn daemon_running(state_dir: &Path) -> bool {
+    std::fs::File::open(state_dir.join("lock")).is_ok_and(|f| f.try_lock_shared().is_err())
+}
+
+/// The PID of the router running for `dir` (a router's own state directory), if any.
+pub fn router_pid_in(dir: &Path) -> Option<i32> {
+    let path = dir.join("lock");
+    let f = std::fs::File::open(&path).ok()?;
+    if f.try_lock_shared().is_ok() {
+        return None;
+    }
+    std::fs::read_to_string(&path).ok()?.trim().parse().ok()
+}
+
+/// The local router of a daemon's state directory.
+pub fn router_pid(state_dir: &Path) -> Option<i32> {
+    router_pid_in(&state_dir.join("router"))
+}
+
+/// kill -9 the local router of `state_dir` and wait until it is gone.
+pub fn kill_router(state_dir: &Path) {
+    kill_router_in(&state_dir.join("router"));
+}
+
+pub fn kill_router_in(dir: &Path) {
+    if let Some(pid) = router_pid_in(dir) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let started = Instant::now();
+        while router_pid_in(dir).is_some() && started.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
 

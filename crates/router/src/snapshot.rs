@@ -1,0 +1,195 @@
+//! The routes a router serves, as the daemon gives them: a versioned snapshot of every
+//! route, applied atomically (one table swap) and kept in the router's state file so a
+//! restarted router serves the same split before it has talked to the daemon.
+//!
+//! A compatibility boundary (a router and a daemon of different builds talk during an
+//! upgrade; a state file outlives the binary that wrote it): plain data, unknown fields
+//! refused, converted explicitly to the router's own types.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::RouterError;
+use crate::health::HealthCheck;
+use crate::split::Sticky;
+use crate::table::{Maintenance, VersionOverride};
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Grows with every change the daemon makes (even across daemon restarts: it is
+    /// at least the daemon's clock in milliseconds). A router applies any snapshot whose
+    /// version differs from its own: the daemon is the authority.
+    pub version: u64,
+    pub routes: Vec<RouteConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    pub name: String,
+    pub listen: SocketAddr,
+    #[serde(default)]
+    pub host: Option<String>,
+    pub stable: String,
+    #[serde(default)]
+    pub candidate: Option<String>,
+    /// The candidate's share in basis points (0..=10000).
+    pub weight_bp: u16,
+    pub salt: u64,
+    pub sticky: StickyConfig,
+    /// Who may pick a version by header; nobody when absent.
+    #[serde(default)]
+    pub version_override: Option<OverrideConfig>,
+    #[serde(default)]
+    pub health: Option<HealthConfig>,
+    /// Serving the maintenance page when set.
+    #[serde(default)]
+    pub maintenance: Option<MaintenanceConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum StickyConfig {
+    None,
+    Header { name: String },
+    Cookie { name: String },
+    ClientIp,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaintenanceConfig {
+    pub retry_after_secs: u32,
+    pub page: String,
+    /// Networks like `10.0.0.0/8`, or addresses, that go through.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// `[name, secret]`: a request carrying it goes through.
+    #[serde(default)]
+    pub bypass_header: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverrideConfig {
+    pub header: String,
+    #[serde(default)]
+    pub secret: Option<String>,
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Whether overridden requests count toward gates and triggers.
+    #[serde(default)]
+    pub count: bool,
+}
+
+impl OverrideConfig {
+    pub fn to_override(&self) -> Result<VersionOverride, RouterError> {
+        VersionOverride::new(
+            &self.header,
+            self.secret.as_deref(),
+            &self.allow,
+            self.count,
+        )
+    }
+}
+
+impl RouteConfig {
+    /// Every check a router makes before applying the route.
+    pub fn check(&self) -> Result<(), RouterError> {
+        if self.weight_bp > 10_000 {
+            return Err(RouterError::BadWeight(self.weight_bp));
+        }
+        if self.weight_bp > 0 && self.candidate.is_none() {
+            return Err(RouterError::NoCandidate {
+                route: self.name.clone(),
+            });
+        }
+        crate::table::Upstream::new(&self.stable)?;
+        if let Some(c) = &self.candidate {
+            crate::table::Upstream::new(c)?;
+        }
+        self.sticky.to_sticky()?;
+        if let Some(o) = &self.version_override {
+            o.to_override()?;
+        }
+        if let Some(m) = &self.maintenance {
+            m.to_maintenance()?;
+        }
+        Ok(())
+    }
+}
+
+impl StickyConfig {
+    pub fn to_sticky(&self) -> Result<Sticky, RouterError> {
+        Ok(match self {
+            StickyConfig::None => Sticky::None,
+            StickyConfig::Header { name } => Sticky::Header(header_name(name)?),
+            StickyConfig::Cookie { name } => Sticky::Cookie(name.clone()),
+            StickyConfig::ClientIp => Sticky::ClientIp,
+        })
+    }
+
+    pub fn from_sticky(sticky: &Sticky) -> Self {
+        match sticky {
+            Sticky::None => StickyConfig::None,
+            Sticky::Header(h) => StickyConfig::Header {
+                name: h.as_str().to_string(),
+            },
+            Sticky::Cookie(c) => StickyConfig::Cookie { name: c.clone() },
+            Sticky::ClientIp => StickyConfig::ClientIp,
+        }
+    }
+}
+
+impl HealthConfig {
+    pub fn to_check(&self) -> HealthCheck {
+        HealthCheck {
+            path: self.path.clone(),
+            interval: Duration::from_millis(self.interval_ms.max(10)),
+            timeout: Duration::from_millis(self.timeout_ms.max(1)),
+            healthy_threshold: self.healthy_threshold.max(1),
+            unhealthy_threshold: self.unhealthy_threshold.max(1),
+        }
+    }
+
+    pub fn from_check(check: &HealthCheck) -> Self {
+        Self {
+            path: check.path.clone(),
+            interval_ms: check.interval.as_millis() as u64,
+            timeout_ms: check.timeout.as_millis() as u64,
+            healthy_threshold: check.healthy_threshold,
+            unhealthy_threshold: check.unhealthy_threshold,
+        }
+    }
+}
+
+impl MaintenanceConfig {
+    pub fn to_maintenance(&self) -> Result<Maintenance, RouterError> {
+        Maintenance::new(
+            self.retry_after_secs,
+            &self.page,
+            &self.allow,
+            self.bypass_header
+                .as_ref()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        )
+    }
+}
+
+fn header_name(name: &str) -> Result<http::HeaderName, RouterError> {
+    http::HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| RouterError::BadHeader(name.to_string()))
+}
