@@ -188,7 +188,16 @@ impl TrafficControl for BuiltinTraffic {
             .fleet
             .route(&self.config.name)
             .map_or(0, |r| r.weight_bp);
-        self.save(self.row(weight_bp, on)).await;
+        let (store, row) = (self.store.clone(), self.row(weight_bp, on));
+        // Saving a route keeps its stored switch; the switch is saved by itself.
+        let saved = tokio::task::spawn_blocking(move || {
+            store.save_route(&row)?;
+            store.set_route_maintenance(&row.name, on, &row.updated_at)
+        })
+        .await;
+        if !matches!(saved, Ok(Ok(_))) {
+            tracing::error!(route = %self.config.name, "could not persist the maintenance switch");
+        }
         let applied = self.fleet.applied(version, APPLY_DEADLINE).await;
         let state = if on {
             "on: clients get the maintenance page"

@@ -90,6 +90,8 @@ pub struct RouterInfo {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
     pub version: u64,
+    /// From the change to the last acknowledgement (or the deadline).
+    pub elapsed: Duration,
     pub acknowledged: Vec<String>,
     /// Live routers that did not acknowledge within the deadline, and routers that were
     /// already missing.
@@ -99,10 +101,11 @@ pub struct Applied {
 impl Applied {
     /// For the journal: which routers serve the change.
     pub fn describe(&self) -> String {
+        let ms = self.elapsed.as_secs_f64() * 1000.0;
         let mut s = match self.acknowledged.len() {
             0 => "no router has applied it yet".to_string(),
-            1 => format!("applied by router {}", self.acknowledged[0]),
-            n => format!("applied by {n} routers"),
+            1 => format!("applied by router {} in {ms:.1} ms", self.acknowledged[0]),
+            n => format!("applied by {n} routers in {ms:.1} ms"),
         };
         if !self.missing.is_empty() {
             s.push_str(&format!("; missing: {}", self.missing.join(", ")));
@@ -284,7 +287,8 @@ impl Fleet {
     /// Wait until every live router serves `version` (or a newer one), at most
     /// `deadline`. Routers that were missing when asked are named, not waited for.
     pub async fn applied(&self, version: u64, deadline: Duration) -> Applied {
-        let until = tokio::time::Instant::now() + deadline;
+        let asked = tokio::time::Instant::now();
+        let until = asked + deadline;
         loop {
             let notified = self.contact.notified();
             let (done, waiting, missing) = {
@@ -309,6 +313,7 @@ impl Fleet {
                 missing.extend(waiting);
                 return Applied {
                     version,
+                    elapsed: asked.elapsed(),
                     acknowledged: done,
                     missing,
                 };

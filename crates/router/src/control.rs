@@ -27,7 +27,8 @@ pub const REPORT_EVERY: Duration = Duration::from_millis(100);
 const RESEND_BATCH_SECS: u64 = 60;
 /// How long the daemon may hold a snapshot request open.
 pub const POLL_WAIT: Duration = Duration::from_secs(10);
-const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// A daemon coming back is found within this.
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
 
 /// Where the daemon is: a fixed URL, or a file the local daemon writes its URL into
 /// (`<state-dir>/serve.addr`), read again before every attempt so a daemon restarted on
@@ -157,11 +158,13 @@ impl Link {
     }
 
     async fn report_loop(self: Arc<Self>) {
-        // The first second not yet reported complete to the current daemon. A daemon
-        // that has not heard from us gets all we hold, a batch per report so that no
-        // report is large.
-        let everything = |now: u64| now.saturating_sub(crate::stats::WINDOW_SECS - 2);
-        let mut from = everything(self.router.current_second());
+        // `from`: the first second not yet reported complete to the current daemon.
+        // A daemon that has not heard from us also gets all we hold, newest first (what
+        // triggers read), a batch per report so that no report is large: `backfill` is
+        // the newest second it still lacks.
+        let oldest = |now: u64| now.saturating_sub(crate::stats::WINDOW_SECS - 2);
+        let mut from = self.router.current_second();
+        let mut backfill: Option<u64> = from.checked_sub(1);
         let mut daemon = String::new();
         let mut tick = tokio::time::interval(REPORT_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,13 +174,17 @@ impl Link {
                 _ = self.applied_now.notified() => {}
             }
             let now = self.router.current_second();
-            let to = now.min(from + RESEND_BATCH_SECS - 1);
+            let from_now = from.max(now.saturating_sub(RESEND_BATCH_SECS - 1));
+            let mut ranges = vec![(from_now, now)];
+            let back =
+                backfill.map(|b| (b.saturating_sub(RESEND_BATCH_SECS - 1).max(oldest(now)), b));
+            ranges.extend(back.filter(|(lo, hi)| lo <= hi && *hi < from_now));
             let report = Report {
                 router: self.id.clone(),
                 instance: self.instance.clone(),
                 applied: self.state.applied.load(Relaxed),
                 listening: self.router.listening(),
-                routes: self.router.export(from, to),
+                routes: self.router.export(&ranges),
             };
             match self.send_report(&report).await {
                 Ok(ack) if !daemon.is_empty() && ack.daemon != daemon => {
@@ -185,12 +192,22 @@ impl Link {
                     // and lost what we sent.
                     tracing::info!("a new daemon: sending it the whole window");
                     daemon = ack.daemon;
-                    from = everything(now);
+                    from = now;
+                    backfill = now.checked_sub(1);
                 }
                 Ok(ack) => {
                     daemon = ack.daemon;
+                    backfill = match back {
+                        Some((lo, _)) if lo > oldest(now) => Some(lo - 1),
+                        _ => None,
+                    };
+                    if from_now > from {
+                        // After an outage: the seconds this report skipped are resent
+                        // (all the way back; a second sent twice is only replaced).
+                        backfill = Some(backfill.map_or(from_now - 1, |b| b.max(from_now - 1)));
+                    }
                     // The current second is still open: it goes again with the next.
-                    from = if to == now { now } else { to + 1 };
+                    from = now;
                 }
                 Err(e) => self.lost(&e),
             }

@@ -167,9 +167,11 @@ impl Router {
         self.shared.second()
     }
 
-    /// Per-second observations of every (route, version), for the seconds `from..=to`
-    /// that saw anything, with health and totals.
-    pub fn export(&self, from: u64, to: u64) -> Vec<RouteReport> {
+    /// Per-second observations of every (route, version), for the seconds in `ranges`
+    /// (inclusive) that saw anything, with health and totals.
+    pub fn export(&self, ranges: &[(u64, u64)]) -> Vec<RouteReport> {
+        let now = self.current_second();
+        let oldest = now.saturating_sub(crate::stats::WINDOW_SECS - 2);
         let table = self.shared.table.load();
         table
             .routes
@@ -190,8 +192,9 @@ impl Router {
                             health: Health::from(&v.health.report()),
                             totals: v.stats.totals(),
                             overridden: apart.then(|| v.overridden.snapshot()),
-                            seconds: (from.max(to.saturating_sub(crate::stats::WINDOW_SECS - 2))
-                                ..=to)
+                            seconds: ranges
+                                .iter()
+                                .flat_map(|&(from, to)| from.max(oldest)..=to)
                                 .filter_map(|s| v.stats.second(s))
                                 .collect::<Vec<SecondCounts>>(),
                         })

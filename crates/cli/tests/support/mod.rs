@@ -44,6 +44,18 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(10));
         };
+        // Ready when its local router reports to it: until then it does not know
+        // where a route on port 0 listens, nor what the router saw.
+        wait_until(
+            Duration::from_secs(10),
+            "the local router to report",
+            || {
+                Command::new("curl")
+                    .args(["-sf", &format!("{url}/api/v1/routers")])
+                    .output()
+                    .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("\"missing\":false"))
+            },
+        );
         Daemon {
             child: Some(child),
             state_dir: state_dir.to_path_buf(),
