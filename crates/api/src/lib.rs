@@ -242,7 +242,6 @@ pub struct RouteView {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RouterView {
     pub id: String,
-    pub address: Option<String>,
     /// The snapshot version it serves.
     pub snapshot_version: u64,
     /// Whether that is the newest snapshot.

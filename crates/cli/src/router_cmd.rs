@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use liftoff_server::router_process::control::Server;
+use liftoff_server::router_process::control::{Server, Token};
 use liftoff_server::router_process::process::{self, ProcessConfig};
 
 use crate::exit::{Exit, Failure};
@@ -56,23 +56,27 @@ pub enum RouterAction {
 pub fn run(state_dir: &Path, server: &str, args: &RouterArgs) -> Result<Exit, Failure> {
     let fail = |e: &dyn std::fmt::Display| Failure::new(Exit::Unreachable, e.to_string());
     let token = match &args.token_file {
-        Some(path) => std::fs::read_to_string(path)
-            .map_err(|e| fail(&format!("{}: {e}", path.display())))?
-            .trim()
-            .to_string(),
-        None => std::env::var("LIFTOFF_ROUTER_TOKEN").map_err(|_| {
-            Failure::new(
-                Exit::Invalid,
-                "a router needs its token: --token-file or LIFTOFF_ROUTER_TOKEN",
-            )
-        })?,
+        Some(path) => {
+            Token::from_file(path.clone()).map_err(|e| fail(&format!("{}: {e}", path.display())))?
+        }
+        None => std::env::var("LIFTOFF_ROUTER_TOKEN")
+            .map(Token::Fixed)
+            .map_err(|_| {
+                Failure::new(
+                    Exit::Invalid,
+                    "a router needs its token: --token-file or LIFTOFF_ROUTER_TOKEN",
+                )
+            })?,
     };
+    // By default, host and state directory: two routers of one host are two names.
     let id = args.id.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
             .ok()
             .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "router".into())
+            .unwrap_or_else(|| "router".into());
+        let dir = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+        format!("{host}:{}", dir.display())
     });
     let config = ProcessConfig {
         state_dir: state_dir.to_path_buf(),
@@ -93,7 +97,10 @@ pub fn run(state_dir: &Path, server: &str, args: &RouterArgs) -> Result<Exit, Fa
     // Remember how this router was started, for its successor (`restart`).
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
     argv.retain(|a| a != "--takeover");
-    let _ = std::fs::create_dir_all(state_dir);
+    // The state directory holds a snapshot with secrets in it: its owner's only.
+    let _ =
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(state_dir);
     let _ = std::fs::write(
         state_dir.join(COMMAND_FILE),
         serde_json::to_vec(&argv).unwrap_or_default(),

@@ -32,8 +32,6 @@ use tokio::sync::{Notify, watch};
 
 /// A router not heard from for this long is missing.
 pub const MISSING_AFTER: Duration = Duration::from_secs(2);
-/// How long a weight change waits for every live router's acknowledgement.
-pub const APPLY_DEADLINE: Duration = Duration::from_secs(2);
 
 pub struct Fleet {
     inner: Mutex<Inner>,
@@ -59,7 +57,6 @@ struct Member {
     last_contact: Clock,
     applied: u64,
     listening: Vec<SocketAddr>,
-    address: Option<String>,
 }
 
 struct Series {
@@ -77,7 +74,6 @@ struct Series {
 pub struct RouterInfo {
     pub id: String,
     pub instance: String,
-    pub address: Option<String>,
     pub applied: u64,
     pub since_contact: Duration,
     pub missing: bool,
@@ -200,7 +196,7 @@ impl Fleet {
     }
 
     /// A router asked for the snapshot (or reported) and serves `applied`.
-    pub fn contact(&self, id: &str, instance: &str, applied: u64, address: Option<String>) {
+    pub fn contact(&self, id: &str, instance: &str, applied: u64) {
         let mut inner = self.inner();
         let member = inner
             .members
@@ -210,20 +206,16 @@ impl Fleet {
                 last_contact: Clock::now(),
                 applied,
                 listening: Vec::new(),
-                address: None,
             });
         member.instance = instance.to_string();
         member.last_contact = Clock::now();
         member.applied = applied;
-        if address.is_some() {
-            member.address = address;
-        }
         drop(inner);
         self.contact.notify_waiters();
     }
 
     /// A router's report: its acknowledgement and its observations.
-    pub fn report(&self, report: Report, address: Option<String>) {
+    pub fn report(&self, report: Report) {
         let oldest = unix_now().as_secs().saturating_sub(WINDOW_SECS);
         {
             let mut inner = self.inner();
@@ -271,15 +263,11 @@ impl Fleet {
                     last_contact: Clock::now(),
                     applied: report.applied,
                     listening: Vec::new(),
-                    address: None,
                 });
             member.instance = report.instance;
             member.last_contact = Clock::now();
             member.applied = report.applied;
             member.listening = report.listening;
-            if address.is_some() {
-                member.address = address;
-            }
         }
         self.contact.notify_waiters();
     }
@@ -408,7 +396,6 @@ impl Fleet {
                 RouterInfo {
                     id: id.clone(),
                     instance: m.instance.clone(),
-                    address: m.address.clone(),
                     applied: m.applied,
                     since_contact: m.last_contact.elapsed(),
                     missing: m.last_contact.elapsed() > MISSING_AFTER,
@@ -672,10 +659,12 @@ mod tests {
         let v = fleet.upsert(route("shop", 5000));
         let now = unix_now().as_secs();
         for r in ["a", "b", "c"] {
-            fleet.report(
-                report(r, r, v, vec![counts(now - 1, 10, 3), counts(now, 4, 1)]),
-                None,
-            );
+            fleet.report(report(
+                r,
+                r,
+                v,
+                vec![counts(now - 1, 10, 3), counts(now, 4, 1)],
+            ));
         }
         let w = fleet.window("shop", Role::Candidate, 5);
         assert_eq!(w.requests, 42);
@@ -688,21 +677,21 @@ mod tests {
         let fleet = Fleet::new();
         let v = fleet.upsert(route("shop", 5000));
         let now = unix_now().as_secs();
-        fleet.report(report("a", "a1", v, vec![counts(now, 10, 0)]), None);
-        fleet.report(report("a", "a1", v, vec![counts(now, 10, 0)]), None);
+        fleet.report(report("a", "a1", v, vec![counts(now, 10, 0)]));
+        fleet.report(report("a", "a1", v, vec![counts(now, 10, 0)]));
         assert_eq!(
             fleet.window("shop", Role::Candidate, 2).requests,
             10,
             "idempotent"
         );
-        fleet.report(report("a", "a1", v, vec![counts(now, 12, 0)]), None);
+        fleet.report(report("a", "a1", v, vec![counts(now, 12, 0)]));
         assert_eq!(
             fleet.window("shop", Role::Candidate, 2).requests,
             12,
             "a second grows"
         );
         // An upgraded router (same name, new process) overlapping in the same second.
-        fleet.report(report("a", "a2", v, vec![counts(now, 5, 0)]), None);
+        fleet.report(report("a", "a2", v, vec![counts(now, 5, 0)]));
         assert_eq!(fleet.window("shop", Role::Candidate, 2).requests, 17);
         assert_eq!(fleet.routers().len(), 1);
     }
@@ -711,24 +700,24 @@ mod tests {
     async fn a_change_waits_for_live_routers_and_names_the_missing() {
         let fleet = Arc::new(Fleet::new());
         let v0 = fleet.upsert(route("shop", 0));
-        fleet.contact("a", "a", v0, None);
-        fleet.contact("b", "b", v0, None);
-        fleet.contact("dead", "dead", v0, None);
+        fleet.contact("a", "a", v0);
+        fleet.contact("b", "b", v0);
+        fleet.contact("dead", "dead", v0);
         tokio::time::advance(Duration::from_millis(1500)).await;
-        fleet.contact("a", "a", v0, None);
-        fleet.contact("b", "b", v0, None);
+        fleet.contact("a", "a", v0);
+        fleet.contact("b", "b", v0);
         tokio::time::advance(Duration::from_millis(600)).await;
         // "dead" has not been heard from for 2.1 s: missing. a and b are live.
         let v1 = fleet.upsert(route("shop", 500));
         let waiter = {
             let fleet = fleet.clone();
-            tokio::spawn(async move { fleet.applied(v1, APPLY_DEADLINE).await })
+            tokio::spawn(async move { fleet.applied(v1, crate::builtin::APPLY_DEADLINE).await })
         };
         tokio::task::yield_now().await;
-        fleet.contact("a", "a", v1, None);
+        fleet.contact("a", "a", v1);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "b has not applied it yet");
-        fleet.contact("b", "b", v1, None);
+        fleet.contact("b", "b", v1);
         let applied = waiter.await.unwrap();
         assert_eq!(applied.acknowledged, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(applied.missing, vec!["dead".to_string()]);
@@ -739,15 +728,28 @@ mod tests {
     async fn a_router_that_never_answers_is_named_after_the_deadline() {
         let fleet = Fleet::new();
         let v0 = fleet.upsert(route("shop", 0));
-        fleet.contact("a", "a", v0, None);
-        fleet.contact("slow", "slow", v0, None);
+        fleet.contact("a", "a", v0);
+        fleet.contact("slow", "slow", v0);
         let v1 = fleet.upsert(route("shop", 10_000));
-        let applied = tokio::join!(fleet.applied(v1, APPLY_DEADLINE), async {
-            fleet.contact("a", "a", v1, None);
+        let applied = tokio::join!(fleet.applied(v1, crate::builtin::APPLY_DEADLINE), async {
+            fleet.contact("a", "a", v1);
         })
         .0;
         assert_eq!(applied.acknowledged, vec!["a".to_string()]);
         assert_eq!(applied.missing, vec!["slow".to_string()]);
+    }
+
+    #[test]
+    fn a_window_since_counts_what_came_after() {
+        let fleet = Fleet::new();
+        let v = fleet.upsert(route("shop", 10_000));
+        let now = unix_now().as_secs();
+        fleet.report(report("a", "a", v, vec![counts(now, 18, 5)]));
+        let since = Instant::now() - Duration::from_secs(3);
+        let w = fleet
+            .window_since("shop", Role::Candidate, 10, since)
+            .unwrap();
+        assert_eq!((w.requests, w.failed()), (18, 5));
     }
 
     #[test]

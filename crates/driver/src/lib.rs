@@ -295,12 +295,18 @@ impl Driver {
         Ok(self.store.launches(limit)?)
     }
 
-    /// Serve every builtin route's last split again (after a restart), before any
-    /// launch resumes. Returns how many routes came back.
-    pub fn restore_routes(&self) -> usize {
+    /// Publish every builtin route's last split again (after a restart), before any
+    /// launch resumes. Returns how many routes came back. `serving`: what the local
+    /// router serves now (its saved snapshot): a route the store cannot rebuild (a
+    /// damaged launch, a lost row) is kept as it is served, never dropped from under
+    /// its users.
+    pub fn restore_routes(&self, serving: Option<&liftoff_router::snapshot::Snapshot>) -> usize {
         let Some(fleet) = &self.ports.fleet else {
             return 0;
         };
+        for route in serving.map_or(&[][..], |s| &s.routes[..]) {
+            fleet.upsert(route.clone());
+        }
         let rows = match self.store.routes() {
             Ok(rows) => rows,
             Err(e) => {
@@ -325,6 +331,11 @@ impl Driver {
                 });
             match result {
                 Ok(()) => restored += 1,
+                Err(e) if fleet.route(&row.name).is_some() => tracing::error!(
+                    route = %row.name,
+                    error = %e,
+                    "could not rebuild the route from its launch: keeping it as the router serves it"
+                ),
                 Err(e) => tracing::error!(route = %row.name, error = %e, "could not restore route"),
             }
         }

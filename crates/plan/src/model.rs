@@ -163,7 +163,7 @@ pub enum RouterSpec {
     /// Runs a command for every weight change: `{weight}` is replaced by the candidate
     /// percentage, also exported as `LIFTOFF_WEIGHT`.
     Command { command: Text, timeout: Duration },
-    /// liftoff's own L7 router, hosted by the daemon.
+    /// liftoff's own L7 router (`liftoff router` processes, driven by the daemon).
     Builtin(Box<BuiltinRouter>),
 }
 

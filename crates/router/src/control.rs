@@ -65,6 +65,42 @@ pub enum ControlError {
     BadAnswer(String),
 }
 
+pub enum Token {
+    Fixed(String),
+    File {
+        path: PathBuf,
+        current: std::sync::Mutex<String>,
+    },
+}
+
+impl Token {
+    /// Read from `path` now (an error if it cannot be read).
+    pub fn from_file(path: PathBuf) -> std::io::Result<Token> {
+        let token = std::fs::read_to_string(&path)?.trim().to_string();
+        Ok(Token::File {
+            path,
+            current: std::sync::Mutex::new(token),
+        })
+    }
+
+    fn current(&self) -> String {
+        match self {
+            Token::Fixed(t) => t.clone(),
+            Token::File { current, .. } => {
+                current.lock().unwrap_or_else(|p| p.into_inner()).clone()
+            }
+        }
+    }
+
+    fn reload(&self) {
+        if let Token::File { path, current } = self
+            && let Ok(t) = std::fs::read_to_string(path)
+        {
+            *current.lock().unwrap_or_else(|p| p.into_inner()) = t.trim().to_string();
+        }
+    }
+}
+
 /// The link's state, shared with the router's `/metrics` and the process.
 #[derive(Default)]
 pub struct LinkState {
@@ -76,7 +112,9 @@ pub struct LinkState {
 
 pub struct Link {
     pub server: Server,
-    pub token: String,
+    /// The router token: as given, or read from a file (again when the daemon refuses
+    /// it: a rotated token is picked up without a restart).
+    pub token: Token,
     pub id: String,
     pub instance: String,
     pub router: Arc<Router>,
@@ -90,7 +128,7 @@ pub struct Link {
 impl Link {
     pub fn new(
         server: Server,
-        token: String,
+        token: Token,
         id: String,
         instance: String,
         router: Arc<Router>,
@@ -215,6 +253,9 @@ impl Link {
     }
 
     fn lost(&self, e: &ControlError) {
+        if matches!(e, ControlError::Refused(_)) {
+            self.token.reload();
+        }
         if self.state.connected.swap(false, Relaxed) {
             tracing::warn!(
                 error = %e,
@@ -236,19 +277,39 @@ impl Link {
             .store(crate::unix_seconds(), Relaxed);
     }
 
+    /// The daemon's snapshot now, if it answers within `timeout`: what a router that
+    /// starts serves, rather than a saved one the daemon may have moved on from.
+    pub async fn fetch_now(&self, timeout: Duration) -> Option<Snapshot> {
+        match self.poll_with(0, Duration::ZERO, timeout).await {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::info!(error = %e, "no snapshot from the daemon at start");
+                None
+            }
+        }
+    }
+
     async fn poll(&self) -> Result<Option<Snapshot>, ControlError> {
+        let have = self.state.applied.load(Relaxed);
+        self.poll_with(have, POLL_WAIT, POLL_WAIT + Duration::from_secs(5))
+            .await
+    }
+
+    async fn poll_with(
+        &self,
+        have: u64,
+        wait: Duration,
+        timeout: Duration,
+    ) -> Result<Option<Snapshot>, ControlError> {
         let base = self.base()?;
         let url = format!(
-            "{base}/api/v1/router/snapshot?router={}&instance={}&have={}&wait_ms={}",
+            "{base}/api/v1/router/snapshot?router={}&instance={}&have={have}&wait_ms={}",
             urlencode(&self.id),
             urlencode(&self.instance),
-            self.state.applied.load(Relaxed),
-            POLL_WAIT.as_millis()
+            wait.as_millis()
         );
         let req = self.request(http::Method::GET, &url, Bytes::new())?;
-        let (status, body) = self
-            .exchange(req, POLL_WAIT + Duration::from_secs(5))
-            .await?;
+        let (status, body) = self.exchange(req, timeout).await?;
         self.contacted();
         match status {
             204 => Ok(None),
@@ -306,7 +367,7 @@ impl Link {
             .uri(url)
             .header(
                 http::header::AUTHORIZATION,
-                format!("Bearer {}", self.token),
+                format!("Bearer {}", self.token.current()),
             )
             .header(http::header::CONTENT_TYPE, "application/json")
             .header(http::header::USER_AGENT, "liftoff-router")

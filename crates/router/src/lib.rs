@@ -1,13 +1,59 @@
 //! liftoff's data plane: an HTTP reverse proxy that splits traffic between a stable
 //! and a candidate upstream, sticky per user, and observes each version.
 //!
+//! It runs as `liftoff router` ([`process`]), a process of its own that serves the
+//! routes the daemon publishes and outlives the daemon.
+//!
 //! Invariants:
-//! - the data plane runs on its own tokio runtime: a stalled control plane (engine,
-//!   store, API) cannot stall routing, and routing keeps the last split it was given;
+//! - the data plane runs on its own tokio runtime, in its own process: a stalled or
+//!   absent control plane (engine, store, API, the whole daemon) cannot stall routing,
+//!   and routing keeps the last snapshot it was given;
 //! - the request path reads the routing table with one atomic load (`ArcSwap`) and
 //!   never takes a lock; control-plane changes build a new table and swap it in;
 //! - an upstream removed from the table drains: in-flight requests hold it until done;
 //! - this crate knows nothing of launches, plans or the journal.
+//!
+//! Map:
+//! - the request path: `h1` (HTTP/1 from clients, served by liftoff itself; a
+//!   connection that opens with the h2c preface goes to hyper's HTTP/2 server), `proxy`
+//!   (what both front ends share), `pool` (liftoff's own HTTP/1.1 client to upstreams),
+//!   [`split`], [`table`], [`stats`], [`health`];
+//! - what a router serves and tells: [`snapshot`] (the routes, applied whole by
+//!   [`Router::apply`]), [`export`] (per-second reports to the daemon), [`metrics`];
+//! - the process: [`process`], [`control`] (the link to the daemon), [`handoff`]
+//!   (listening sockets to a successor), `admin` (the router's own `/metrics`).
+//!
+//! A request: each listener's accept loop holds at most `max_connections` ([`Limits`]);
+//! beyond that, clients wait in the kernel's backlog, none is refused. `proxy::pick`
+//! loads the table once and finds the route by listen address and `Host` (port ignored;
+//! a route without `host` catches the rest; none: 404). A route in maintenance answers
+//! its page (503, `Retry-After`, `Cache-Control: no-store`) unless the client is in its
+//! allowlist or carries the bypass header. Then the route's version override, when set,
+//! lets a tester pick a version (403 without the right), or [`split`] chooses.
+//! `proxy::encode_request` writes the upstream's head in one pass (hop-by-hop fields and
+//! those `Connection` names dropped, `Host` set, `X-Forwarded-*` and `Forwarded`
+//! extended) and `proxy::forward` sends it on the upstream's pool.
+//!
+//! Who is to blame is recorded per request, because analysis judges versions by it:
+//! - an upstream 5xx passes through and counts as `upstream_5xx`;
+//! - no connection, or one broken before the answer: 502, `connect`;
+//! - no answer within `request_timeout`: 504, `timeout`;
+//! - the client's fault (a malformed, oversized or stalled body, or leaving early):
+//!   400, 413, 408 or nothing, `client_abort`, never the version's error.
+//!
+//! A bodyless request whose upstream failed is replayed once on the other version if it
+//! was never sent or its method is idempotent; a request with a body, or one a tester's
+//! override sent to its version, is not. An overridden request counts in its version's
+//! windows only if the override says `count`. Health checks are reported (status,
+//! `/metrics`), never used for routing: an unhealthy upstream keeps its share.
+//!
+//! The stats clock counts Unix seconds (the epoch is aligned on a second boundary), so
+//! what several routers saw in one second adds up. With one thread the runtime is a
+//! current-thread runtime driven by a thread of its own: no cross-thread scheduling on
+//! the request path. The per-route methods (`upsert_route`, `set_weight`, `swap`,
+//! `set_candidate`, `set_maintenance`) build a table route by route for this crate's
+//! tests; a router process only uses [`Router::apply`]. [`Limits::default`] is used
+//! everywhere: the limits are not configurable yet.
 
 mod admin;
 pub mod control;
@@ -120,7 +166,6 @@ pub(crate) struct Shared {
     epoch_unix: u64,
     /// Set when the router stops: connections close after their current response.
     draining: std::sync::atomic::AtomicBool,
-    drain_started: tokio::sync::Notify,
     /// Client connections open now.
     open_connections: std::sync::atomic::AtomicI64,
 }
@@ -250,7 +295,6 @@ impl Router {
             epoch,
             epoch_unix: unix.as_secs(),
             draining: std::sync::atomic::AtomicBool::new(false),
-            drain_started: tokio::sync::Notify::new(),
             open_connections: std::sync::atomic::AtomicI64::new(0),
         });
         runtime.spawn(tick(shared.clone()));

@@ -205,8 +205,9 @@ impl Router {
     }
 
     /// Stop accepting, let open connections finish (keep-alive clients are told
-    /// `Connection: close` with their next response; idle ones are closed), and return
-    /// once none is open or `deadline` has passed; returns how many were still open.
+    /// `Connection: close` with their next response), and return once none is open or
+    /// `deadline` has passed; returns how many were still open (the process then exits,
+    /// closing them: idle keep-alive connections and HTTP/2 connections end there).
     pub fn drain(&self, deadline: Duration) -> usize {
         {
             let mut control = self.control();
@@ -215,7 +216,6 @@ impl Router {
             }
         }
         self.shared.draining.store(true, Relaxed);
-        self.shared.drain_started.notify_waiters();
         let until = Instant::now() + deadline;
         loop {
             let open = self.shared.open_connections.load(Relaxed);

@@ -1,17 +1,22 @@
 //! `liftoff router`: the data plane as a process of its own, which outlives the daemon.
 //!
-//! Its state directory holds:
+//! Its state directory (0700) holds:
 //! - `lock`: held (flock) by the running router, with its PID: one router per directory,
 //!   and how `liftoff serve` finds the local router to adopt;
-//! - `snapshot.json` (0600): the last snapshot applied, served at start before the
-//!   daemon has been heard from;
-//! - `handoff.sock`: where a successor takes the listening sockets over (`handoff.rs`).
+//! - `snapshot.json` (0600): the last snapshot applied and the ports its port-0 routes
+//!   got ([`Served`]), written by temporary file and rename;
+//! - `handoff.sock`: where a successor takes the listening sockets over (`handoff.rs`);
+//! - `command.json` and `router.log`, written by the binary: how this router was started
+//!   (for `liftoff router restart`) and what it said.
 //!
-//! Start-up order is what makes restarts invisible to clients: sockets first (inherited
-//! from the predecessor, or bound from the saved snapshot), then "ready" to the
-//! predecessor, then the daemon. Shutdown (SIGTERM, or after a handoff) drains: no new
-//! connections, in-flight requests finish, keep-alive clients get `Connection: close` on
-//! their next response, and whatever is still open at the drain deadline is closed.
+//! Start-up order is what makes restarts invisible to clients. A successor takes its
+//! predecessor's sockets and snapshot, applies it, and only then says "ready". A router
+//! that starts afresh asks the daemon for the current snapshot (at most 1 s: the saved
+//! one may be stale after a long outage), falls back to the saved one, binds, and serves;
+//! then it follows the daemon. Shutdown (SIGTERM, or after a handoff) drains: no new
+//! connections, in-flight requests finish, keep-alive clients get `Connection: close`
+//! on their next response, and whatever is still open at the drain deadline (idle
+//! keep-alive and HTTP/2 connections) is closed when the process exits.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
@@ -35,7 +40,7 @@ pub const HANDOFF_SOCKET: &str = "handoff.sock";
 pub struct ProcessConfig {
     pub state_dir: PathBuf,
     pub server: Server,
-    pub token: String,
+    pub token: crate::control::Token,
     /// The router's name in the fleet.
     pub id: String,
     pub threads: usize,
@@ -124,19 +129,53 @@ pub fn run(config: ProcessConfig) -> Result<(), ProcessError> {
         }
         (load_state(&state_path)?, None)
     };
+    let link_state = Arc::new(LinkState::default());
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("liftoff-router-control")
+        .build()
+        .map_err(RouterError::Runtime)?;
+    let save = {
+        let path = state_path.clone();
+        let router = router.clone();
+        Box::new(move |_: &Snapshot| {
+            let Some(served) = router.served() else {
+                return;
+            };
+            if let Err(e) = save_state(&path, &served) {
+                tracing::error!(path = %path.display(), error = %e, "could not save the snapshot");
+            }
+        })
+    };
+    let link = Link::new(
+        config.server.clone(),
+        config.token,
+        config.id.clone(),
+        instance_id(),
+        router.clone(),
+        link_state.clone(),
+        save,
+    );
+    // A router that starts (not a successor) asks the daemon first: the saved snapshot
+    // may be one the daemon has moved on from while this router was down.
+    let fresh = match predecessor {
+        None => control.block_on(link.fetch_now(Duration::from_secs(1))),
+        Some(_) => None,
+    };
     if let Some(served) = &served {
         router.remember_bound(&served.bound);
-        router.apply(&served.snapshot)?;
+    }
+    let snapshot = fresh.or(served.map(|s| s.snapshot));
+    if let Some(snapshot) = &snapshot {
+        router.apply(snapshot)?;
+        link.state.applied.store(snapshot.version, Relaxed);
+        (link.on_applied)(snapshot);
         tracing::info!(
-            version = served.snapshot.version,
-            routes = served.snapshot.routes.len(),
-            "serving the saved snapshot"
+            version = snapshot.version,
+            routes = snapshot.routes.len(),
+            "serving"
         );
     }
-    let link_state = Arc::new(LinkState::default());
-    link_state
-        .applied
-        .store(served.as_ref().map_or(0, |s| s.snapshot.version), Relaxed);
     // Accepting on every socket now: the predecessor may stop.
     if let Some(p) = predecessor {
         p.ready()?;
@@ -159,31 +198,7 @@ pub fn run(config: ProcessConfig) -> Result<(), ProcessError> {
     let _ = std::fs::remove_file(&handoff_path);
     let handoff_listener = UnixListener::bind(&handoff_path).map_err(file_err(&handoff_path))?;
 
-    let control = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .thread_name("liftoff-router-control")
-        .build()
-        .map_err(RouterError::Runtime)?;
     let outcome = control.block_on(async {
-        let save = {
-            let path = state_path.clone();
-            let router = router.clone();
-            Box::new(move |_: &Snapshot| {
-                let Some(served) = router.served() else { return };
-                if let Err(e) = save_state(&path, &served) {
-                    tracing::error!(path = %path.display(), error = %e, "could not save the snapshot");
-                }
-            })
-        };
-        let link = Link::new(
-            config.server.clone(),
-            config.token.clone(),
-            config.id.clone(),
-            instance_id(),
-            router.clone(),
-            link_state.clone(),
-            save,
-        );
         let link_task = tokio::spawn(link.run());
         let metrics_task = config.metrics.map(|addr| {
             tokio::spawn(crate::admin::serve_metrics(

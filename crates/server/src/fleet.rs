@@ -72,7 +72,7 @@ async fn snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     check_name(&q.router)?;
-    s.fleet.contact(&q.router, &q.instance, q.have, None);
+    s.fleet.contact(&q.router, &q.instance, q.have);
     let mut changes = s.fleet.subscribe();
     let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let current = changes.borrow_and_update().clone();
@@ -93,7 +93,7 @@ async fn report(
     ApiJson(report): ApiJson<Report>,
 ) -> Result<Json<ReportAck>, ApiError> {
     check_name(&report.router)?;
-    s.fleet.report(report, None);
+    s.fleet.report(report);
     Ok(Json(ReportAck {
         daemon: s.fleet.daemon.clone(),
     }))
@@ -125,7 +125,6 @@ pub fn views(fleet: &Fleet) -> Vec<api::RouterView> {
         .map(|r| api::RouterView {
             current: r.applied == desired,
             id: r.id,
-            address: r.address,
             snapshot_version: r.applied,
             last_contact_ms: r.since_contact.as_millis() as u64,
             missing: r.missing,

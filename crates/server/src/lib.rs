@@ -157,7 +157,16 @@ pub async fn serve(
         ..Ports::default()
     };
     let driver = Driver::new(store, ports, config.shutdown_grace);
-    let routes = driver.restore_routes();
+    // What the local router serves: kept for any route the store cannot rebuild.
+    let serving = liftoff_router::process::load_state(
+        &dir.join(local_router::DIR)
+            .join(liftoff_router::process::SNAPSHOT_FILE),
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the local router's snapshot");
+        None
+    });
+    let routes = driver.restore_routes(serving.as_ref().map(|s| &s.snapshot));
 
     let open_files = limits::raise_open_file_limit();
     let api_cap = config.api.connection_cap(open_files);

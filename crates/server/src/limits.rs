@@ -1,8 +1,8 @@
 //! What the API's clients may hold: connections, time and bytes.
 //!
-//! The API shares the daemon's file descriptors with the builtin router (the data plane,
-//! on its own runtime), the store and the commands launches run, so a flood of API
-//! clients must never leave the router unable to accept. Hence:
+//! The API shares the daemon's file descriptors with the store and the commands
+//! launches run (the data plane is a process of its own, `liftoff router`), so a flood
+//! of API clients must never leave the daemon unable to work. Hence:
 //! - at start the soft open-file limit is raised to the hard one, and the API holds at
 //!   most `max_connections` (default: a quarter of that limit, at most 1,024);
 //! - at the cap, the oldest connection that is not in a handler (a request head still

@@ -43,10 +43,12 @@ pub fn ensure(state_dir: &Path, program: Option<&Path>, threads: usize) -> Resul
             source,
         })?,
     };
-    std::fs::create_dir_all(&dir).map_err(|source| StartError::File {
-        path: dir.clone(),
-        source,
-    })?;
+    std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+        .create(&dir)
+        .map_err(|source| StartError::File {
+            path: dir.clone(),
+            source,
+        })?;
     let log_path = dir.join("router.log");
     let log = OpenOptions::new()
         .create(true)
