@@ -618,9 +618,28 @@ async fn serve(config: liftoff_server::ServeConfig) -> Result<Exit, Failure> {
     Ok(Exit::Success)
 }
 
+/// A plan file's text, reading no more than a plan may hold (`/dev/zero` or a log file
+/// given by mistake is refused at once, not read to the end).
+fn read_plan(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let limit = liftoff_plan::MAX_PLAN_BYTES as u64;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("more than {limit} bytes, the most a plan may hold"),
+        ));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidData, "not UTF-8 text"))
+}
+
 /// Read and parse a plan with the caller's environment.
 fn load(path: &Path) -> Result<(String, liftoff_plan::Plan), Failure> {
-    let source = std::fs::read_to_string(path).map_err(|e| {
+    let source = read_plan(path).map_err(|e| {
         Failure::new(
             Exit::Invalid,
             format!("cannot read {}: {e}", path.display()),
@@ -643,7 +662,7 @@ fn validate(plans: &[PathBuf], format: Format) -> Exit {
     let mut results = Vec::new();
     for path in plans {
         let file = path.display().to_string();
-        let source = match std::fs::read_to_string(path) {
+        let source = match read_plan(path) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: cannot read {file}: {e}");

@@ -323,7 +323,7 @@ fn sigterm_lets_the_running_command_finish_and_starts_nothing_new() {
     let mut daemon = Daemon::start(state.path());
     std::fs::write(
         work.path().join("plan.yaml"),
-        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"sleep 0.5; echo migrate >> out.log\" }\n  - { name: after, run: \"echo after >> out.log\" }\n",
+        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"while [ ! -e go ]; do sleep 0.02; done; echo migrate >> out.log\" }\n  - { name: after, run: \"echo after >> out.log\" }\n",
     )
     .unwrap();
     let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
@@ -331,6 +331,18 @@ fn sigterm_lets_the_running_command_finish_and_starts_nothing_new() {
     daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
         s["current_step"] == "migrate"
     });
+    // SIGTERM while `migrate` runs; it finishes only after that.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(daemon.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    support::wait_until(
+        Duration::from_secs(5),
+        "the daemon to begin its shutdown",
+        || read(&state.path().join("daemon.log")).contains("shutting down"),
+    );
+    std::fs::write(work.path().join("go"), "").unwrap();
     assert!(daemon.stop().success(), "graceful exit");
     assert_eq!(
         read(&work.path().join("out.log")),
@@ -468,4 +480,16 @@ fn one_launch_per_service_at_a_time() {
             .success(),
         "free again once it ended"
     );
+}
+
+#[test]
+fn validate_reads_no_more_than_a_plan_may_hold() {
+    // `/dev/zero` never ends: it is refused after 1 MiB, not read forever.
+    let out = std::process::Command::new(support::BIN)
+        .args(["validate", "/dev/zero"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("more than 1048576 bytes"), "{err}");
 }

@@ -195,8 +195,10 @@ impl Fleet {
         version
     }
 
-    /// A router asked for the snapshot (or reported) and serves `applied`.
-    pub fn contact(&self, id: &str, instance: &str, applied: u64) {
+    /// A router asked for the snapshot: it is alive. (Its acknowledgement comes with
+    /// its next report, which it sends as soon as it has applied a snapshot, with where
+    /// it listens: a change is acknowledged only once its listeners are known.)
+    pub fn contact(&self, id: &str, instance: &str) {
         let mut inner = self.inner();
         let member = inner
             .members
@@ -204,14 +206,14 @@ impl Fleet {
             .or_insert_with(|| Member {
                 instance: instance.to_string(),
                 last_contact: Clock::now(),
-                applied,
+                applied: 0,
                 listening: Vec::new(),
             });
-        member.instance = instance.to_string();
+        if member.instance != instance {
+            member.instance = instance.to_string();
+            member.applied = 0;
+        }
         member.last_contact = Clock::now();
-        member.applied = applied;
-        drop(inner);
-        self.contact.notify_waiters();
     }
 
     /// A router's report: its acknowledgement and its observations.
@@ -653,6 +655,11 @@ mod tests {
         }
     }
 
+    /// A router's acknowledgement: a report that it serves `applied`.
+    fn ack(fleet: &Fleet, router: &str, instance: &str, applied: u64) {
+        fleet.report(report(router, instance, applied, vec![]));
+    }
+
     #[test]
     fn a_window_is_the_sum_over_every_router() {
         let fleet = Fleet::new();
@@ -700,12 +707,12 @@ mod tests {
     async fn a_change_waits_for_live_routers_and_names_the_missing() {
         let fleet = Arc::new(Fleet::new());
         let v0 = fleet.upsert(route("shop", 0));
-        fleet.contact("a", "a", v0);
-        fleet.contact("b", "b", v0);
-        fleet.contact("dead", "dead", v0);
+        ack(&fleet, "a", "a", v0);
+        ack(&fleet, "b", "b", v0);
+        ack(&fleet, "dead", "dead", v0);
         tokio::time::advance(Duration::from_millis(1500)).await;
-        fleet.contact("a", "a", v0);
-        fleet.contact("b", "b", v0);
+        ack(&fleet, "a", "a", v0);
+        ack(&fleet, "b", "b", v0);
         tokio::time::advance(Duration::from_millis(600)).await;
         // "dead" has not been heard from for 2.1 s: missing. a and b are live.
         let v1 = fleet.upsert(route("shop", 500));
@@ -714,10 +721,10 @@ mod tests {
             tokio::spawn(async move { fleet.applied(v1, crate::builtin::APPLY_DEADLINE).await })
         };
         tokio::task::yield_now().await;
-        fleet.contact("a", "a", v1);
+        ack(&fleet, "a", "a", v1);
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished(), "b has not applied it yet");
-        fleet.contact("b", "b", v1);
+        ack(&fleet, "b", "b", v1);
         let applied = waiter.await.unwrap();
         assert_eq!(applied.acknowledged, vec!["a".to_string(), "b".to_string()]);
         assert_eq!(applied.missing, vec!["dead".to_string()]);
@@ -728,11 +735,11 @@ mod tests {
     async fn a_router_that_never_answers_is_named_after_the_deadline() {
         let fleet = Fleet::new();
         let v0 = fleet.upsert(route("shop", 0));
-        fleet.contact("a", "a", v0);
-        fleet.contact("slow", "slow", v0);
+        ack(&fleet, "a", "a", v0);
+        ack(&fleet, "slow", "slow", v0);
         let v1 = fleet.upsert(route("shop", 10_000));
         let applied = tokio::join!(fleet.applied(v1, crate::builtin::APPLY_DEADLINE), async {
-            fleet.contact("a", "a", v1);
+            ack(&fleet, "a", "a", v1);
         })
         .0;
         assert_eq!(applied.acknowledged, vec!["a".to_string()]);

@@ -25,6 +25,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 pub struct FleetState {
     pub fleet: Arc<Fleet>,
     pub router_hash: Arc<str>,
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 pub fn router<S: Clone + Send + Sync + 'static>(state: FleetState) -> axum::Router<S> {
@@ -72,19 +73,22 @@ async fn snapshot(
     Query(q): Query<SnapshotQuery>,
 ) -> Result<Response, ApiError> {
     check_name(&q.router)?;
-    s.fleet.contact(&q.router, &q.instance, q.have);
+    s.fleet.contact(&q.router, &q.instance);
     let mut changes = s.fleet.subscribe();
     let wait = Duration::from_millis(q.wait_ms).min(MAX_WAIT);
     let current = changes.borrow_and_update().clone();
     if current.version != q.have {
         return Ok(Json(current.as_ref().clone()).into_response());
     }
-    match tokio::time::timeout(wait, changes.changed()).await {
-        Ok(Ok(())) => {
-            let next = changes.borrow().clone();
-            Ok(Json(next.as_ref().clone()).into_response())
-        }
-        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    tokio::select! {
+        changed = tokio::time::timeout(wait, changes.changed()) => match changed {
+            Ok(Ok(())) => {
+                let next = changes.borrow().clone();
+                Ok(Json(next.as_ref().clone()).into_response())
+            }
+            _ => Ok(StatusCode::NO_CONTENT.into_response()),
+        },
+        () = s.stopping.cancelled() => Ok(StatusCode::NO_CONTENT.into_response()),
     }
 }
 

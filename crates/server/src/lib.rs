@@ -197,11 +197,13 @@ pub async fn serve(
         "liftoff daemon listening"
     );
 
+    let routes_stopping = tokio_util::sync::CancellationToken::new();
     let app = routes::router(
         routes::AppState {
             driver: driver.clone(),
             admin_hash: Arc::from(admin_hash),
             router_hash: Arc::from(router_hash),
+            stopping: routes_stopping.clone(),
             fleet,
             flags,
         },
@@ -210,6 +212,12 @@ pub async fn serve(
             timeout: config.api.request_timeout,
         },
     );
+    // Routers' long polls end when the daemon stops, not when they time out.
+    let stopping = routes_stopping.clone();
+    let shutdown = async move {
+        shutdown.await;
+        stopping.cancel();
+    };
     limits::serve(listener, app, &config.api, api_cap, shutdown).await;
     tracing::info!("shutting down: letting in-flight commands finish");
     driver.shutdown().await;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub driver: Arc<Driver>,
     pub admin_hash: Arc<str>,
     pub router_hash: Arc<str>,
+    /// Cancelled when the daemon begins to stop.
+    pub stopping: tokio_util::sync::CancellationToken,
     pub fleet: Arc<liftoff_driver::fleet::Fleet>,
     pub flags: Arc<crate::flags::FlagService>,
 }
@@ -57,6 +59,7 @@ pub fn router(state: AppState, body: crate::limits::BodyLimits) -> Router {
         .merge(crate::fleet::router(crate::fleet::FleetState {
             fleet: state.fleet.clone(),
             router_hash: state.router_hash.clone(),
+            stopping: state.stopping.clone(),
         }))
         .merge(crate::flags::router(state.flags.clone()))
         .merge(crate::ofrep::router(state.flags.clone()))
