@@ -566,3 +566,65 @@ fn an_upstream_from_a_variable_is_shown_as_the_plan_wrote_it() {
     let text = stdout(&daemon.cli(work.path(), &["status", &id]));
     assert!(!text.contains(&candidate), "{text}");
 }
+
+/// POST a plan to the real daemon; the reply.
+fn post_plan(daemon: &Daemon, dir: &Path, plan: &str) -> Reply {
+    let body = serde_json::json!({
+        "plan": plan, "plan_path": "/p/plan.yaml", "workdir": "/tmp", "variables": {}
+    });
+    let file = dir.join("body.json");
+    std::fs::write(&file, body.to_string()).unwrap();
+    http(
+        "POST",
+        &format!("{}/api/v1/launches", daemon.url),
+        &[
+            &format!("Authorization: Bearer {}", daemon.token()),
+            "Content-Type: application/json",
+        ],
+        Some(&format!("@{}", file.display())),
+    )
+}
+
+#[test]
+fn a_deeply_nested_plan_is_refused_and_the_daemon_stays_up() {
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    // 5,000 nested sequences in 10 KB: this overflowed a worker's stack and aborted
+    // the daemon (every launch and route with it).
+    let plan = format!(
+        "version: 1\nname: deep\nservice: deep\nsteps:\n  - run: t\nx:\n{}x\n",
+        "- ".repeat(5_000)
+    );
+    let r = post_plan(&daemon, state.path(), &plan);
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(r.body.contains("nested more than 64 levels"), "{}", r.body);
+    assert!(r.body.contains("\"line\":7"), "the position: {}", r.body);
+    assert!(healthy(&daemon.url, 2.0), "the daemon is still up");
+}
+
+#[test]
+fn plans_over_the_caps_are_refused_with_a_clear_error() {
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps = "  - run: t\n".repeat(1_001);
+    let r = post_plan(
+        &daemon,
+        state.path(),
+        &format!("version: 1\nname: many\nservice: many\nsteps:\n{steps}"),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert!(
+        r.body.contains("more than the 1000 a plan may hold"),
+        "{}",
+        r.body
+    );
+    // Over a mebibyte: refused before anything decodes it.
+    let big = format!(
+        "version: 1\nname: big\nservice: big\nsteps:\n  - run: t\n# {}\n",
+        "x".repeat(1 << 20)
+    );
+    let r = post_plan(&daemon, state.path(), &big);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("payload_too_large"), "{}", r.body);
+    assert!(healthy(&daemon.url, 2.0));
+}

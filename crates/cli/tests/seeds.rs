@@ -322,6 +322,8 @@ impl Drop for Site {
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
+        // The daemon's local router outlives it by design.
+        support::kill_router(&self.state_dir);
         // The stand-in services the scripts started, by the PIDs they recorded.
         for entry in std::fs::read_dir(&self.deploy_dir).into_iter().flatten() {
             let path = entry.unwrap().path();

@@ -10,6 +10,9 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_liftoff");
 
 pub struct Daemon {
     child: Option<Child>,
+    /// The local router when the daemon started (the state directory may be gone by
+    /// the time this is dropped).
+    router: Option<i32>,
     pub state_dir: PathBuf,
     pub url: String,
 }
@@ -58,6 +61,7 @@ impl Daemon {
         );
         Daemon {
             child: Some(child),
+            router: router_pid(state_dir),
             state_dir: state_dir.to_path_buf(),
             url,
         }
@@ -154,7 +158,15 @@ impl Drop for Daemon {
         self.kill9();
         // The router outlives a daemon on purpose; the last daemon of a state
         // directory takes it along when the test ends.
-        if !daemon_running(&self.state_dir) {
+        if !self.state_dir.exists() {
+            // Its directory removed first: the router recorded at start goes.
+            if let Some(pid) = self.router {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        } else if !daemon_running(&self.state_dir) {
             kill_router(&self.state_dir);
         }
     }
