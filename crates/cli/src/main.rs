@@ -308,6 +308,12 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Router { .. } | Command::DemoApp { .. }
+    ) {
+        die_quietly_on_closed_pipe();
+    }
     // A router builds runtimes of its own (the data plane, its link to the daemon).
     let result = if let Command::Router { action, args } = &cli.command {
         Some(match action {
@@ -592,6 +598,18 @@ async fn newest(c: &Client) -> Result<String, Failure> {
         .next()
         .map(|l| l.id)
         .ok_or_else(|| Failure::new(Exit::Invalid, "there are no launches yet"))
+}
+
+/// A client command whose reader goes away (`liftoff status | head -1`) ends as Unix
+/// tools do, by SIGPIPE, instead of panicking on the failed write. Not for the daemon,
+/// the router or the demo app: a closed log pipe must not stop them. (Sockets are
+/// written with MSG_NOSIGNAL by std, so a peer that left never raises it.)
+fn die_quietly_on_closed_pipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: restoring the default disposition installs no handler code; it runs
+    // before any other thread exists.
+    #[allow(unsafe_code)]
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
 fn init_logging() {

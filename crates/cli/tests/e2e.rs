@@ -493,3 +493,27 @@ fn validate_reads_no_more_than_a_plan_may_hold() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("more than 1048576 bytes"), "{err}");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_command_quietly() {
+    // `liftoff ... | head -1`: the reader closes early. Unix tools end by SIGPIPE
+    // without a word; a panic ("failed printing to stdout") with a backtrace is a bug.
+    let work = workdir();
+    let plan = work.path().join("p.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: n\nservice: s\nsteps:\n  - run: echo hi\n",
+    )
+    .unwrap();
+    let plans: Vec<String> = (0..2000).map(|_| plan.display().to_string()).collect();
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("\"$0\" validate \"$@\" | true")
+        .arg(BIN)
+        .args(&plans)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.is_empty(), "nothing said: {err}");
+}
