@@ -5,12 +5,18 @@
 //! - pure: observations come in as data; no I/O, no clock, no router internals;
 //! - too little data is Inconclusive, never Successful: a gate does not pass because
 //!   nobody used the candidate;
+//! - a rollback trigger on a rate or a latency fires on evidence (a confidence bound
+//!   past its threshold), never on the value of a small window alone (`trigger`);
 //! - the judge never fails a candidate because both versions had zero errors, and never
 //!   passes one with errors because stable had none (spinnaker/kayenta#799).
 
 mod judge;
+mod trigger;
 
 pub use judge::{Compare, Judgement, MetricResult, MetricVerdict, Outcome as JudgeOutcome, judge};
+pub use trigger::{
+    Evidence, TriggerReading, TriggerState, percent_text, read_trigger, wilson, z_score,
+};
 
 use liftoff_plan::condition::{Condition, Metric, format_value};
 

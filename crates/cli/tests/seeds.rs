@@ -244,7 +244,12 @@ impl Site {
 
     /// Users, from the moment the router's route exists (after the checklist).
     fn load(&self, id: &str) -> Proc {
-        let s = self.wait_for(id, "the route", |s| s["traffic"]["listen"].is_string());
+        // A route on port 0 has its port once a router has reported it.
+        let s = self.wait_for(id, "the route", |s| {
+            s["traffic"]["listen"]
+                .as_str()
+                .is_some_and(|l| !l.ends_with(":0"))
+        });
         let listen = s["traffic"]["listen"].as_str().unwrap();
         spawn(Command::new(BIN).args(["load", &format!("http://{listen}/"), "--concurrency", "2"]))
     }

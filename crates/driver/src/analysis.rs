@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liftoff_analysis::{
-    Compare, Evaluation, JudgeOutcome, Verdict, evaluate, evaluate_query, judge,
+    Compare, Evaluation, Evidence, JudgeOutcome, TriggerState, Verdict, evaluate, evaluate_query,
+    judge, read_trigger,
 };
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
-use liftoff_plan::condition::{Metric, Version, format_value};
+use liftoff_plan::condition::Version;
 use liftoff_plan::{
     AnalyzeStep, Gate, MonitorStep, OnInconclusive, QueryGate, RollbackSpec, TriggerAction,
     defaults,
@@ -21,10 +22,6 @@ use crate::ports::{FlagChange, FlagControl, MetricSource, QuerySource};
 
 /// Hands an event to the launch's actor (which journals it in order).
 pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
-
-/// Below this many requests in its window, a trigger on a rate or latency stays quiet:
-/// one failed request out of two is not a 50% error rate worth a rollback.
-pub const TRIGGER_MIN_REQUESTS: u64 = 10;
 
 /// Where a launch's numbers come from.
 #[derive(Clone)]
@@ -223,21 +220,27 @@ pub async fn analyze(
     }
 }
 
-/// Is a trigger's bad condition met now? `Ok((crossed, detail))`, or why it could not
-/// be told (which neither fires nor clears it).
+/// Is a trigger's bad condition met now, with evidence? `Ok((state, detail))`, or why it
+/// could not be told (which neither fires nor clears it).
 async fn trigger_state(
     sources: &Sources,
     gate: &Gate,
     since: Instant,
-) -> Result<(bool, String), String> {
+    evidence: Evidence,
+) -> Result<(TriggerState, String), String> {
     match gate {
+        // A PromQL value is whatever the query computed: no requests to weigh.
         Gate::Query(q) => match sources.run_query(q).await? {
             None => Err("the query returned no data".into()),
             Some(v) if v.is_nan() => Err("the query returned NaN".into()),
             Some(v) => {
                 let crossed = q.op.holds(v, q.threshold);
                 Ok((
-                    crossed,
+                    if crossed {
+                        TriggerState::Crossed
+                    } else {
+                        TriggerState::Clear
+                    },
                     format!(
                         "{} = {v} {} {}",
                         q.version.label(),
@@ -254,33 +257,32 @@ async fn trigger_state(
                 .ok_or("no builtin router observations")?;
             let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
             let sample = metrics.sample(cond.version, window, since).await?;
-            let value = sample.value(cond.metric);
-            let quiet = matches!(
-                cond.metric,
-                Metric::ErrorRate | Metric::P50 | Metric::P95 | Metric::P99
-            ) && sample.requests < TRIGGER_MIN_REQUESTS;
-            let crossed = !quiet && !value.is_nan() && cond.holds(value);
-            Ok((
-                crossed,
-                format!(
-                    "{} {} {} {} {} over {}s ({} requests)",
-                    cond.version.label(),
-                    cond.metric.name(),
-                    format_value(cond.metric, value),
-                    if crossed { cond.op.symbol() } else { "vs" },
-                    cond.threshold_text(),
-                    sample.window_secs,
-                    sample.requests
-                ),
-            ))
+            let reading = read_trigger(cond, &sample, evidence);
+            Ok((reading.state, reading.detail))
         }
     }
 }
 
+/// One trigger as the watcher follows it.
+#[derive(Clone, Copy, Default)]
+struct Watch {
+    /// Since when it has been crossed (with evidence, at every evaluation).
+    since: Option<Instant>,
+    /// Whether it fired this crossing.
+    fired: bool,
+    /// Whether its source was failing (to journal changes only).
+    failing: bool,
+    /// Whether a held-back evaluation was journaled since arming or the last crossing
+    /// (one says why the trigger is quiet; a record per tick would flood the journal of
+    /// a service that lives near its threshold).
+    held_noted: bool,
+}
+
 /// Watch the plan's rollback triggers while `armed` says so (from the first non-zero
 /// candidate weight to the end of the launch). Journals each crossing, clearing and
-/// source failure (not every tick), and fires a trigger once its condition has held
-/// for its `for` duration; once per crossing.
+/// source failure (not every tick), and the first evaluation held back for lack of
+/// evidence after arming or a crossing; fires a trigger once its condition has held,
+/// with evidence at every evaluation, for its `for` duration; once per crossing.
 pub async fn watch_triggers(
     sources: Sources,
     rollback: RollbackSpec,
@@ -290,10 +292,11 @@ pub async fn watch_triggers(
     if rollback.triggers.is_empty() {
         return;
     }
-    // Per trigger: since when it has been crossed, whether it fired this crossing, and
-    // whether its source was failing (to journal changes only).
-    let mut state: Vec<(Option<Instant>, bool, bool)> =
-        vec![(None, false, false); rollback.triggers.len()];
+    let evidence = Evidence {
+        confidence: rollback.confidence,
+        min_requests: rollback.min_requests,
+    };
+    let mut state = vec![Watch::default(); rollback.triggers.len()];
     // Windows never reach back before arming: a launch is not rolled back for what the
     // previous one did.
     let mut armed_at: Option<Instant> = None;
@@ -310,12 +313,12 @@ pub async fn watch_triggers(
             }
         }
         if !*armed.borrow() {
-            state.iter_mut().for_each(|s| *s = (None, false, false));
+            state.iter_mut().for_each(|w| *w = Watch::default());
             armed_at = None;
             continue;
         }
         let armed_since = *armed_at.get_or_insert_with(Instant::now);
-        for (trigger, (since, fired, failing)) in rollback.triggers.iter().zip(state.iter_mut()) {
+        for (trigger, w) in rollback.triggers.iter().zip(state.iter_mut()) {
             let subject = trigger.gate.text().to_string();
             let observed = |verdict: &str, reason: String| Event::Observed {
                 step: None,
@@ -325,39 +328,47 @@ pub async fn watch_triggers(
                 reason,
                 dry_run: false,
             };
-            let (crossed, detail) = match trigger_state(&sources, &trigger.gate, armed_since).await
-            {
-                Ok(state) => {
-                    *failing = false;
-                    state
-                }
-                // A broken source must not roll a good launch back, nor hide a bad one:
-                // it is journaled, and the trigger neither fires nor clears.
-                Err(e) => {
-                    if !*failing {
-                        *failing = true;
-                        report(observed("inconclusive", e));
+            let (reading, detail) =
+                match trigger_state(&sources, &trigger.gate, armed_since, evidence).await {
+                    Ok(state) => {
+                        w.failing = false;
+                        state
                     }
-                    continue;
-                }
-            };
-            match (crossed, *since) {
-                (true, None) => {
-                    *since = Some(Instant::now());
+                    // A broken source must not roll a good launch back, nor hide a bad
+                    // one: it is journaled, and the trigger neither fires nor clears.
+                    Err(e) => {
+                        if !w.failing {
+                            w.failing = true;
+                            report(observed("inconclusive", e));
+                        }
+                        continue;
+                    }
+                };
+            match (reading, w.since) {
+                (TriggerState::Crossed, None) => {
+                    w.since = Some(Instant::now());
+                    w.held_noted = false;
                     report(observed("crossed", detail.clone()));
                 }
-                (false, Some(_)) => {
-                    *since = None;
-                    *fired = false;
+                (TriggerState::Crossed, Some(_)) => {}
+                // Evidence that lapses ends the crossing: `for` counts proven time only.
+                (_, Some(_)) => {
+                    w.since = None;
+                    w.fired = false;
+                    w.held_noted |= reading == TriggerState::HeldBack;
                     report(observed("clear", detail.clone()));
                 }
-                _ => {}
+                (TriggerState::HeldBack, None) if !w.held_noted => {
+                    w.held_noted = true;
+                    report(observed("inconclusive", detail.clone()));
+                }
+                (_, None) => {}
             }
-            if let Some(start) = *since
-                && !*fired
+            if let Some(start) = w.since
+                && !w.fired
                 && start.elapsed() >= trigger.gate.sustained().unwrap_or(Duration::ZERO)
             {
-                *fired = true;
+                w.fired = true;
                 let mut detail = format!(
                     "{detail}, crossed for {:.1}s",
                     start.elapsed().as_secs_f64()
@@ -522,3 +533,6 @@ pub async fn monitor(
         format!("{passed} checkpoint(s) passed"),
     )
 }
+
+#[cfg(test)]
+mod tests;

@@ -809,12 +809,52 @@ fn decode_rollback(dec: &mut Decoder<'_>, node: &Node<'_>) -> RollbackSpec {
             .unwrap_or(defaults::TRIGGER_CHECK_EVERY),
         None => defaults::TRIGGER_CHECK_EVERY,
     };
+    let min_requests = match f.take("min_requests") {
+        Some(n) => dec
+            .integer(n, "rollback.min_requests", 0, i64::MAX)
+            .map_or(defaults::TRIGGER_MIN_REQUESTS, |v| v as u64),
+        None => defaults::TRIGGER_MIN_REQUESTS,
+    };
+    let confidence = match f.take("confidence") {
+        Some(n) => {
+            decode_confidence(dec, n, "rollback.confidence").unwrap_or(defaults::TRIGGER_CONFIDENCE)
+        }
+        None => defaults::TRIGGER_CONFIDENCE,
+    };
     f.reject_reserved(dec);
     f.finish(dec);
     RollbackSpec {
         steps,
         triggers,
         check_every,
+        min_requests,
+        confidence,
+    }
+}
+
+/// A confidence level: a percentage from 50% up to, not including, 100% (at 100% nothing
+/// could ever be proven), with as many decimals as it takes (`99.999%`).
+fn decode_confidence(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<f64> {
+    let raw = dec.string(node, what)?;
+    let hint = "write a percentage from 50% to below 100%, e.g. `99.999%` (the default) or `99.9%`";
+    let Some(number) = raw.trim().strip_suffix('%') else {
+        dec.error_hint(
+            location(node),
+            format!("{what}: `{raw}` has no `%` sign"),
+            hint,
+        );
+        return None;
+    };
+    match number.trim().parse::<f64>() {
+        Ok(p) if (50.0..100.0).contains(&p) => Some(p / 100.0),
+        _ => {
+            dec.error_hint(
+                location(node),
+                format!("{what}: `{raw}` is not a confidence level"),
+                hint,
+            );
+            None
+        }
     }
 }
 

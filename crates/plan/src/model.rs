@@ -246,6 +246,13 @@ pub struct RollbackSpec {
     pub triggers: Vec<Trigger>,
     /// How often triggers are evaluated.
     pub check_every: Duration,
+    /// Below this many requests in its window, a trigger on a rate or latency does not
+    /// fire.
+    pub min_requests: u64,
+    /// How sure (one-sided, below 1) a trigger on a rate or latency must be that its
+    /// condition holds before it fires: a bound at this confidence must be past the
+    /// threshold, not just the value (issue 18: no rollbacks on noise).
+    pub confidence: f64,
 }
 
 impl Default for RollbackSpec {
@@ -254,6 +261,8 @@ impl Default for RollbackSpec {
             steps: Vec::new(),
             triggers: Vec::new(),
             check_every: defaults::TRIGGER_CHECK_EVERY,
+            min_requests: defaults::TRIGGER_MIN_REQUESTS,
+            confidence: defaults::TRIGGER_CONFIDENCE,
         }
     }
 }
@@ -530,6 +539,10 @@ pub mod defaults {
     pub const METRICS_TIMEOUT: Duration = Duration::from_secs(5);
     /// A trigger without `over` judges this window.
     pub const TRIGGER_WINDOW: Duration = Duration::from_secs(10);
+    /// One failed request out of two is not a 50% error rate worth a rollback.
+    pub const TRIGGER_MIN_REQUESTS: u64 = 10;
+    /// 99.999%: why, with the numbers, in `liftoff-analysis`'s trigger module.
+    pub const TRIGGER_CONFIDENCE: f64 = 0.99999;
     pub const ANALYZE_INTERVAL: Duration = Duration::from_secs(10);
     pub const ANALYZE_MIN_REQUESTS: u64 = 50;
     pub const ANALYZE_INCONCLUSIVE_LIMIT: u32 = 3;

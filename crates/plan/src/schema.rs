@@ -86,7 +86,7 @@ pub const HEALTH: Section = Section {
 pub const ROLLBACK: Section = Section {
     name: "rollback",
     path: "rollback.",
-    keys: &["steps", "on", "check_every"],
+    keys: &["steps", "on", "check_every", "min_requests", "confidence"],
 };
 
 pub const STEP: Section = Section {
