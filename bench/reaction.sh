@@ -19,6 +19,7 @@ S=$(port); C=$(port); API=$(port); R=$(port)
 "$LIFTOFF" demo-app --port "$S" --version 1 >/dev/null 2>&1 & pids+=($!)
 "$LIFTOFF" demo-app --port "$C" --version 2 >/dev/null 2>&1 & pids+=($!)
 RUST_LOG=warn "$LIFTOFF" serve --listen "127.0.0.1:$API" --state-dir "$work/state" --router-threads 1 >"$work/serve.log" 2>&1 & pids+=($!)
+routers+=("$work/state/router") # the router process serve starts outlives it
 wait_port "$S"; wait_port "$C"; wait_port "$API"
 export LIFTOFF_SERVER="http://127.0.0.1:$API" LIFTOFF_STATE_DIR="$work/state"
 cat > "$work/plan.yaml" <<CONF

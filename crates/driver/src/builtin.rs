@@ -147,8 +147,11 @@ impl TrafficControl for BuiltinTraffic {
         config.maintenance = current.and_then(|r| r.maintenance);
         let maintenance_on = config.maintenance.is_some();
         let version = self.fleet.upsert(config);
-        self.save(self.row(weight_bp, maintenance_on)).await;
-        let applied = self.fleet.applied(version, APPLY_DEADLINE).await;
+        // Timed from the publication: the save runs while the routers apply it.
+        let (_, applied) = tokio::join!(
+            self.save(self.row(weight_bp, maintenance_on)),
+            self.fleet.applied(version, APPLY_DEADLINE)
+        );
         if applied.acknowledged.is_empty() && weight_bp > 0 {
             // Moving users to the candidate is only done once a router does it; moving
             // them back (0%) is published and applies as routers come back.
