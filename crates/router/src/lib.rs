@@ -222,6 +222,8 @@ struct Control {
     bound: std::collections::BTreeMap<String, SocketAddr>,
     /// The snapshot applied last (standalone routers).
     served: Option<snapshot::Snapshot>,
+    /// Sockets bound for a table not yet swapped in: they accept once it is.
+    unstarted: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// A listening socket: its accept loop, and a copy of the socket for a successor.
@@ -379,6 +381,7 @@ impl Router {
         let table = Table { routes };
         forget_unused_versions(&mut control, &table);
         self.shared.table.store(Arc::new(table));
+        Self::start_listeners(&mut control);
         for v in std::iter::once(&stable).chain(candidate.as_ref()) {
             let key = (spec.name.clone(), v.upstream.url.clone());
             match &spec.health {
@@ -417,9 +420,23 @@ impl Router {
                 .map_err(|source| RouterError::Listen { addr, source })?
         };
         let shared = self.shared.clone();
-        let task = self.runtime().spawn(accept_loop(listener, bound, shared));
+        // It accepts once the table that routes its connections is in place: a client
+        // that connects the moment the socket exists never finds "no route".
+        let (go, ready) = tokio::sync::oneshot::channel();
+        let task = self.runtime().spawn(async move {
+            let _ = ready.await;
+            accept_loop(listener, bound, shared).await
+        });
         control.listeners.insert(bound, Listening { task, socket });
+        control.unstarted.push(go);
         Ok(bound)
+    }
+
+    /// Let the sockets bound since the last table swap accept (after the swap).
+    fn start_listeners(control: &mut Control) {
+        for go in control.unstarted.drain(..) {
+            let _ = go.send(());
+        }
     }
 
     /// Health is per version of a route: two routes to one upstream check it each with

@@ -95,6 +95,7 @@ impl Router {
         forget_unused_versions(&mut control, &table);
         let used: Vec<SocketAddr> = table.routes.iter().map(|r| r.listen).collect();
         self.shared.table.store(Arc::new(table));
+        Self::start_listeners(&mut control);
 
         for c in &snapshot.routes {
             let table = self.shared.table.load();
