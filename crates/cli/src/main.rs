@@ -623,13 +623,7 @@ fn init_logging() {
 }
 
 async fn serve(config: liftoff_server::ServeConfig) -> Result<Exit, Failure> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    init_logging();
     liftoff_server::serve(config, liftoff_server::shutdown_signal())
         .await
         .map_err(|e| Failure::new(Exit::Unreachable, e.to_string()))?;

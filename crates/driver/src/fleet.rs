@@ -244,7 +244,7 @@ impl Fleet {
                     });
                     series.url = v.url;
                     series.in_flight = v.in_flight;
-                    series.health = HealthReport::from(&v.health);
+                    series.health = v.health;
                     series.totals = v.totals;
                     series.overridden = v.overridden;
                     for s in v.seconds {

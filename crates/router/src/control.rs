@@ -123,6 +123,9 @@ pub struct Link {
     pub on_applied: Box<dyn Fn(&Snapshot) + Send + Sync>,
     client: Client<HttpConnector, Full<Bytes>>,
     applied_now: Notify,
+    /// The daemon's URL as last read: a `Server::File` is read again only after a
+    /// failed exchange, not for every report.
+    base: std::sync::Mutex<Option<String>>,
 }
 
 impl Link {
@@ -151,6 +154,7 @@ impl Link {
             on_applied,
             client,
             applied_now: Notify::new(),
+            base: std::sync::Mutex::new(None),
         })
     }
 
@@ -256,6 +260,8 @@ impl Link {
         if matches!(e, ControlError::Refused(_)) {
             self.token.reload();
         }
+        // The daemon may have come back elsewhere (a new port in `serve.addr`).
+        *self.base.lock().unwrap_or_else(|p| p.into_inner()) = None;
         if self.state.connected.swap(false, Relaxed) {
             tracing::warn!(
                 error = %e,
@@ -350,10 +356,16 @@ impl Link {
     }
 
     fn base(&self) -> Result<String, ControlError> {
-        self.server.url().ok_or_else(|| match &self.server {
+        let mut cached = self.base.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(url) = cached.as_ref() {
+            return Ok(url.clone());
+        }
+        let url = self.server.url().ok_or_else(|| match &self.server {
             Server::File(p) => ControlError::NoAddress(p.display().to_string()),
             Server::Url(u) => ControlError::NoAddress(u.clone()),
-        })
+        })?;
+        *cached = Some(url.clone());
+        Ok(url)
     }
 
     fn request(

@@ -51,39 +51,8 @@ impl Window {
 /// Cumulative counters since the router process started (for Prometheus).
 pub type Totals = crate::stats::TotalsSnapshot;
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Health {
-    pub checked: bool,
-    pub healthy: bool,
-    pub consecutive_failures: u32,
-    pub total_failures: u64,
-    pub last_error: Option<String>,
-}
-
-impl From<&HealthReport> for Health {
-    fn from(h: &HealthReport) -> Self {
-        Self {
-            checked: h.checked,
-            healthy: h.healthy,
-            consecutive_failures: h.consecutive_failures,
-            total_failures: h.total_failures,
-            last_error: h.last_error.clone(),
-        }
-    }
-}
-
-impl From<&Health> for HealthReport {
-    fn from(h: &Health) -> Self {
-        Self {
-            checked: h.checked,
-            healthy: h.healthy,
-            consecutive_failures: h.consecutive_failures,
-            total_failures: h.total_failures,
-            last_error: h.last_error.clone(),
-        }
-    }
-}
+/// A version's health as this router checked it.
+pub type Health = HealthReport;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

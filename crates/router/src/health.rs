@@ -50,7 +50,8 @@ impl Default for HealthState {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HealthReport {
     /// False until the first check ran (or when no check is configured).
     pub checked: bool,

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::export::{Health, RouteReport, SecondCounts, VersionReport};
+use crate::export::{RouteReport, SecondCounts, VersionReport};
 use crate::snapshot::{RouteConfig, Snapshot};
 use crate::split::Role;
 use crate::table::{Route, Table, VersionOverride};
@@ -190,7 +190,7 @@ impl Router {
                             role,
                             url: v.upstream.url.clone(),
                             in_flight: v.in_flight.load(Relaxed),
-                            health: Health::from(&v.health.report()),
+                            health: v.health.report(),
                             totals: v.stats.totals(),
                             overridden: apart.then(|| v.overridden.snapshot()),
                             seconds: ranges
