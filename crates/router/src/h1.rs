@@ -34,6 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::Shared;
 use crate::pool::{
@@ -48,6 +49,8 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// How long a connection closed with its request body unread keeps reading (and
 /// dropping) what the client still sends, so the client sees the answer, not a reset.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a keep-alive connection may stay idle once the router drains.
+const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Serve one client connection until it closes, errs or times out.
 pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
@@ -55,6 +58,8 @@ pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared
     let timeout = shared.limits.header_read_timeout;
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);
+    let drain = shared.drain.clone().cancelled_owned();
+    tokio::pin!(drain);
     let mut first = true;
     loop {
         if !first {
@@ -63,16 +68,24 @@ pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared
                 .as_mut()
                 .reset(tokio::time::Instant::now() + timeout);
         }
-        let request =
-            match next_request(&mut client, deadline.as_mut(), &conn, &shared, first).await {
-                Next::Request(r) => r,
-                Next::Http2 => return serve_h2(client, conn, shared).await,
-                Next::Reject(ours) => {
-                    let _ = write_ours(&mut client.io, &ours, false, false).await;
-                    return;
-                }
-                Next::Closed => return,
-            };
+        let request = match next_request(
+            &mut client,
+            deadline.as_mut(),
+            drain.as_mut(),
+            &conn,
+            &shared,
+            first,
+        )
+        .await
+        {
+            Next::Request(r) => r,
+            Next::Http2 => return serve_h2(client, conn, shared, drain).await,
+            Next::Reject(ours) => {
+                let _ = write_ours(&mut client.io, &ours, false, false).await;
+                return;
+            }
+            Next::Closed => return,
+        };
         first = false;
         match respond(&mut client, request, &shared).await {
             Ok(After::KeepAlive) => {}
@@ -135,14 +148,22 @@ enum Next {
 }
 
 /// Read until a complete request head is in the buffer, and act on it.
+///
+/// A connection idle when the router starts draining (kept alive, or opened and
+/// silent) is closed quietly once it has been idle for [`DRAIN_IDLE`]: a busy
+/// client's next request comes well before that and is answered with
+/// `Connection: close`; a quiet one (a browser holding a connection open) goes then,
+/// not at the drain deadline.
 async fn next_request(
     client: &mut Conn,
     mut deadline: Pin<&mut Sleep>,
+    mut drain: Pin<&mut WaitForCancellationFutureOwned>,
     conn: &ConnInfo,
     shared: &Shared,
     first: bool,
 ) -> Next {
     let max = shared.limits.max_header_bytes;
+    let mut drain_seen = false;
     loop {
         if !client.buf.is_empty() {
             let n = client.buf.len().min(H2_PREFACE.len());
@@ -168,15 +189,25 @@ async fn next_request(
             if let Poll::Ready(r) = client.poll_fill(cx) {
                 return Poll::Ready(Some(r));
             }
+            if !drain_seen && client.buf.is_empty() && drain.as_mut().poll(cx).is_ready() {
+                drain_seen = true;
+                // The timer was set to the end of the idle allowance when the last
+                // request began; the drain allows less.
+                let idle_since = deadline.deadline() - shared.limits.header_read_timeout;
+                let close_at = idle_since + DRAIN_IDLE;
+                if close_at < deadline.deadline() {
+                    deadline.as_mut().reset(close_at);
+                }
+            }
             deadline.as_mut().poll(cx).map(|()| None)
         })
         .await;
         match read {
             Some(Ok(0) | Err(_)) => return Next::Closed,
             Some(Ok(_)) => {}
-            // Idle between requests: closed quietly. A head begun and not finished,
-            // or a connection that never sent one: told why.
-            None if !first && client.buf.is_empty() => return Next::Closed,
+            // Idle between requests, or idle while draining: closed quietly. A head
+            // begun and not finished, or a connection that never sent one: told why.
+            None if (!first || drain_seen) && client.buf.is_empty() => return Next::Closed,
             None => {
                 return Next::Reject(Ours::text(
                     StatusCode::REQUEST_TIMEOUT,
@@ -556,7 +587,13 @@ impl Body for ClientBody<'_> {
 }
 
 /// HTTP/2 with prior knowledge: hyper serves it, after the bytes already read.
-async fn serve_h2(client: Conn, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
+/// A draining router sends GOAWAY: streams in flight finish, new ones go elsewhere.
+async fn serve_h2(
+    client: Conn,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    mut drain: Pin<&mut WaitForCancellationFutureOwned>,
+) {
     let limits = shared.limits.clone();
     let service =
         hyper::service::service_fn(move |req| proxy::handle(shared.clone(), conn.clone(), req));
@@ -567,8 +604,15 @@ async fn serve_h2(client: Conn, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
     let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(served);
+    let served = tokio::select! {
+        served = served.as_mut() => served,
+        () = drain.as_mut() => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
     if let Err(e) = served {
         tracing::debug!(error = %e, "HTTP/2 client connection ended with an error");
     }

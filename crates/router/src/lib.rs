@@ -58,6 +58,8 @@
 mod admin;
 pub mod control;
 pub mod export;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 pub mod handoff;
 pub mod health;
@@ -165,7 +167,10 @@ pub(crate) struct Shared {
     /// add up what several routers saw in one second.
     epoch_unix: u64,
     /// Set when the router stops: connections close after their current response.
+    /// The request path reads this flag; `drain` wakes idle connections.
     draining: std::sync::atomic::AtomicBool,
+    /// Cancelled when the router stops, after `draining` is set.
+    drain: tokio_util::sync::CancellationToken,
     /// Client connections open now.
     open_connections: std::sync::atomic::AtomicI64,
 }
@@ -297,6 +302,7 @@ impl Router {
             epoch,
             epoch_unix: unix.as_secs(),
             draining: std::sync::atomic::AtomicBool::new(false),
+            drain: tokio_util::sync::CancellationToken::new(),
             open_connections: std::sync::atomic::AtomicI64::new(0),
         });
         runtime.spawn(tick(shared.clone()));

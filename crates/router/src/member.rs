@@ -206,9 +206,9 @@ impl Router {
     }
 
     /// Stop accepting, let open connections finish (keep-alive clients are told
-    /// `Connection: close` with their next response), and return once none is open or
-    /// `deadline` has passed; returns how many were still open (the process then exits,
-    /// closing them: idle keep-alive connections and HTTP/2 connections end there).
+    /// `Connection: close` with their next response, idle ones are closed after 500 ms,
+    /// HTTP/2 clients get GOAWAY), and return once none is open or `deadline` has
+    /// passed; returns how many were still open (the process then exits, closing them).
     pub fn drain(&self, deadline: Duration) -> usize {
         {
             let mut control = self.control();
@@ -217,6 +217,7 @@ impl Router {
             }
         }
         self.shared.draining.store(true, Relaxed);
+        self.shared.drain.cancel();
         let until = Instant::now() + deadline;
         loop {
             let open = self.shared.open_connections.load(Relaxed);

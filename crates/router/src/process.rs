@@ -15,8 +15,9 @@
 //! one may be stale after a long outage), falls back to the saved one, binds, and serves;
 //! then it follows the daemon. Shutdown (SIGTERM, or after a handoff) drains: no new
 //! connections, in-flight requests finish, keep-alive clients get `Connection: close`
-//! on their next response, and whatever is still open at the drain deadline (idle
-//! keep-alive and HTTP/2 connections) is closed when the process exits.
+//! on their next response, connections idle for 500 ms are closed quietly, HTTP/2
+//! clients get GOAWAY, and whatever is still open at the drain deadline is closed when
+//! the process exits.
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::Write;
