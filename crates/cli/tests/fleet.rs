@@ -354,9 +354,26 @@ fn with_the_daemon_away_traffic_keeps_its_split_and_a_pending_rollback_applies_w
     load.wait_for(100);
 
     daemon.kill9();
-    // Away: the split holds (no user moves, nothing fails) for as long as it is away;
-    // meanwhile the candidate goes bad.
+    // Away for 30 s: the split holds (no user moves, nothing fails) all along, and the
+    // router says it serves its last snapshot; meanwhile the candidate goes bad.
+    let away = std::time::Instant::now();
+    let log = state.path().join("router").join("router.log");
+    while away.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_secs(1));
+        let failed = load.failures.lock().unwrap().len();
+        assert_eq!(
+            failed,
+            0,
+            "requests failed {:?} into the outage",
+            away.elapsed()
+        );
+    }
     load.wait_for(300);
+    let said = support::read(&log);
+    assert!(
+        said.contains("daemon unreachable: serving the last snapshot"),
+        "the router's log says the daemon is away: {said}"
+    );
     let (ok, failures, moved, versions) = load.finish();
     assert_clean("daemon away", ok, &failures, &moved);
     let on_candidate: Vec<usize> = versions
