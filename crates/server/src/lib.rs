@@ -113,6 +113,13 @@ pub async fn serve(
     let mut lock = lock::StateLock::acquire(dir)?;
     refuse_lost_state(dir)?;
     let store = Arc::new(Store::open(&dir.join(DB_FILE))?);
+    if let Some(m) = store.migrated() {
+        tracing::info!(
+            from = m.from,
+            to = m.to,
+            "state database upgraded to a new schema version"
+        );
+    }
     if dir.join(TOKEN_FILE).exists() && store.token_hash(auth::ADMIN)?.is_none() {
         // The token's database is gone: this one was created just now.
         return Err(StartError::StateLost {

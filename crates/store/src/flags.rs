@@ -13,41 +13,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Result, Store};
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS flags (
-    key        TEXT PRIMARY KEY,
-    salt       TEXT NOT NULL,
-    definition TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS flag_audit (
-    id      INTEGER PRIMARY KEY AUTOINCREMENT,
-    flag    TEXT NOT NULL,
-    at      TEXT NOT NULL,
-    actor   TEXT NOT NULL,
-    cause   TEXT NOT NULL,
-    action  TEXT NOT NULL,
-    before  TEXT,
-    after   TEXT
-);
-CREATE INDEX IF NOT EXISTS flag_audit_by_flag ON flag_audit (flag, id);
-CREATE TABLE IF NOT EXISTS flag_keys (
-    name       TEXT PRIMARY KEY,
-    sha256     TEXT NOT NULL UNIQUE,
-    prefix     TEXT NOT NULL,
-    rate_limit INTEGER,
-    created_at TEXT NOT NULL,
-    created_by TEXT NOT NULL
-);
-";
-
-/// Create the flag tables (idempotent).
-pub(crate) fn create(conn: &Connection) -> Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlagRow {
     pub key: String,

@@ -20,6 +20,9 @@
 //!   holds half a transition.
 //! - Plan variables (secrets) live in their own table, never in the journal; the
 //!   database file is created readable by its owner only.
+//! - The file outlives the binary: its schema moves forward by numbered migrations
+//!   (`migrations.rs`), each in one transaction with `PRAGMA user_version`; a file from a
+//!   newer liftoff is refused untouched.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -30,10 +33,12 @@ use rusqlite::types::{FromSql, ValueRef};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod flags;
+mod migrations;
 mod schedules;
 mod status;
 
 pub use flags::{FlagAudit, FlagAuditRow, FlagKeyRow, FlagRow};
+pub use migrations::{Migrated, SCHEMA_VERSION};
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use status::StatusMessage;
 
@@ -71,6 +76,13 @@ pub enum StoreError {
         "written by a newer liftoff (schema version {found}; this one knows up to {SCHEMA_VERSION})"
     )]
     NewerSchema { found: i64 },
+    /// A migration failed; its transaction rolled back, so the file is as it was.
+    #[error("upgrading to schema version {version} ({name}): {source}")]
+    Migration {
+        version: i64,
+        name: &'static str,
+        source: Box<StoreError>,
+    },
     #[error("no launch with id `{0}`")]
     NoSuchLaunch(String),
     #[error("no route named `{0}`")]
@@ -107,7 +119,9 @@ impl StoreError {
             StoreError::Corrupt { .. } | StoreError::CorruptRow { .. } | StoreError::Damaged(_) => {
                 true
             }
-            StoreError::Open { source, .. } => source.is_corruption(),
+            StoreError::Open { source, .. } | StoreError::Migration { source, .. } => {
+                source.is_corruption()
+            }
             _ => false,
         }
     }
@@ -185,54 +199,8 @@ pub struct StoredEntry {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    migrated: Option<Migrated>,
 }
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS launches (
-    id          TEXT PRIMARY KEY,
-    name        TEXT NOT NULL,
-    service     TEXT NOT NULL,
-    created_at  TEXT NOT NULL,
-    plan_source TEXT NOT NULL,
-    plan_path   TEXT NOT NULL,
-    workdir     TEXT NOT NULL,
-    status      TEXT NOT NULL DEFAULT 'pending',
-    finished    INTEGER NOT NULL DEFAULT 0,
-    journal_last INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS journal (
-    launch_id TEXT NOT NULL REFERENCES launches(id),
-    seq       INTEGER NOT NULL,
-    kind      TEXT NOT NULL,
-    at        TEXT NOT NULL,
-    payload   TEXT NOT NULL,
-    crc       INTEGER NOT NULL,
-    chained   INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (launch_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS launch_variables (
-    launch_id TEXT NOT NULL REFERENCES launches(id),
-    name      TEXT NOT NULL,
-    value     TEXT NOT NULL,
-    PRIMARY KEY (launch_id, name)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS routes (
-    name       TEXT PRIMARY KEY,
-    launch_id  TEXT NOT NULL REFERENCES launches(id),
-    weight_bp  INTEGER NOT NULL,
-    salt       INTEGER NOT NULL,
-    maintenance INTEGER NOT NULL DEFAULT 0,
-    updated_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS api_tokens (
-    name       TEXT PRIMARY KEY,
-    sha256     TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-";
-
-/// `PRAGMA user_version`: 0 before journal records were chained, 1 since.
-const SCHEMA_VERSION: i64 = 1;
 
 impl Store {
     /// Open (creating if needed) the database at `path`, owner-only. Errors name the file.
@@ -256,16 +224,21 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        let conn = Connection::open(path)?;
+        let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
-        migrate(&conn)?;
+        let migrated = migrations::migrate(&mut conn)?;
         Ok(Self {
             conn: Mutex::new(conn),
+            migrated,
         })
+    }
+
+    /// The schema versions this open moved the file between; `None` if it was current.
+    pub fn migrated(&self) -> Option<Migrated> {
+        self.migrated
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -598,47 +571,6 @@ pub struct Followups {
     /// Cancel the launch's pending follow-ups, with this reason.
     pub cancel_pending: Option<String>,
     pub now: String,
-}
-
-/// Schema changes after the first release of a table, applied in place.
-fn migrate(conn: &Connection) -> Result<()> {
-    schedules::create(conn)?;
-    status::create(conn)?;
-    flags::create(conn)?;
-    let has_column = |table: &str, column: &str| -> rusqlite::Result<bool> {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
-        let names = stmt
-            .query_map([], |r| r.get::<_, String>(1))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(names.iter().any(|n| n == column))
-    };
-    if !has_column("routes", "maintenance")? {
-        conn.execute_batch("ALTER TABLE routes ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0")?;
-    }
-    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::NewerSchema { found: version });
-    }
-    if version < 1 {
-        // Chained journal checksums: records already there stay as they are (checked the
-        // old way); the registry learns where each journal ends now.
-        let tx = conn.unchecked_transaction()?;
-        if !has_column("journal", "chained")? {
-            tx.execute_batch("ALTER TABLE journal ADD COLUMN chained INTEGER NOT NULL DEFAULT 0")?;
-        }
-        if !has_column("launches", "journal_last")? {
-            tx.execute_batch(
-                "ALTER TABLE launches ADD COLUMN journal_last INTEGER NOT NULL DEFAULT 0",
-            )?;
-        }
-        tx.execute_batch(
-            "UPDATE launches SET journal_last =
-                 (SELECT COALESCE(MAX(seq), 0) FROM journal WHERE launch_id = launches.id);
-             PRAGMA user_version = 1;",
-        )?;
-        tx.commit()?;
-    }
-    Ok(())
 }
 
 /// A builtin router route: which launch configured it last, and its split.

@@ -1,25 +1,9 @@
 //! Follow-ups (`after:` on a step): commands due at a time, kept here so they outlive
 //! the launch that scheduled them and the daemon that will run them.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::{Result, Store};
-
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS schedules (
-    id TEXT PRIMARY KEY,
-    launch_id TEXT NOT NULL REFERENCES launches(id),
-    step TEXT NOT NULL,
-    due_at TEXT NOT NULL,
-    command TEXT NOT NULL,
-    timeout_ms INTEGER NOT NULL,
-    status TEXT NOT NULL DEFAULT 'pending',
-    result TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS schedules_due ON schedules (status, due_at);
-";
 
 /// A follow-up to create with the records that announce it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -172,9 +156,4 @@ impl Store {
             [now],
         )?)
     }
-}
-
-pub(crate) fn create(conn: &Connection) -> Result<()> {
-    conn.execute_batch(SCHEMA)?;
-    Ok(())
 }

@@ -1,22 +1,8 @@
 //! Messages operators post on the status page ("we are migrating the booking database").
 
-use rusqlite::{Connection, params};
+use rusqlite::params;
 
 use crate::{Result, Store};
-
-pub(crate) fn create(conn: &Connection) -> Result<()> {
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS status_messages (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            service TEXT NOT NULL,
-            message TEXT NOT NULL,
-            posted_by TEXT NOT NULL,
-            at TEXT NOT NULL
-        );
-        CREATE INDEX IF NOT EXISTS status_messages_service ON status_messages (service, id);",
-    )?;
-    Ok(())
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StatusMessage {
