@@ -96,10 +96,17 @@ enum Command {
         #[command(flatten)]
         args: router_cmd::RouterArgs,
     },
-    /// Check plans without running them (no daemon needed).
+    /// Check plans without running them (no daemon needed). Every `${VAR}` must be
+    /// set, as for `launch`, unless --no-env is given.
     Validate {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
+        /// Read no variable from the environment: check everything that does not
+        /// depend on a variable's value, list the variables each plan needs and where
+        /// it uses them, and exit 0 when the plans are otherwise valid (for CI without
+        /// production secrets).
+        #[arg(long)]
+        no_env: bool,
     },
     /// Run a plan's go/no-go checklist now and print GO or NO-GO (exit 0 or 1). Runs
     /// here, or on the daemon when --server is given.
@@ -394,7 +401,7 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             serve(config).await
         }
         Command::Router { .. } => unreachable!("runs before the async runtime"),
-        Command::Validate { plans } => Ok(validate(plans, cli.output)),
+        Command::Validate { plans, no_env } => Ok(validate(plans, *no_env, cli.output)),
         Command::Check { plan } => check(plan, server_given.then(client), cli.output).await,
         Command::Demo { keep } => demo::run(*keep).await,
         Command::Load {
@@ -669,7 +676,7 @@ fn load(path: &Path) -> Result<(String, liftoff_plan::Plan), Failure> {
     }
 }
 
-fn validate(plans: &[PathBuf], format: Format) -> Exit {
+fn validate(plans: &[PathBuf], no_env: bool, format: Format) -> Exit {
     let mut worst = Exit::Success;
     let mut results = Vec::new();
     for path in plans {
@@ -684,16 +691,29 @@ fn validate(plans: &[PathBuf], format: Format) -> Exit {
                 continue;
             }
         };
-        match liftoff_plan::parse(&source, &|name| std::env::var(name).ok()) {
-            Ok(plan) => {
-                if format == Format::Text {
-                    println!(
-                        "{file}: ok ({} steps, {} rollback steps)",
-                        plan.steps.len(),
-                        plan.rollback.steps.len()
-                    );
+        // Steps, rollback steps, and under --no-env what the plan needs.
+        let checked = if no_env {
+            liftoff_plan::lint(&source).map(|l| (l.steps, l.rollback_steps, Some(l)))
+        } else {
+            liftoff_plan::parse(&source, &|name| std::env::var(name).ok())
+                .map(|plan| (plan.steps.len(), plan.rollback.steps.len(), None))
+        };
+        match checked {
+            Ok((steps, rollback_steps, lint)) => {
+                let mut result = serde_json::json!({ "file": file, "ok": true, "problems": [] });
+                match &lint {
+                    Some(lint) => {
+                        if format == Format::Text {
+                            output::print_needed_variables(&file, lint);
+                        }
+                        result["variables"] = output::needed_variables_json(lint);
+                    }
+                    None if format == Format::Text => {
+                        println!("{file}: ok ({steps} steps, {rollback_steps} rollback steps)");
+                    }
+                    None => {}
                 }
-                results.push(serde_json::json!({ "file": file, "ok": true, "problems": [] }));
+                results.push(result);
             }
             Err(errors) => {
                 worst = Exit::Invalid;

@@ -380,3 +380,37 @@ pub async fn follow(c: &Client, id: &str, format: Format) -> Result<Exit, Failur
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// `validate --no-env`: the plan is valid but for its variables; which it needs, and
+/// where (`FILE:LINE:COL`, as problems are shown).
+pub fn print_needed_variables(file: &str, lint: &liftoff_plan::Lint) {
+    let needed = lint.uses_by_name();
+    let needs = match needed.len() {
+        0 => "it needs no variables".to_string(),
+        1 => "it needs 1 variable:".to_string(),
+        n => format!("it needs {n} variables:"),
+    };
+    println!(
+        "{file}: ok without variables ({} steps, {} rollback steps); {needs}",
+        lint.steps, lint.rollback_steps
+    );
+    let width = needed.keys().map(|n| n.len()).max().unwrap_or(0);
+    for (name, uses) in needed {
+        let uses: Vec<String> = uses.iter().map(|at| format!("{file}:{at}")).collect();
+        println!("  {name:<width$}  {}", uses.join(", "));
+    }
+}
+
+/// `validate --no-env --output json`: `[{ "name", "uses": [{ "line", "col" }] }]`.
+pub fn needed_variables_json(lint: &liftoff_plan::Lint) -> serde_json::Value {
+    lint.uses_by_name()
+        .into_iter()
+        .map(|(name, uses)| {
+            let uses: Vec<_> = uses
+                .iter()
+                .map(|at| serde_json::json!({ "line": at.line, "col": at.col }))
+                .collect();
+            serde_json::json!({ "name": name, "uses": uses })
+        })
+        .collect()
+}

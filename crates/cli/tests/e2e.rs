@@ -47,6 +47,101 @@ fn a_plan_with_three_errors_reports_all_of_them_with_positions() {
 }
 
 #[test]
+fn validate_no_env_checks_a_plan_without_its_secrets_and_lists_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("ci.yaml");
+    std::fs::write(
+        &plan,
+        "version: 1\nname: ci\nservice: s\nrouter: { kind: builtin, listen: 127.0.0.1:0, stable: http://127.0.0.1:9000, candidate: \"http://127.0.0.1:${LIFTOFF_TEST_PORT}\" }\nsteps:\n  - run: ./deploy.sh ${LIFTOFF_TEST_TOKEN} ${LIFTOFF_TEST_PORT}\n  - traffic: 5%\n",
+    )
+    .unwrap();
+    let p = plan.display().to_string();
+    // CI holds no secrets: only PATH.
+    let validate = |args: &[&str]| {
+        std::process::Command::new(BIN)
+            .arg("validate")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .output()
+            .unwrap()
+    };
+
+    let out = validate(&["--no-env", &p]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains(&format!(
+            "{p}: ok without variables (2 steps, 0 rollback steps); it needs 2 variables:"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("LIFTOFF_TEST_PORT   {p}:4:107, {p}:6:44")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("LIFTOFF_TEST_TOKEN  {p}:6:22")),
+        "{text}"
+    );
+
+    let out = validate(&["--no-env", "--output", "json", &p]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        json[0]["variables"],
+        serde_json::json!([
+            { "name": "LIFTOFF_TEST_PORT", "uses": [{ "line": 4, "col": 107 }, { "line": 6, "col": 44 }] },
+            { "name": "LIFTOFF_TEST_TOKEN", "uses": [{ "line": 6, "col": 22 }] },
+        ])
+    );
+
+    // Strict by default, for `validate` and `launch` (which stops before any daemon).
+    let out = validate(&[&p]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains(&format!(
+            "{p}:6:22: environment variable `LIFTOFF_TEST_TOKEN` is not set"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--server", "http://127.0.0.1:9", "launch", &p])
+        .env_remove("LIFTOFF_TEST_PORT")
+        .env_remove("LIFTOFF_TEST_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("environment variable `LIFTOFF_TEST_TOKEN` is not set"),
+        "{}",
+        stderr(&out)
+    );
+
+    // What does not depend on a value is still checked: exit 2, no word of variables.
+    std::fs::write(
+        &plan,
+        "version: 1\nname: ci\nservice: s\nsteps:\n  - run: ./deploy.sh ${LIFTOFF_TEST_TOKEN}\n    timout: 5m\n  - wait: { http: \"localhost:${LIFTOFF_TEST_PORT}/ready\" }\n",
+    )
+    .unwrap();
+    let out = validate(&["--no-env", &p]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{p}:6:5: step: unknown key `timout`")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{p}:7:19: wait.http: `localhost:${{LIFTOFF_TEST_PORT}}/ready` is not an http or https URL"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("is not set"), "{err}");
+}
+
+#[test]
 fn every_example_validates() {
     let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
     let mut plans: Vec<_> = std::fs::read_dir(examples)

@@ -505,6 +505,27 @@ fn every_seed_example_lists_the_variables_it_takes_and_validates_with_them() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // Without the variables (CI), each plan is valid and names what it needs.
+    let out = Command::new(BIN)
+        .args(["validate", "--no-env", "--output", "json"])
+        .args(SEED_EXAMPLES.map(|p| examples().join(p)))
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    for (plan, result) in SEED_EXAMPLES.iter().zip(json.as_array().unwrap()) {
+        let needed: std::collections::BTreeSet<String> = result["variables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap().to_string())
+            .collect();
+        let text = read(&examples().join(plan));
+        assert_eq!(needed, referenced_variables(&text), "{plan}");
+    }
 }
 
 // --- seed 000: AI Avatar Chat, blue-green -------------------------------------------

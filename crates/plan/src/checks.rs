@@ -9,7 +9,7 @@ use saphyr::{Scalar, YamlData};
 
 use crate::condition::Op;
 use crate::decode::{Decoder, Fields, Node, UniqueNames, location};
-use crate::model::{Location, Text, Weight};
+use crate::model::{Known, Location, Text, Weight};
 use crate::schema;
 
 /// A list of checks and the rule that turns their results into GO or NO-GO.
@@ -574,18 +574,20 @@ pub(crate) fn decode_http(
     what: &str,
 ) -> Option<HttpCheck> {
     let url = dec.text(url_node, what);
-    if let Some(u) = &url {
-        let s = u.expose();
-        if !(s.starts_with("http://") || s.starts_with("https://")) {
-            dec.error_hint(
-                location(url_node),
-                format!("{what}: `{u}` is not an http or https URL"),
-                "e.g. `http://127.0.0.1:8080/health`",
-            );
-        }
+    if let Some(u) = &url
+        && !u.known().may_start_with(HTTP_SCHEMES)
+    {
+        dec.error_hint(
+            location(url_node),
+            format!("{what}: `{u}` is not an http or https URL"),
+            "e.g. `http://127.0.0.1:8080/health`",
+        );
     }
     decode_request(dec, f, url)
 }
+
+/// What URLs requested by checks and smoke steps start with.
+pub(crate) const HTTP_SCHEMES: &[&str] = &["http://", "https://"];
 
 fn decode_request(
     dec: &mut Decoder<'_>,
@@ -670,10 +672,12 @@ fn decode_tls(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -
         .is_some_and(|a| host_port(dec, value, a, "tls"));
     let server_name = match f.take("server_name") {
         Some(n) => dec.string(n, "server_name"),
-        None => address.as_ref().and_then(|a| {
-            a.expose()
+        None => address.as_ref().and_then(|a| match a.known() {
+            Known::All(s) => s
                 .rsplit_once(':')
-                .map(|(h, _)| h.trim_matches(['[', ']']).to_string())
+                .map(|(h, _)| h.trim_matches(['[', ']']).to_string()),
+            // `lint`'s placeholder: the host is in a variable.
+            Known::Prefix(_) => Some(String::new()),
         }),
     };
     let min_days = match f.take("min_days") {
@@ -814,6 +818,38 @@ fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
+/// The engine `migrate.database` names. Under `lint`, as far as its text before the
+/// first variable tells.
+fn db_engine(dec: &mut Decoder<'_>, node: &Node<'_>, database: &Text) -> Option<DbEngine> {
+    let (s, whole) = match database.known() {
+        Known::All(s) => (s, true),
+        Known::Prefix(k) => (k, false),
+    };
+    if is_postgres_url(s) {
+        return Some(DbEngine::Postgres);
+    }
+    if let Some(path) = s.strip_prefix("sqlite:") {
+        if whole && path.trim_start_matches("//").is_empty() {
+            dec.error(
+                location(node),
+                "migrate.database: `sqlite:` needs a file path",
+            );
+        }
+        return Some(DbEngine::Sqlite);
+    }
+    let schemes = ["postgres://", "postgresql://", "sqlite:"];
+    if !whole && database.known().may_start_with(&schemes) {
+        // The engine is in a variable; `lint` drops the plan, so any will do.
+        return Some(DbEngine::Postgres);
+    }
+    dec.error_hint(
+        location(node),
+        "migrate.database: neither a `postgres://` URL nor `sqlite:PATH`",
+        "e.g. `${DATABASE_URL}` holding `postgres://app@127.0.0.1/shop`, or `sqlite:data/app.db`",
+    );
+    None
+}
+
 fn decode_redis(
     dec: &mut Decoder<'_>,
     f: &mut Fields<'_, '_>,
@@ -926,8 +962,7 @@ pub(crate) fn decode_smoke(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Smo
             let list = f.require(dec, "requests");
             let base = f.take("base_url").and_then(|n| {
                 let t = dec.text(n, "base_url")?;
-                let s = t.expose();
-                if !(s.starts_with("http://") || s.starts_with("https://")) {
+                if !t.known().may_start_with(HTTP_SCHEMES) {
                     dec.error_hint(
                         location(n),
                         format!("base_url: `{t}` is not an http or https URL"),
@@ -957,15 +992,14 @@ pub(crate) fn decode_smoke(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Smo
         let name = f.take("name").and_then(|n| dec.string(n, "request name"));
         let url = f.require(dec, "url").and_then(|n| {
             let t = dec.text(n, "url")?;
+            let is_path = match t.known() {
+                Known::All(s) | Known::Prefix(s) => s.starts_with('/'),
+            };
             let joined = match &base {
-                Some(b) if t.expose().starts_with('/') => Text::new(
-                    format!("{}{}", b.template().trim_end_matches('/'), t.template()),
-                    format!("{}{}", b.expose().trim_end_matches('/'), t.expose()),
-                ),
+                Some(b) if is_path => b.join_path(&t),
                 _ => t,
             };
-            let s = joined.expose();
-            if !(s.starts_with("http://") || s.starts_with("https://")) {
+            if !joined.known().may_start_with(HTTP_SCHEMES) {
                 dec.error_hint(
                     location(n),
                     format!("url: `{joined}` is not an http or https URL"),
@@ -1007,24 +1041,7 @@ pub(crate) fn decode_migrate(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<M
     let db_node = f.require(dec, "database");
     let database = db_node.and_then(|n| dec.text(n, "migrate.database"));
     let engine = match (&database, db_node) {
-        (Some(d), Some(n)) => {
-            let s = d.expose();
-            if is_postgres_url(s) {
-                Some(DbEngine::Postgres)
-            } else if let Some(path) = s.strip_prefix("sqlite:") {
-                if path.trim_start_matches("//").is_empty() {
-                    dec.error(location(n), "migrate.database: `sqlite:` needs a file path");
-                }
-                Some(DbEngine::Sqlite)
-            } else {
-                dec.error_hint(
-                    location(n),
-                    "migrate.database: neither a `postgres://` URL nor `sqlite:PATH`",
-                    "e.g. `${DATABASE_URL}` holding `postgres://app@127.0.0.1/shop`, or `sqlite:data/app.db`",
-                );
-                None
-            }
-        }
+        (Some(d), Some(n)) => db_engine(dec, n, d),
         _ => None,
     };
     let command = f

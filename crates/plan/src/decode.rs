@@ -11,6 +11,7 @@ use saphyr::{MarkedYaml, Scalar, YamlData};
 
 use crate::Limits;
 use crate::diag::{Diagnostic, did_you_mean};
+use crate::lint::VariableUse;
 use crate::model::{Location, Text, Variables, Weight};
 use crate::schema::{RESERVED, Section};
 
@@ -25,10 +26,30 @@ pub(crate) fn location(node: &Node<'_>) -> Location {
 
 pub(crate) struct Decoder<'s> {
     source_lines: Vec<SourceLine<'s>>,
-    env: &'s dyn Fn(&str) -> Option<String>,
+    env: Env<'s>,
     pub limits: Limits,
     pub diags: Vec<Diagnostic>,
     pub variables: Variables,
+    /// Every `${VAR}` read without an environment ([`Env::Unset`]), in file order.
+    pub uses: Vec<VariableUse>,
+}
+
+/// Where `${VAR}` values come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Env<'s> {
+    /// From this function; a variable it does not know is an error.
+    Strict(&'s dyn Fn(&str) -> Option<String>),
+    /// Nowhere: every variable is left unset and recorded as a use. What depends on a
+    /// value is checked only as far as the text before the first variable goes; the
+    /// plan built this way holds placeholders and is never handed out (see `lint`).
+    Unset,
+}
+
+/// How far into a node's text a search has read, in bytes and in characters.
+#[derive(Clone, Copy, Default)]
+struct Cursor {
+    bytes: usize,
+    chars: usize,
 }
 
 /// A line of the plan, for turning saphyr's character columns into byte offsets.
@@ -54,7 +75,7 @@ impl SourceLine<'_> {
 }
 
 impl<'s> Decoder<'s> {
-    pub fn new(source: &'s str, env: &'s dyn Fn(&str) -> Option<String>, limits: Limits) -> Self {
+    pub fn new(source: &'s str, env: Env<'s>, limits: Limits) -> Self {
         Self {
             source_lines: source
                 .lines()
@@ -68,6 +89,7 @@ impl<'s> Decoder<'s> {
             limits,
             diags: Vec::new(),
             variables: Variables::default(),
+            uses: Vec::new(),
         }
     }
 
@@ -130,12 +152,21 @@ impl<'s> Decoder<'s> {
     /// A string with `${VAR}` interpolation. A missing variable is an error naming it.
     pub fn text(&mut self, node: &Node<'_>, what: &str) -> Option<Text> {
         let template = self.string(node, what)?;
-        self.interpolate(&template, node)
-            .map(|resolved| Text::new(template, resolved))
+        let (resolved, unset_from) = self.interpolate(&template, node)?;
+        Some(match unset_from {
+            None => Text::new(template, resolved),
+            Some(at) => Text::partial(template, resolved, at),
+        })
     }
 
-    fn interpolate(&mut self, template: &str, node: &Node<'_>) -> Option<String> {
+    /// The template with its references resolved, and where the first one left unset
+    /// begins (under [`Env::Unset`], which keeps each reference as written); `None`
+    /// after reporting a variable [`Env::Strict`] does not know.
+    fn interpolate(&mut self, template: &str, node: &Node<'_>) -> Option<(String, Option<usize>)> {
         let mut out = String::with_capacity(template.len());
+        let mut unset_from = None;
+        // References are found in the source in order, each after the one before.
+        let mut cursor = Some(Cursor::default());
         let mut rest = template;
         let mut ok = true;
         while let Some(pos) = rest.find('$') {
@@ -146,37 +177,50 @@ impl<'s> Decoder<'s> {
                 rest = after;
                 continue;
             }
-            match parse_reference(tail) {
-                Some((name, len)) => {
-                    match (self.env)(name) {
-                        Some(value) => {
-                            out.push_str(&value);
-                            self.variables.insert(name.to_string(), value);
-                        }
-                        None => {
-                            ok = false;
-                            let location = self
-                                .find_in_node(node, &tail[..len])
-                                .unwrap_or_else(|| location(node));
-                            self.error_hint(
-                                location,
-                                format!("environment variable `{name}` is not set"),
-                                format!(
-                                    "export {name} before running liftoff, or write `$${{{name}}}` for a literal `${{{name}}}`"
-                                ),
-                            );
-                        }
-                    }
-                    rest = &tail[len..];
+            let Some((name, len)) = parse_reference(tail) else {
+                out.push('$');
+                rest = &tail[1..];
+                continue;
+            };
+            let reference = &tail[..len];
+            rest = &tail[len..];
+            let mut locate = |dec: &Self| {
+                dec.find_next_in_node(node, reference, &mut cursor)
+                    .unwrap_or_else(|| location(node))
+            };
+            let env = match self.env {
+                Env::Strict(env) => env,
+                Env::Unset => {
+                    let location = locate(self);
+                    self.uses.push(VariableUse {
+                        name: name.to_string(),
+                        location,
+                    });
+                    unset_from.get_or_insert(out.len());
+                    out.push_str(reference);
+                    continue;
+                }
+            };
+            match env(name) {
+                Some(value) => {
+                    out.push_str(&value);
+                    self.variables.insert(name.to_string(), value);
                 }
                 None => {
-                    out.push('$');
-                    rest = &tail[1..];
+                    ok = false;
+                    let location = locate(self);
+                    self.error_hint(
+                        location,
+                        format!("environment variable `{name}` is not set"),
+                        format!(
+                            "export {name} before running liftoff, or write `$${{{name}}}` for a literal `${{{name}}}`"
+                        ),
+                    );
                 }
             }
         }
         out.push_str(rest);
-        ok.then_some(out)
+        ok.then_some((out, unset_from))
     }
 
     /// Where byte `offset` of a scalar's text is: exact when the scalar sits on one
@@ -194,6 +238,19 @@ impl<'s> Decoder<'s> {
     /// Where `needle` is in the node as written on its first line, if there. Only the
     /// node's own span is searched, so a lookup costs the node's length, never the line's.
     fn find_in_node(&self, node: &Node<'_>, needle: &str) -> Option<Location> {
+        self.find_next_in_node(node, needle, &mut Some(Cursor::default()))
+    }
+
+    /// [`Self::find_in_node`] from byte `cursor` of the node on, moving `cursor` past
+    /// what it finds. A miss ends the search in this node (`cursor` becomes `None`), so
+    /// the lookups of one node's many references cost its length once.
+    fn find_next_in_node(
+        &self,
+        node: &Node<'_>,
+        needle: &str,
+        cursor: &mut Option<Cursor>,
+    ) -> Option<Location> {
+        let past = cursor.take()?;
         let at = location(node);
         let line = self.source_lines.get(at.line.wrapping_sub(1))?;
         let from = line.byte_at(at.col - 1);
@@ -202,10 +259,16 @@ impl<'s> Decoder<'s> {
         } else {
             line.text.len()
         };
-        let offset = line.text.get(from..to)?.find(needle)?;
+        let start = from + past.bytes;
+        let offset = start + line.text.get(start..to)?.find(needle)?;
+        let chars = past.chars + line.text[start..offset].chars().count();
+        *cursor = Some(Cursor {
+            bytes: offset + needle.len() - from,
+            chars: chars + needle.chars().count(),
+        });
         Some(Location {
             line: at.line,
-            col: at.col + line.text[from..from + offset].chars().count(),
+            col: at.col + chars,
         })
     }
 

@@ -7,16 +7,18 @@ pub mod checks;
 pub mod condition;
 mod decode;
 mod diag;
+mod lint;
 mod load;
 mod model;
 pub mod notify;
 pub mod schema;
 
 pub use diag::{Diagnostic, PlanErrors};
+pub use lint::{Lint, VariableUse, lint};
 pub use model::*;
 
 use condition::Condition;
-use decode::{Decoder, Fields, Node, UniqueNames, location};
+use decode::{Decoder, Env, Fields, Node, UniqueNames, location};
 
 /// The plan format versions this build reads.
 pub const SUPPORTED_VERSIONS: &[i64] = &[1];
@@ -95,6 +97,15 @@ pub fn parse_with_limits(
     env: &dyn Fn(&str) -> Option<String>,
     limits: Limits,
 ) -> Result<Plan, PlanErrors> {
+    decode_source(source, Env::Strict(env), limits).map(|(plan, _)| plan)
+}
+
+/// The plan, and the variables it reads under [`Env::Unset`], or every problem.
+fn decode_source(
+    source: &str,
+    env: Env<'_>,
+    limits: Limits,
+) -> Result<(Plan, Vec<lint::VariableUse>), PlanErrors> {
     if source.len() > limits.max_bytes {
         return Err(PlanErrors(vec![Diagnostic {
             location: Location { line: 1, col: 1 },
@@ -127,7 +138,7 @@ pub fn parse_with_limits(
     let mut diags = dec.diags;
     diags.sort_by_key(|d| (d.location.line, d.location.col));
     match plan {
-        Some(plan) if diags.is_empty() => Ok(plan),
+        Some(plan) if diags.is_empty() => Ok((plan, dec.uses)),
         _ => {
             if diags.is_empty() {
                 diags.push(Diagnostic {
@@ -493,7 +504,7 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
     let mut upstream = |key: &'static str| {
         let node = f.require(dec, key)?;
         let url = dec.text(node, key)?;
-        if let Err(why) = check_upstream_url(url.expose()) {
+        if let Err(why) = check_upstream_url(&url) {
             dec.error_hint(
                 location(node),
                 format!("router.{key}: `{url}` {why}"),
@@ -596,8 +607,12 @@ fn decode_override(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<OverrideSpe
         None => Some(None),
         Some(n) => dec.text(n, "router.override.secret").and_then(|secret| {
             // Never quoted in the message: it is a secret.
-            let value = secret.expose();
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+            let valid = match secret.known() {
+                Known::All(s) => !s.is_empty() && visible(s),
+                Known::Prefix(s) => visible(s),
+            };
+            if !valid {
                 dec.error_hint(
                     location(n),
                     "router.override.secret: must be non-empty visible ASCII, without spaces",
@@ -670,7 +685,12 @@ fn valid_network(s: &str) -> bool {
     prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
 }
 
-fn check_upstream_url(url: &str) -> Result<(), &'static str> {
+fn check_upstream_url(url: &Text) -> Result<(), &'static str> {
+    let url = match url.known() {
+        Known::All(s) => s,
+        Known::Prefix(_) if url.known().may_start_with(&["http://"]) => return Ok(()),
+        Known::Prefix(s) => s,
+    };
     let rest = url
         .strip_prefix("http://")
         .ok_or("is not an http:// URL (https upstreams are not supported)")?;
@@ -1631,8 +1651,7 @@ fn check_http_url(
     url: &Text,
     example: &str,
 ) -> bool {
-    let s = url.expose();
-    if s.starts_with("http://") || s.starts_with("https://") {
+    if url.known().may_start_with(checks::HTTP_SCHEMES) {
         return true;
     }
     dec.error_hint(

@@ -78,20 +78,75 @@ impl fmt::Debug for Variables {
 pub struct Text {
     template: String,
     resolved: String,
+    /// Where in `resolved` the first variable left unset begins, when [`crate::lint`]
+    /// reads the plan without an environment; such a text never leaves this crate.
+    unset_from: Option<usize>,
+}
+
+/// What decoding can check of a [`Text`]'s value.
+pub(crate) enum Known<'a> {
+    /// The whole value.
+    All(&'a str),
+    /// Only the literal text before the first variable left unset (`lint`).
+    Prefix(&'a str),
+}
+
+impl Known<'_> {
+    /// Whether the value starts, or may start, with one of `prefixes`.
+    pub(crate) fn may_start_with(&self, prefixes: &[&str]) -> bool {
+        match self {
+            Known::All(s) => prefixes.iter().any(|p| s.starts_with(p)),
+            Known::Prefix(k) => prefixes
+                .iter()
+                .any(|p| k.starts_with(p) || p.starts_with(k)),
+        }
+    }
 }
 
 impl Text {
     pub(crate) fn new(template: String, resolved: String) -> Self {
-        Self { template, resolved }
+        Self {
+            template,
+            resolved,
+            unset_from: None,
+        }
+    }
+
+    /// A text whose variables were left unset from byte `unset_from` of `resolved` on.
+    pub(crate) fn partial(template: String, resolved: String, unset_from: usize) -> Self {
+        Self {
+            template,
+            resolved,
+            unset_from: Some(unset_from),
+        }
+    }
+
+    /// `self` followed by `rest` (a smoke request's path after its `base_url`), with
+    /// `self`'s trailing `/` dropped.
+    pub(crate) fn join_path(&self, rest: &Text) -> Text {
+        let base = self.resolved.trim_end_matches('/');
+        Text {
+            template: format!("{}{}", self.template.trim_end_matches('/'), rest.template),
+            resolved: format!("{base}{}", rest.resolved),
+            unset_from: self
+                .unset_from
+                .map(|at| at.min(base.len()))
+                .or(rest.unset_from.map(|at| base.len() + at)),
+        }
+    }
+
+    /// The value as far as decoding can check it.
+    pub(crate) fn known(&self) -> Known<'_> {
+        match self.unset_from {
+            None => Known::All(&self.resolved),
+            Some(at) => Known::Prefix(&self.resolved[..at]),
+        }
     }
 
     /// A text without variables.
     pub fn literal(s: impl Into<String>) -> Self {
         let s = s.into();
-        Self {
-            template: s.clone(),
-            resolved: s,
-        }
+        Self::new(s.clone(), s)
     }
 
     /// The text as written in the plan, `${VAR}` references unexpanded. Safe to show.

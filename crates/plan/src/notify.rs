@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::decode::{Decoder, Fields, Node, location, parse_reference};
 use crate::diag::did_you_mean;
-use crate::model::{Location, Text};
+use crate::model::{Known, Location, Text};
 use crate::schema;
 
 /// Something that happens in a launch and can be told to people.
@@ -649,13 +649,24 @@ fn has_reference(template: &str) -> bool {
 }
 
 fn http_url(dec: &mut Decoder<'_>, node: &Node<'_>, text: &Text, what: &str) -> bool {
-    let s = text.expose();
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("http://"));
-    if rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
-        && !s.contains(char::is_whitespace)
-    {
+    let valid = match text.known() {
+        Known::All(s) => {
+            let rest = s
+                .strip_prefix("https://")
+                .or_else(|| s.strip_prefix("http://"));
+            rest.is_some_and(|r| !r.is_empty() && !r.starts_with('/'))
+                && !s.contains(char::is_whitespace)
+        }
+        known @ Known::Prefix(s) => {
+            let rest = s
+                .strip_prefix("https://")
+                .or_else(|| s.strip_prefix("http://"));
+            known.may_start_with(&["http://", "https://"])
+                && !rest.is_some_and(|r| r.starts_with('/'))
+                && !s.contains(char::is_whitespace)
+        }
+    };
+    if valid {
         return true;
     }
     dec.error_hint(
@@ -740,6 +751,20 @@ fn split_smtp_url(url: &str) -> Result<SmtpUrl<'_>, &'static str> {
     })
 }
 
+/// `email.smtp` as TLS from the start, its port, and whether the host is this one.
+/// Under `lint` a server in a variable counts as TLS only after a literal `smtps://`,
+/// and as on this host, so nothing that depends on its value is refused.
+fn smtp_server(server: &Text) -> Result<(bool, Option<u16>, bool), &'static str> {
+    match server.known() {
+        Known::All(url) => {
+            split_smtp_url(url).map(|u| (u.implicit_tls, u.port, is_loopback(u.host)))
+        }
+        Known::Prefix(k) if k.starts_with("smtps://") => Ok((true, None, true)),
+        known if known.may_start_with(&["smtp://", "smtps://"]) => Ok((false, None, true)),
+        Known::Prefix(_) => Err("is not an smtp:// or smtps:// URL"),
+    }
+}
+
 fn is_loopback(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host
@@ -786,8 +811,8 @@ fn decode_email(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<EmailSpec> {
     let server_node = f.require(dec, "smtp");
     let server = server_node.and_then(|n| dec.text(n, "email.smtp"));
     let parsed = match (server_node, &server) {
-        (Some(n), Some(s)) => match split_smtp_url(s.expose()) {
-            Ok(u) => Some((u.implicit_tls, u.port, is_loopback(u.host))),
+        (Some(n), Some(s)) => match smtp_server(s) {
+            Ok(parsed) => Some(parsed),
             Err(why) => {
                 dec.error_hint(
                     location(n),
@@ -918,8 +943,11 @@ fn decode_statuspage(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Statuspag
 /// Statuspage ids are short alphanumeric strings; anything that is not safe in a URL
 /// path (`/`, `?`, `..`) is refused.
 fn statuspage_id(dec: &mut Decoder<'_>, node: &Node<'_>, id: &Text, what: &str) -> bool {
-    let s = id.expose();
-    let ok = !s.is_empty()
+    let (s, whole) = match id.known() {
+        Known::All(s) => (s, true),
+        Known::Prefix(s) => (s, false),
+    };
+    let ok = (!s.is_empty() || !whole)
         && s.len() <= 64
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');

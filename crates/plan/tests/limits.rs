@@ -206,6 +206,29 @@ fn errors_on_one_long_line_are_located_in_linear_time() {
 }
 
 #[test]
+fn many_references_in_one_string_are_located_in_linear_time() {
+    // 50,000 references in one 450 KB command, each found by searching the string from
+    // its start (and counting its characters) again.
+    let n = 50_000;
+    let refs: Vec<String> = (0..n).map(|i| format!("${{V{i}}}")).collect();
+    let source = format!("{HEAD}  - run: \"é {}\"\n", refs.join(" "));
+    let r = timed(Duration::from_secs(20), "50,000 unset variables", || {
+        errors(parse(&source, &no_env))
+    });
+    let last_col = 13 + refs[..n - 1].iter().map(|r| r.len() + 1).sum::<usize>();
+    let last = format!(
+        "p:6:{last_col}: environment variable `V{}` is not set",
+        n - 1
+    );
+    assert!(r.contains(&last), "{last}");
+    let lint = timed(Duration::from_secs(20), "50,000 variables linted", || {
+        liftoff_plan::lint(&source).expect("the plan lints")
+    });
+    assert_eq!(lint.variables.len(), n);
+    assert_eq!(lint.variables[n - 1].location.col, last_col);
+}
+
+#[test]
 fn a_string_of_many_dollar_braces_is_scanned_in_linear_time() {
     // `${` without a closing `}`: each one used to be followed to the string's end.
     let text = "${".repeat(500_000);
