@@ -40,6 +40,8 @@ python3 -c 'import venv' 2>/dev/null || apt_install python3-venv
 have prometheus || apt_install prometheus
 # The router's /metrics is checked with the reference Prometheus text parser.
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client
+# WebSocket clients and servers drive the router's protocol upgrades.
+python3 -c 'import websockets' 2>/dev/null || pip_install websockets
 # Notification tests receive email with aiosmtpd.
 python3 -c 'import aiosmtpd' 2>/dev/null || pip_install aiosmtpd
 # Reports are rendered and screenshotted in headless Chromium.

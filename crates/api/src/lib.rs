@@ -267,6 +267,25 @@ pub struct VersionView {
     pub last_health_error: Option<String>,
     pub last_10s: WindowView,
     pub last_60s: WindowView,
+    /// Each instance of the version, in the plan's order.
+    #[serde(default)]
+    pub instances: Vec<InstanceView>,
+}
+
+/// One instance of a version, over the fleet.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub url: String,
+    pub healthy: bool,
+    pub health_checked: bool,
+    pub last_health_error: Option<String>,
+    /// Out of the balancer (passive outlier detection) on at least one router.
+    pub ejected: bool,
+    pub ejections: u64,
+    pub in_flight: i64,
+    /// Attempts sent to it since its routers started (retries included).
+    pub requests: u64,
+    pub failures: u64,
 }
 
 /// Figures over a window. Rates and latencies are null without requests.

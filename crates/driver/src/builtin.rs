@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
 use liftoff_router::snapshot::{
-    HealthConfig, MaintenanceConfig, OverrideConfig, RouteConfig, StickyConfig,
+    HealthConfig, Instances, MaintenanceConfig, OverrideConfig, RouteConfig, StickyConfig,
 };
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
@@ -75,8 +75,8 @@ pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<Route
         name: service.to_string(),
         listen: b.listen,
         host: b.host.clone(),
-        stable: b.stable.expose().to_string(),
-        candidate: Some(b.candidate.expose().to_string()),
+        stable: Instances::one(b.stable.expose()),
+        candidate: Some(Instances::one(b.candidate.expose())),
         weight_bp: 0,
         salt,
         sticky: match &b.sticky {

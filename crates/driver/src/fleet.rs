@@ -27,7 +27,7 @@ use liftoff_router::export::{Report, SecondCounts, Totals};
 use liftoff_router::metrics::{RouteMetrics, VersionMetrics};
 use liftoff_router::snapshot::{RouteConfig, Snapshot};
 use liftoff_router::stats::WINDOW_SECS;
-use liftoff_router::{HealthReport, Role, RouteStatus, VersionStatus, Window};
+use liftoff_router::{HealthReport, InstanceReport, Role, RouteStatus, VersionStatus, Window};
 use tokio::sync::{Notify, watch};
 
 /// A router not heard from for this long is missing.
@@ -64,6 +64,7 @@ struct Series {
     url: String,
     in_flight: i64,
     health: HealthReport,
+    instances: Vec<InstanceReport>,
     totals: Totals,
     overridden: Option<Totals>,
     seconds: BTreeMap<u64, SecondCounts>,
@@ -238,6 +239,7 @@ impl Fleet {
                             healthy: true,
                             ..HealthReport::default()
                         },
+                        instances: Vec::new(),
                         totals: Totals::default(),
                         overridden: None,
                         seconds: BTreeMap::new(),
@@ -245,6 +247,7 @@ impl Fleet {
                     series.url = v.url;
                     series.in_flight = v.in_flight;
                     series.health = v.health;
+                    series.instances = v.instances;
                     series.totals = v.totals;
                     series.overridden = v.overridden;
                     for s in v.seconds {
@@ -354,6 +357,56 @@ impl Fleet {
         w
     }
 
+    /// A version's instances over the live routers, in the plan's order: counts summed;
+    /// ejected or unhealthy if any router has it so (that router does not send it
+    /// traffic); an instance no router has reported yet shows as healthy, with nothing.
+    fn instances(&self, route: &str, role: Role, urls: &[String]) -> Vec<InstanceReport> {
+        let inner = self.inner();
+        let mut out: Vec<InstanceReport> = urls
+            .iter()
+            .map(|url| InstanceReport {
+                url: url.clone(),
+                health: HealthReport {
+                    healthy: true,
+                    ..HealthReport::default()
+                },
+                ..InstanceReport::default()
+            })
+            .collect();
+        let mut first = vec![true; urls.len()];
+        for ((instance, r, ro), s) in &inner.series {
+            if r != route || *ro != role || !live_instance(&inner, &s.router, instance) {
+                continue;
+            }
+            for seen in &s.instances {
+                let Some(k) = urls.iter().position(|u| *u == seen.url) else {
+                    continue;
+                };
+                let acc = &mut out[k];
+                acc.in_flight += seen.in_flight;
+                acc.requests += seen.requests;
+                acc.failures += seen.failures;
+                acc.ejections += seen.ejections;
+                acc.ejected |= seen.ejected;
+                if std::mem::take(&mut first[k]) {
+                    acc.health = seen.health.clone();
+                } else {
+                    acc.health.checked |= seen.health.checked;
+                    acc.health.healthy &= seen.health.healthy;
+                    acc.health.consecutive_failures = acc
+                        .health
+                        .consecutive_failures
+                        .max(seen.health.consecutive_failures);
+                    acc.health.total_failures += seen.health.total_failures;
+                    if acc.health.last_error.is_none() {
+                        acc.health.last_error = seen.health.last_error.clone();
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// A version's health over the live routers: unhealthy if any sees it unhealthy;
     /// `consecutive_failures` is the largest any of them counts.
     pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
@@ -436,8 +489,9 @@ impl Fleet {
                         };
                         Some(VersionStatus {
                             role,
-                            url,
+                            url: url.0.join(","),
                             in_flight,
+                            instances: self.instances(&r.name, role, &url.0),
                             // No router has checked it: healthy until proven otherwise.
                             health: self.health(&r.name, role).unwrap_or(HealthReport {
                                 healthy: true,
@@ -512,6 +566,7 @@ impl Fleet {
                             overridden,
                             in_flight: v.in_flight,
                             health: v.health.clone(),
+                            instances: v.instances.clone(),
                         }
                     })
                     .collect(),
@@ -598,6 +653,7 @@ fn add_totals(acc: &mut Totals, t: &Totals) {
 mod tests {
     use super::*;
     use liftoff_router::export::{Health, RouteReport, VersionReport};
+    use liftoff_router::snapshot::Instances;
     use liftoff_router::snapshot::StickyConfig;
 
     fn route(name: &str, weight_bp: u16) -> RouteConfig {
@@ -605,8 +661,8 @@ mod tests {
             name: name.into(),
             listen: "127.0.0.1:8080".parse().unwrap(),
             host: None,
-            stable: "http://127.0.0.1:9000".into(),
-            candidate: Some("http://127.0.0.1:9001".into()),
+            stable: Instances::one("http://127.0.0.1:9000"),
+            candidate: Some(Instances::one("http://127.0.0.1:9001")),
             weight_bp,
             salt: 7,
             sticky: StickyConfig::None,
@@ -647,6 +703,7 @@ mod tests {
                         total_failures: 0,
                         last_error: None,
                     },
+                    instances: vec![],
                     totals: Totals::default(),
                     overridden: None,
                     seconds,

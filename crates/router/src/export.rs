@@ -60,7 +60,11 @@ pub struct VersionReport {
     pub role: Role,
     pub url: String,
     pub in_flight: i64,
+    /// The version's, from its instances' (healthy while one is).
     pub health: Health,
+    /// Each instance, in the order the plan gives them.
+    #[serde(default)]
+    pub instances: Vec<crate::table::InstanceReport>,
     pub totals: Totals,
     /// A tester's overridden requests, when the route does not count them.
     #[serde(default)]

@@ -38,8 +38,8 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::Shared;
 use crate::pool::{
-    Chunked, ClientFault, Conn, Framing, MAX_HEADERS, Outgoing, Sending, Upstreamed, add_length,
-    write_message,
+    Chunked, ClientFault, Conn, Framing, MAX_HEADERS, Outgoing, PooledBody, Sending, UpstreamHead,
+    Upstreamed, add_length, write_message,
 };
 use crate::proxy::{
     self, Answer, ConnInfo, Hop, Ours, Picked, RequestBody, encode_request, hop_by_hop, pick,
@@ -441,6 +441,12 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
             write_ours(&mut client.io, &ours, keep_alive, request.head_request).await?;
             Ok(after(keep_alive))
         }
+        Answer::Upstream(Upstreamed { head, body })
+            if head.status == StatusCode::SWITCHING_PROTOCOLS =>
+        {
+            tunnel(client, head, body).await?;
+            Ok(After::Close)
+        }
         Answer::Upstream(Upstreamed { head, mut body }) => {
             let framed = body.needs_framing();
             // An HTTP/1.0 client cannot take chunks: the end of the connection ends
@@ -475,6 +481,37 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
             Ok(after(keep_alive))
         }
     }
+}
+
+/// The upstream switched protocols (a WebSocket): the `101` goes to the client, then
+/// bytes flow both ways as they come until either side closes. The tunnel is this
+/// connection's task: a weight change or a rollback leaves it be (new connections
+/// follow the split); a draining router ends it at its drain deadline.
+async fn tunnel(client: &mut Conn, head: UpstreamHead, body: PooledBody) -> io::Result<()> {
+    let mut out = BytesMut::with_capacity(256);
+    out.put_slice(b"HTTP/1.1 101 ");
+    out.put_slice(head.reason());
+    out.put_slice(b"\r\n");
+    for (name, value) in head.fields() {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"connection: upgrade\r\n\r\n");
+    let Some(mut upstream) = body.into_conn() else {
+        return Ok(());
+    };
+    // What either side sent past its head goes first.
+    out.put_slice(&upstream.buf);
+    upstream.buf.clear();
+    client.io.write_all(&out).await?;
+    if !client.buf.is_empty() {
+        upstream.io.write_all(&client.buf).await?;
+        client.buf.clear();
+    }
+    tokio::io::copy_bidirectional(&mut client.io, &mut upstream.io).await?;
+    Ok(())
 }
 
 /// Run `exchange` while watching the client: if it closes its connection first, the

@@ -1,4 +1,6 @@
-//! Active health checks: a GET to each upstream at an interval, off the request path.
+//! Active health checks: a GET to each instance at an interval, off the request path.
+//! An instance its checks find unhealthy leaves its version's balancer until they find
+//! it healthy again (the version keeps its share of traffic; see `table::Version`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -63,6 +65,11 @@ pub struct HealthReport {
 }
 
 impl HealthState {
+    /// What the balancer reads: one atomic load.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Relaxed)
+    }
+
     pub fn record(&self, check: &HealthCheck, result: Result<(), String>) {
         self.checked.store(true, Relaxed);
         match result {

@@ -32,7 +32,15 @@
 //! lets a tester pick a version (403 without the right), or [`split`] chooses.
 //! `proxy::encode_request` writes the upstream's head in one pass (hop-by-hop fields and
 //! those `Connection` names dropped, `Host` set, `X-Forwarded-*` and `Forwarded`
-//! extended) and `proxy::forward` sends it on the upstream's pool.
+//! extended) and `proxy::forward` sends it to one instance of the chosen version.
+//!
+//! A version is a pool of instances (`table::Version`). The split chooses the version
+//! (sticky users keep theirs whatever happens to an instance); within it, power of two
+//! choices on requests in flight picks among the *usable* instances: healthy by their
+//! active checks and not ejected by passive outlier detection (5 failures in a row: no
+//! connection, a broken exchange, a timeout or a 5xx; out for `base_ejection`, doubling
+//! each time, at most half the pool). When no instance is usable the version is in
+//! panic and any instance is tried: a sick pool serves what it can, never nothing.
 //!
 //! Who is to blame is recorded per request, because analysis judges versions by it:
 //! - an upstream 5xx passes through and counts as `upstream_5xx`;
@@ -41,11 +49,17 @@
 //! - the client's fault (a malformed, oversized or stalled body, or leaving early):
 //!   400, 413, 408 or nothing, `client_abort`, never the version's error.
 //!
-//! A bodyless request whose upstream failed is replayed once on the other version if it
-//! was never sent or its method is idempotent; a request with a body, or one a tester's
-//! override sent to its version, is not. An overridden request counts in its version's
-//! windows only if the override says `count`. Health checks are reported (status,
-//! `/metrics`), never used for routing: an unhealthy upstream keeps its share.
+//! Retries (`proxy::forward`): a request that never reached an instance (no connection)
+//! goes to another instance of its version, body and all; a bodyless idempotent request
+//! whose connection closed before any response byte, once. Each retry is paid from the
+//! version's retry budget (a tenth of a retry per request, a burst of 10), so a failing
+//! version is not hammered. With no instance left, a bodyless request that was never
+//! sent or is idempotent is replayed once on the other version (not one a tester's
+//! override sent); a request with a body that reached an upstream never is. The
+//! version's windows record one outcome per client request; the instances record every
+//! attempt. An overridden request counts in its version's windows only if the override
+//! says `count`. Health and ejections change which instance serves, never the split: an
+//! unhealthy version keeps its share (gates and triggers judge it).
 //!
 //! The stats clock counts Unix seconds (the epoch is aligned on a second boundary), so
 //! what several routers saw in one second adds up. With one thread the runtime is a
@@ -86,9 +100,9 @@ pub use health::{HealthCheck, HealthReport};
 pub use member::Served;
 pub use split::{Role, Sticky};
 pub use stats::{ErrorSource, Window};
-pub use table::{Maintenance, VersionOverride};
+pub use table::{InstanceReport, Maintenance, RetryBudget, VersionOverride};
 
-use table::{Route, Table, Upstream, Version};
+use table::{Instance, Route, Table, Upstream, Version};
 
 pub(crate) fn unix_seconds() -> u64 {
     std::time::SystemTime::now()
@@ -137,6 +151,9 @@ pub struct Limits {
     pub max_header_bytes: usize,
     pub max_body_bytes: usize,
     pub max_connections: usize,
+    /// How long an instance's first ejection lasts (each next one twice as long, at
+    /// most 30 times this).
+    pub base_ejection: Duration,
 }
 
 impl Default for Limits {
@@ -150,6 +167,7 @@ impl Default for Limits {
             max_header_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024 * 1024,
             max_connections: 10_000,
+            base_ejection: Duration::from_secs(10),
         }
     }
 }
@@ -188,6 +206,11 @@ impl Shared {
     pub(crate) fn draining(&self) -> bool {
         self.draining.load(Relaxed)
     }
+
+    /// Milliseconds since the router started: the clock of outlier ejections.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -206,8 +229,11 @@ pub struct RouteSpec {
     pub salt: Option<u64>,
 }
 
-/// A route's name and an upstream URL: one version of one route.
+/// A route's name and a version's instance URLs (comma-separated): one version of one
+/// route.
 type VersionKey = (String, String);
+/// A route's name and one instance URL.
+type InstanceKey = (String, String);
 
 /// Control-plane state: only touched by route changes, never by requests.
 #[derive(Default)]
@@ -218,8 +244,11 @@ struct Control {
     /// it through weight changes, swaps and updates of the route, and are dropped with
     /// it when the route no longer names the upstream.
     versions: HashMap<VersionKey, Arc<Version>>,
+    /// The instances those versions hold: an instance keeps its health and outlier
+    /// state when its version's list changes around it.
+    instances: HashMap<InstanceKey, Arc<Instance>>,
     listeners: HashMap<SocketAddr, Listening>,
-    health: HashMap<VersionKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
+    health: HashMap<InstanceKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
     /// Sockets inherited from a predecessor, not yet claimed by a route.
     adopted: HashMap<SocketAddr, std::net::TcpListener>,
     /// Where each route on port 0 was bound, so it keeps its port across snapshots,
@@ -342,11 +371,11 @@ impl Router {
     /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
-        let stable = version(&self.shared, &mut control, &spec.name, &spec.stable)?;
+        let stable = version(&self.shared, &mut control, &spec.name, &[&spec.stable])?;
         let candidate = spec
             .candidate
             .as_deref()
-            .map(|u| version(&self.shared, &mut control, &spec.name, u))
+            .map(|u| version(&self.shared, &mut control, &spec.name, &[u]))
             .transpose()?;
         let table = self.shared.table.load();
         let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
@@ -389,15 +418,7 @@ impl Router {
         self.shared.table.store(Arc::new(table));
         Self::start_listeners(&mut control);
         for v in std::iter::once(&stable).chain(candidate.as_ref()) {
-            let key = (spec.name.clone(), v.upstream.url.clone());
-            match &spec.health {
-                Some(check) => self.ensure_health_check(&mut control, key, v, check),
-                None => {
-                    if let Some((_, task)) = control.health.remove(&key) {
-                        task.abort();
-                    }
-                }
-            }
+            self.health_checks(&mut control, &spec.name, v, spec.health.as_ref());
         }
         Ok(listen)
     }
@@ -445,27 +466,35 @@ impl Router {
         }
     }
 
-    /// Health is per version of a route: two routes to one upstream check it each with
-    /// their own settings, and keep their own verdicts.
-    fn ensure_health_check(
+    /// Start, change or stop the checks of each instance of a version. Health is per
+    /// instance of a route: two routes to one upstream check it each with their own
+    /// settings, and keep their own verdicts.
+    fn health_checks(
         &self,
         control: &mut Control,
-        key: VersionKey,
-        version: &Arc<Version>,
-        check: &HealthCheck,
+        route: &str,
+        version: &Version,
+        check: Option<&HealthCheck>,
     ) {
-        if control.health.get(&key).is_some_and(|(c, _)| c == check) {
-            return;
+        for instance in &version.instances {
+            let key = (route.to_string(), instance.upstream.url.clone());
+            if let Some(check) = check
+                && control.health.get(&key).is_some_and(|(c, _)| c == check)
+            {
+                continue;
+            }
+            if let Some((_, old)) = control.health.remove(&key) {
+                old.abort();
+            }
+            if let Some(check) = check {
+                let task = self.runtime().spawn(health_loop(
+                    self.shared.clone(),
+                    instance.clone(),
+                    check.clone(),
+                ));
+                control.health.insert(key, (check.clone(), task));
+            }
         }
-        if let Some((_, old)) = control.health.remove(&key) {
-            old.abort();
-        }
-        let task = self.runtime().spawn(health_loop(
-            self.shared.clone(),
-            version.clone(),
-            check.clone(),
-        ));
-        control.health.insert(key, (check.clone(), task));
     }
 
     fn change(
@@ -552,7 +581,7 @@ impl Router {
             return Err(RouterError::NoSuchRoute(route.to_string()));
         }
         let candidate = url
-            .map(|u| version(&self.shared, &mut control, route, u))
+            .map(|u| version(&self.shared, &mut control, route, &[u]))
             .transpose()?;
         self.change_locked(&mut control, route, |r| {
             Ok(r.with(|f| {
@@ -626,7 +655,7 @@ impl Router {
     pub fn health(&self, route: &str, role: Role) -> Option<HealthReport> {
         let table = self.shared.table.load();
         let r = table.routes.iter().find(|r| r.name == route)?;
-        r.version(role).map(|v| v.health.report())
+        r.version(role).map(|v| v.health())
     }
 
     pub fn status(&self) -> Vec<RouteStatus> {
@@ -646,9 +675,10 @@ impl Router {
                         let v = r.version(role)?;
                         Some(VersionStatus {
                             role,
-                            url: v.upstream.url.clone(),
+                            url: v.label(),
                             in_flight: v.in_flight.load(Relaxed),
-                            health: v.health.report(),
+                            health: v.health(),
+                            instances: v.instance_reports(self.shared.now_ms()),
                             last_10s: v.stats.window(now, 10),
                             last_60s: v.stats.window(now, 60),
                         })
@@ -665,7 +695,10 @@ impl Router {
 
     /// Prometheus text exposition of every route.
     pub fn render_metrics(&self) -> String {
-        metrics::render(&metrics::of_table(&self.shared.table.load()))
+        metrics::render(&metrics::of_table(
+            &self.shared.table.load(),
+            self.shared.now_ms(),
+        ))
     }
 }
 
@@ -684,49 +717,84 @@ pub struct VersionStatus {
     pub url: String,
     pub in_flight: i64,
     pub health: HealthReport,
+    pub instances: Vec<InstanceReport>,
     pub last_10s: Window,
     pub last_60s: Window,
 }
 
-/// The version of `route` at `url`: the one the route already has, or a new one (with
-/// no figures yet) on the upstream's shared connections.
+/// The version of `route` on the instances at `urls`: the one the route already has,
+/// or a new one (with no figures yet) whose instances are the route's own where it
+/// already had them, on each upstream's shared connections.
 fn version(
     shared: &Shared,
     control: &mut Control,
     route: &str,
-    url: &str,
+    urls: &[&str],
 ) -> Result<Arc<Version>, RouterError> {
-    let probe = Upstream::new(url)?;
-    let key = (route.to_string(), probe.url.clone());
+    let mut probes = Vec::with_capacity(urls.len());
+    for url in urls {
+        let probe = Upstream::new(url)?;
+        if probes.iter().any(|p: &Upstream| p.url == probe.url) {
+            return Err(RouterError::BadUpstream {
+                url: url.to_string(),
+                why: "listed twice in one version".into(),
+            });
+        }
+        probes.push(probe);
+    }
+    if probes.is_empty() {
+        return Err(RouterError::BadUpstream {
+            url: String::new(),
+            why: "a version needs at least one instance".into(),
+        });
+    }
+    let label: Vec<&str> = probes.iter().map(|p| p.url.as_str()).collect();
+    let key = (route.to_string(), label.join(","));
     if let Some(v) = control.versions.get(&key) {
         return Ok(v.clone());
     }
-    let upstream = control
-        .upstreams
-        .entry(probe.url.clone())
-        .or_insert_with(|| {
-            let up = Arc::new(probe);
-            shared.pools().push(up.pool.clone());
-            up
-        })
-        .clone();
-    let v = Arc::new(Version::new(upstream));
+    let mut instances = Vec::with_capacity(probes.len());
+    for probe in probes {
+        let url = probe.url.clone();
+        let upstream = control
+            .upstreams
+            .entry(url.clone())
+            .or_insert_with(|| {
+                let up = Arc::new(probe);
+                shared.pools().push(up.pool.clone());
+                up
+            })
+            .clone();
+        let instance = control
+            .instances
+            .entry((route.to_string(), url))
+            .or_insert_with(|| Arc::new(Instance::new(upstream)))
+            .clone();
+        instances.push(instance);
+    }
+    let v = Arc::new(Version::new(instances));
     control.versions.insert(key, v.clone());
     Ok(v)
 }
 
-/// Drop the versions `table` no longer holds, and stop their health checks. (Requests
-/// still in flight on one hold it until they finish.)
+/// Drop the versions and instances `table` no longer holds, and stop their health
+/// checks. (Requests still in flight on one hold it until they finish.)
 fn forget_unused_versions(control: &mut Control, table: &Table) {
-    let held = |(route, url): &VersionKey| {
-        table.routes.iter().any(|r| {
-            r.name == *route
-                && [Role::Stable, Role::Candidate]
-                    .into_iter()
-                    .any(|role| r.version(role).is_some_and(|v| v.upstream.url == *url))
-        })
+    fn versions<'t>(table: &'t Table, route: &'t str) -> impl Iterator<Item = &'t Arc<Version>> {
+        table
+            .routes
+            .iter()
+            .filter(move |r| r.name == route)
+            .flat_map(|r| [r.version(Role::Stable), r.version(Role::Candidate)])
+            .flatten()
+    }
+    control
+        .versions
+        .retain(|(route, label), _| versions(table, route).any(|v| v.label() == *label));
+    let held = |(route, url): &InstanceKey| {
+        versions(table, route).any(|v| v.instances.iter().any(|i| i.upstream.url == *url))
     };
-    control.versions.retain(|key, _| held(key));
+    control.instances.retain(|key, _| held(key));
     control.health.retain(|key, (_, task)| {
         let keep = held(key);
         if !keep {
@@ -785,11 +853,11 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
     }
 }
 
-async fn health_loop(shared: Arc<Shared>, version: Arc<Version>, check: HealthCheck) {
-    let url = format!("{}{}", version.upstream.url, check.path);
+async fn health_loop(shared: Arc<Shared>, instance: Arc<Instance>, check: HealthCheck) {
+    let url = format!("{}{}", instance.upstream.url, check.path);
     loop {
         let result = probe(&shared, &url, check.timeout).await;
-        version.health.record(&check, result);
+        instance.health.record(&check, result);
         tokio::time::sleep(check.interval).await;
     }
 }

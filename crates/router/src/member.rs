@@ -72,11 +72,11 @@ impl Router {
             if c.listen.port() == 0 {
                 control.bound.insert(c.name.clone(), listen);
             }
-            let stable = version(&self.shared, &mut control, &c.name, &c.stable)?;
+            let stable = version(&self.shared, &mut control, &c.name, &c.stable.urls())?;
             let candidate = c
                 .candidate
-                .as_deref()
-                .map(|u| version(&self.shared, &mut control, &c.name, u))
+                .as_ref()
+                .map(|u| version(&self.shared, &mut control, &c.name, &u.urls()))
                 .transpose()?;
             routes.push(Arc::new(Route {
                 name: c.name.clone(),
@@ -102,16 +102,9 @@ impl Router {
             let Some(route) = table.routes.iter().find(|r| r.name == c.name) else {
                 continue;
             };
+            let check = c.health.as_ref().map(|h| h.to_check());
             for v in std::iter::once(&route.stable).chain(route.candidate.as_ref()) {
-                let key = (c.name.clone(), v.upstream.url.clone());
-                match &c.health {
-                    Some(h) => self.ensure_health_check(&mut control, key, v, &h.to_check()),
-                    None => {
-                        if let Some((_, task)) = control.health.remove(&key) {
-                            task.abort();
-                        }
-                    }
-                }
+                self.health_checks(&mut control, &c.name, v, check.as_ref());
             }
         }
         // Sockets no route uses any more are closed; connections on them finish.
@@ -172,6 +165,7 @@ impl Router {
     /// (inclusive) that saw anything, with health and totals.
     pub fn export(&self, ranges: &[(u64, u64)]) -> Vec<RouteReport> {
         let now = self.current_second();
+        let now_ms = self.shared.now_ms();
         let oldest = now.saturating_sub(crate::stats::WINDOW_SECS - 2);
         let table = self.shared.table.load();
         table
@@ -188,9 +182,10 @@ impl Router {
                         let apart = r.version_override.as_ref().is_some_and(|o| !o.count);
                         Some(VersionReport {
                             role,
-                            url: v.upstream.url.clone(),
+                            url: v.label(),
                             in_flight: v.in_flight.load(Relaxed),
-                            health: v.health.report(),
+                            health: v.health(),
+                            instances: v.instance_reports(now_ms),
                             totals: v.stats.totals(),
                             overridden: apart.then(|| v.overridden.snapshot()),
                             seconds: ranges

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use crate::health::HealthReport;
 use crate::split::Role;
 use crate::stats::{ErrorSource, PROM_BUCKETS, STATUS_CLASSES, TotalsSnapshot};
-use crate::table::Table;
+use crate::table::{InstanceReport, Table};
 
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -24,6 +24,7 @@ pub struct VersionMetrics {
     pub overridden: Option<TotalsSnapshot>,
     pub in_flight: i64,
     pub health: HealthReport,
+    pub instances: Vec<InstanceReport>,
 }
 
 /// One route, as exposed.
@@ -34,8 +35,8 @@ pub struct RouteMetrics {
     pub versions: Vec<VersionMetrics>,
 }
 
-/// A router's own routes.
-pub fn of_table(table: &Table) -> Vec<RouteMetrics> {
+/// A router's own routes (`now_ms` on the router's clock, for ejections).
+pub fn of_table(table: &Table, now_ms: u64) -> Vec<RouteMetrics> {
     table
         .routes
         .iter()
@@ -52,11 +53,12 @@ pub fn of_table(table: &Table) -> Vec<RouteMetrics> {
                         Some(VersionMetrics {
                             route: r.name.clone(),
                             role,
-                            url: v.upstream.url.clone(),
+                            url: v.label(),
                             totals: v.stats.totals(),
                             overridden: apart.then(|| v.overridden.snapshot()),
                             in_flight: v.in_flight.load(Relaxed),
-                            health: v.health.report(),
+                            health: v.health(),
+                            instances: v.instance_reports(now_ms),
                         })
                     })
                     .collect(),
@@ -169,38 +171,109 @@ pub fn render(routes: &[RouteMetrics]) -> String {
             v.in_flight
         );
     }
-    family(
+    // One family at a time, its samples right after it (the text format wants them
+    // contiguous).
+    let per_version =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&VersionMetrics) -> u64| {
+            family(out, name, "gauge", help);
+            for v in &versions {
+                let l = labels(&v.route, v.role, &v.url);
+                let _ = writeln!(out, "{name}{{{l}}} {}", value(v));
+            }
+        };
+    per_version(
         &mut out,
         "liftoff_router_upstream_healthy",
-        "gauge",
-        "1 if the last health checks passed (1 when unchecked).",
+        "1 if the last health checks passed for at least one instance (1 when unchecked).",
+        &|v| u64::from(v.health.healthy),
     );
-    family(
+    per_version(
         &mut out,
         "liftoff_router_health_check_failures",
-        "gauge",
-        "Consecutive failed health checks.",
+        "Consecutive failed health checks (the shortest streak among the instances).",
+        &|v| u64::from(v.health.consecutive_failures),
     );
-    for v in &versions {
-        let h = &v.health;
-        let l = labels(&v.route, v.role, &v.url);
-        let _ = writeln!(
-            out,
-            "liftoff_router_upstream_healthy{{{l}}} {}",
-            u8::from(h.healthy)
-        );
-        let _ = writeln!(
-            out,
-            "liftoff_router_health_check_failures{{{l}}} {}",
-            h.consecutive_failures
-        );
-    }
+    // Per instance of each version.
+    let instances: Vec<(String, &InstanceReport)> = versions
+        .iter()
+        .flat_map(|v| {
+            v.instances.iter().map(|i| {
+                let l = format!(
+                    "route=\"{}\",version=\"{}\",instance=\"{}\"",
+                    escape(&v.route),
+                    v.role.label(),
+                    escape(&i.url)
+                );
+                (l, i)
+            })
+        })
+        .collect();
+    let per_instance = |out: &mut String,
+                        name: &str,
+                        kind: &str,
+                        help: &str,
+                        value: &dyn Fn(&InstanceReport) -> u64| {
+        family(out, name, kind, help);
+        for (l, i) in &instances {
+            let _ = writeln!(out, "{name}{{{l}}} {}", value(i));
+        }
+    };
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_requests_total",
+        "counter",
+        "Attempts sent to the instance, retries included.",
+        &|i| i.requests,
+    );
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_failures_total",
+        "counter",
+        "Attempts that failed: no connection, a broken exchange, a timeout or a 5xx.",
+        &|i| i.failures,
+    );
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_in_flight_requests",
+        "gauge",
+        "Requests on the instance now.",
+        &|i| i.in_flight.max(0) as u64,
+    );
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_healthy",
+        "gauge",
+        "1 if the instance's health checks pass (1 when unchecked).",
+        &|i| u64::from(i.health.healthy),
+    );
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_ejected",
+        "gauge",
+        "1 while passive outlier detection keeps the instance out of its balancer.",
+        &|i| u64::from(i.ejected),
+    );
+    per_instance(
+        &mut out,
+        "liftoff_router_instance_ejections_total",
+        "counter",
+        "Times the instance was ejected.",
+        &|i| i.ejections,
+    );
     family(
         &mut out,
         "liftoff_router_candidate_weight_ratio",
         "gauge",
         "Share of traffic sent to the candidate (0-1).",
     );
+    for r in routes {
+        let _ = writeln!(
+            out,
+            "liftoff_router_candidate_weight_ratio{{route=\"{}\"}} {}",
+            escape(&r.name),
+            f64::from(r.weight_bp) / 10_000.0
+        );
+    }
     family(
         &mut out,
         "liftoff_router_maintenance",
@@ -208,15 +281,10 @@ pub fn render(routes: &[RouteMetrics]) -> String {
         "1 while the route serves its maintenance page.",
     );
     for r in routes {
-        let name = escape(&r.name);
         let _ = writeln!(
             out,
-            "liftoff_router_candidate_weight_ratio{{route=\"{name}\"}} {}",
-            f64::from(r.weight_bp) / 10_000.0
-        );
-        let _ = writeln!(
-            out,
-            "liftoff_router_maintenance{{route=\"{name}\"}} {}",
+            "liftoff_router_maintenance{{route=\"{}\"}} {}",
+            escape(&r.name),
             u8::from(r.maintenance)
         );
     }

@@ -70,6 +70,10 @@ pub enum SendError {
     Connect(io::Error),
     /// The exchange failed after the request was (or may have been) written.
     Exchange(io::Error),
+    /// A bodyless request's connection ended before a byte of the response came: the
+    /// upstream may or may not have acted on it (an idempotent request may be sent
+    /// again).
+    NoResponse(io::Error),
     /// The upstream kept the request waiting past the request timeout: it did not
     /// answer, or stopped taking the body.
     Timeout,
@@ -121,6 +125,8 @@ pub(crate) struct Outgoing {
     pub resendable: bool,
     /// The client gave no Host: the upstream's authority is added per attempt.
     pub needs_host: bool,
+    /// The client asks to switch protocols (WebSocket): a `101` answer is its tunnel.
+    pub upgrade: bool,
 }
 
 /// An upstream's response head: its bytes, and where its end-to-end fields lie in
@@ -208,12 +214,14 @@ impl Pool {
 
     /// Send a request on a pooled connection (or a new one) and read the response
     /// head. The response body reads the rest from the connection and returns it to
-    /// the pool when it ends.
+    /// the pool when it ends. The request body is taken from `body` only once a
+    /// connection is open: when connecting fails (`SendError::Connect`) it is still
+    /// there, for another instance.
     pub(crate) async fn send<B>(
         self: &Arc<Self>,
         authority: &http::uri::Authority,
         out: &Outgoing,
-        body: Option<B>,
+        body: &mut Option<B>,
         limits: &crate::Limits,
     ) -> Result<Upstreamed, SendError>
     where
@@ -225,9 +233,11 @@ impl Pool {
         } else {
             out.head.clone()
         };
-        match body.filter(|_| out.body != RequestBody::None) {
-            Some(body) => self.send_body(authority, &head, out, body, limits).await,
-            None => tokio::time::timeout(
+        match body {
+            Some(_) if out.body != RequestBody::None => {
+                self.send_body(authority, &head, out, body, limits).await
+            }
+            _ => tokio::time::timeout(
                 limits.request_timeout,
                 self.send_head(authority, &head, out, limits),
             )
@@ -251,7 +261,16 @@ impl Pool {
                 None => (connect(authority, limits).await?, false),
             };
             let response = match conn.io.write_all(head).await {
-                Ok(()) => read_head(&mut conn.io, &mut conn.buf, limits, out.head_only).await,
+                Ok(()) => {
+                    read_head(
+                        &mut conn.io,
+                        &mut conn.buf,
+                        limits,
+                        out.head_only,
+                        out.upgrade,
+                    )
+                    .await
+                }
                 Err(e) => Err(Failed {
                     error: e,
                     nothing_read: true,
@@ -265,6 +284,7 @@ impl Pool {
                 Err(f) if reused && f.nothing_read && out.resendable => {
                     tracing::debug!(error = %f.error, "pooled upstream connection was closed; sending again");
                 }
+                Err(f) if f.nothing_read => return Err(SendError::NoResponse(f.error)),
                 Err(f) => return Err(SendError::Exchange(f.error)),
             }
         }
@@ -280,7 +300,7 @@ impl Pool {
         authority: &http::uri::Authority,
         head: &[u8],
         out: &Outgoing,
-        body: B,
+        body: &mut Option<B>,
         limits: &crate::Limits,
     ) -> Result<Upstreamed, SendError>
     where
@@ -290,6 +310,11 @@ impl Pool {
         let mut conn = match self.checkout(limits.upstream_idle_timeout) {
             Some(c) => c,
             None => connect(authority, limits).await?,
+        };
+        let Some(body) = body.take() else {
+            return Err(SendError::Exchange(protocol_error(
+                "the request body was already sent",
+            )));
         };
         // The body goes out chunked unless it declared a length; then exactly that many
         // bytes go out, or the exchange fails (more would be a second request to the
@@ -316,7 +341,7 @@ impl Pool {
                 Some(Pin::new(&mut body)),
                 sending,
             );
-            let read = read_head(&mut rd, buf, limits, out.head_only);
+            let read = read_head(&mut rd, buf, limits, out.head_only, out.upgrade);
             exchange(write, read, &progress, limits).await
         };
         match outcome {
@@ -775,11 +800,12 @@ async fn read_head<R: AsyncRead + Unpin + ?Sized>(
     buf: &mut BytesMut,
     limits: &crate::Limits,
     head_only: bool,
+    upgrade: bool,
 ) -> Result<(UpstreamHead, Framing, bool), Failed> {
     let mut nothing_read = buf.is_empty();
     loop {
         if !buf.is_empty() {
-            match parse_head(buf, head_only) {
+            match parse_head(buf, head_only, upgrade) {
                 Ok(Some(Parsed::Interim)) => continue,
                 Ok(Some(Parsed::Final(head, framing, keep_alive))) => {
                     return Ok((head, framing, keep_alive));
@@ -831,7 +857,11 @@ enum Parsed {
 /// Parse a response head at the start of `buf`; on success it is consumed from `buf`.
 /// The head handed on carries only end-to-end fields: the hop-by-hop ones (and those
 /// `Connection` names) are read for framing and keep-alive, never copied.
-fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>> {
+///
+/// A `101 Switching Protocols` answers a request that asked to upgrade: its body is
+/// the other protocol, until either side closes (`Framing::UntilClose`, never reused);
+/// its `Upgrade` field is kept for the client. Unasked, it is an error.
+fn parse_head(buf: &mut BytesMut, head_only: bool, upgrade: bool) -> io::Result<Option<Parsed>> {
     // Most heads fit the small table; only a long one pays for the large.
     let mut small = [httparse::EMPTY_HEADER; 32];
     let scanned = match scan(buf, &mut small) {
@@ -848,6 +878,16 @@ fn parse_head(buf: &mut BytesMut, head_only: bool) -> io::Result<Option<Parsed>>
             return Err(protocol_error(format!("bad response head: {why}")));
         }
     };
+    if scan.status == StatusCode::SWITCHING_PROTOCOLS && upgrade {
+        let bytes = buf.split_to(scan.len).freeze();
+        let head = UpstreamHead {
+            status: scan.status,
+            bytes,
+            reason: scan.reason,
+            fields: scan.fields,
+        };
+        return Ok(Some(Parsed::Final(head, Framing::UntilClose, false)));
+    }
     if scan.status.is_informational() {
         if scan.status == StatusCode::SWITCHING_PROTOCOLS {
             return Err(protocol_error("upstream switched protocols unasked"));
@@ -928,6 +968,7 @@ fn scan<'b>(
         let start = s.as_ptr() as usize - base;
         start..start + s.len()
     };
+    let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let mut d = Delimiting::default();
     let mut fields = Vec::with_capacity(parsed.headers.len());
     let mut length_field = None;
@@ -948,6 +989,10 @@ fn scan<'b>(
             Some(Hop::TransferEncoding) => {
                 let last = h.value.rsplit(|b| *b == b',').next().unwrap_or(&[]);
                 d.chunked = Some(last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+            }
+            // The protocol switched to, for the client.
+            Some(Hop::Upgrade) if switching => {
+                fields.push((range(h.name.as_bytes()), range(h.value)));
             }
             Some(_) => {}
             None if h.name.eq_ignore_ascii_case("content-length") => {
@@ -975,9 +1020,9 @@ fn scan<'b>(
             .collect();
         let length_name = length_field.map(|i| fields[i].0.clone());
         fields.retain(|(n, _)| {
-            !names
-                .iter()
-                .any(|t| t.eq_ignore_ascii_case(&buf[n.clone()]))
+            let name = &buf[n.clone()];
+            (switching && name.eq_ignore_ascii_case(b"upgrade"))
+                || !names.iter().any(|t| t.eq_ignore_ascii_case(name))
         });
         length_field = length_name.and_then(|l| fields.iter().position(|(n, _)| *n == l));
     }
@@ -1111,6 +1156,13 @@ impl PooledBody {
         body
     }
 
+    /// The connection, with what was read past the head: the upstream's side of a
+    /// tunnel after `101`.
+    pub(crate) fn into_conn(mut self) -> Option<Conn> {
+        self.done = true;
+        self.conn.take().map(|(conn, _)| conn)
+    }
+
     /// The body's length is not known ahead (chunked, or until the upstream closes):
     /// an HTTP/1 client needs it framed.
     pub(crate) fn needs_framing(&self) -> bool {
@@ -1182,7 +1234,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> io::Result<Option<Parsed>> {
-        parse_head(&mut BytesMut::from(text), false)
+        parse_head(&mut BytesMut::from(text), false, false)
     }
 
     fn body_of(framing: Framing, wire: &str) -> io::Result<Vec<u8>> {
@@ -1367,6 +1419,7 @@ mod tests {
             head_only: false,
             resendable: true,
             needs_host: true,
+            upgrade: false,
         }
     }
 
@@ -1381,7 +1434,7 @@ mod tests {
                 .send(
                     &authority,
                     &get(),
-                    None::<http_body_util::Empty<Bytes>>,
+                    &mut None::<http_body_util::Empty<Bytes>>,
                     &limits,
                 )
                 .await

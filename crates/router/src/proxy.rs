@@ -22,7 +22,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use crate::pool::{ClientFault, Outgoing, PooledBody, SendError, Upstreamed, content_length};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
-use crate::table::{OverrideAsk, Route, Version};
+use crate::table::{Instance, OverrideAsk, Route, Version};
 use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
@@ -302,10 +302,22 @@ impl ClientFault {
     }
 }
 
-/// Send the request to the chosen version; a bodyless request whose upstream failed
-/// is replayed once on the other version (a stopped backend must not be an outage;
-/// a streamed body is gone; a tester asked for that version). The encoded head is
-/// reused as it is.
+/// Send the request to the chosen version, on one of its instances.
+///
+/// Retries on the version's other instances, each paid from its
+/// [`RetryBudget`](crate::table::RetryBudget) so that a failing version is not hammered:
+/// - a request that never reached an instance (no connection) goes to another instance
+///   of the same version, body and all (the body is only taken once connected);
+/// - a bodyless idempotent request whose connection died before any response byte goes
+///   to another instance once.
+///
+/// When the version has no instance left to try (or no budget), a bodyless request that
+/// never reached it, or may be repeated, is replayed once on the other version (a
+/// stopped backend must not be an outage; this adds nothing to the failing version's
+/// load), unless a tester's override chose the version.
+///
+/// A request that reached an upstream and is not idempotent is never sent again. The
+/// encoded head is reused as it is.
 pub(crate) async fn forward<B>(
     shared: &Shared,
     picked: &Picked,
@@ -328,18 +340,23 @@ where
             "liftoff: no upstream\n",
         ));
     };
-    let (status, message, never_sent) = match send(shared, version, *judged, out, body).await {
-        Ok(resp) => return Answer::Upstream(resp),
-        // The client's own doing: never replayed, never the version's error.
-        Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
-        Err(Failure::Upstream(status, message, never_sent)) => (status, message, never_sent),
-    };
+    version.retry_budget.deposit();
+    let mut body = body;
+    let (status, message, replayable) =
+        match on_version(shared, version, *judged, out, &mut body).await {
+            Ok(resp) => return Answer::Upstream(resp),
+            // The client's own doing: never replayed, never the version's error.
+            Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
+            Err(Failure::Upstream(status, message, never_sent)) => {
+                (status, message, never_sent || out.resendable)
+            }
+        };
     let fallback = route
         .version(role.other())
-        .filter(|v| !overridden && !Arc::ptr_eq(&v.upstream, &version.upstream));
+        .filter(|v| !overridden && !Arc::ptr_eq(v, version));
     match fallback {
-        Some(other) if out.body == RequestBody::None && (never_sent || out.resendable) => {
-            match send(shared, other, *judged, out, None::<B>).await {
+        Some(other) if out.body == RequestBody::None && replayable => {
+            match on_version(shared, other, *judged, out, &mut None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
                 Err(Failure::Upstream(status, message, _)) => {
                     Answer::Ours(Ours::text(status, message))
@@ -358,61 +375,141 @@ enum Failure {
     Client(ClientFault),
 }
 
-async fn send<B>(
+/// Counts an attempt as in flight on an instance, for the balancer.
+struct OnInstance<'a>(&'a Instance);
+
+impl<'a> OnInstance<'a> {
+    fn new(instance: &'a Instance) -> Self {
+        instance.in_flight.fetch_add(1, Relaxed);
+        Self(instance)
+    }
+}
+
+impl Drop for OnInstance<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// One client request on one version: attempts on its instances until one answers, a
+/// retry is not allowed, or none is left. The version records one outcome, the last.
+async fn on_version<B>(
     shared: &Shared,
     version: &Version,
     judged: bool,
     out: &Outgoing,
-    body: Option<B>,
+    body: &mut Option<B>,
 ) -> Result<Upstreamed, Failure>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<ClientFault>,
 {
-    let upstream = &version.upstream;
     let mut flight = InFlight::new(shared, version, judged);
-    let answer = upstream
-        .pool
-        .send(&upstream.authority, out, body, &shared.limits)
-        .await;
-    match answer {
-        Ok(resp) => {
-            let status = resp.head.status;
-            let error = status.is_server_error().then_some(ErrorSource::Upstream5xx);
-            flight.finish(Some(status.as_u16()), error);
-            Ok(resp)
+    let now_ms = shared.now_ms();
+    let mut tried = 0u64;
+    let mut retried_without_response = false;
+    let mut last = (
+        StatusCode::BAD_GATEWAY,
+        "liftoff: upstream unreachable\n",
+        ErrorSource::Connect,
+        true,
+    );
+    while let Some(i) = version.choose(now_ms, tried) {
+        if tried != 0 && !version.retry_budget.withdraw() {
+            break;
         }
-        Err(SendError::Client(fault)) => {
-            tracing::debug!(upstream = %upstream.url, ?fault, "client failed its request body");
-            flight.finish(fault.status(), Some(ErrorSource::ClientAbort));
-            Err(Failure::Client(fault))
-        }
-        Err(SendError::Timeout) => {
-            flight.finish(Some(504), Some(ErrorSource::Timeout));
-            Err(Failure::Upstream(
-                StatusCode::GATEWAY_TIMEOUT,
-                "liftoff: upstream timed out\n",
-                false,
-            ))
-        }
-        Err(e) => {
-            let never_sent = matches!(e, SendError::Connect(_));
-            match &e {
-                SendError::Connect(e) => {
-                    tracing::debug!(upstream = %upstream.url, error = %e, "cannot connect to upstream");
-                }
-                SendError::Exchange(e) => {
-                    tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
-                }
-                SendError::Timeout | SendError::Client(_) => {}
+        tried |= 1u64.checked_shl(i as u32).unwrap_or(0);
+        let instance = &version.instances[i];
+        let upstream = &instance.upstream;
+        let answer = {
+            let _on = OnInstance::new(instance);
+            upstream
+                .pool
+                .send(&upstream.authority, out, body, &shared.limits)
+                .await
+        };
+        let e = match answer {
+            Ok(resp) => {
+                let status = resp.head.status;
+                let failed = status.is_server_error();
+                eject(shared, version, i, failed, now_ms);
+                flight.finish(
+                    Some(status.as_u16()),
+                    failed.then_some(ErrorSource::Upstream5xx),
+                );
+                return Ok(resp);
             }
-            flight.finish(Some(502), Some(ErrorSource::Connect));
-            Err(Failure::Upstream(
-                StatusCode::BAD_GATEWAY,
-                "liftoff: upstream unreachable\n",
-                never_sent,
-            ))
+            Err(SendError::Client(fault)) => {
+                tracing::debug!(upstream = %upstream.url, ?fault, "client failed its request body");
+                flight.finish(fault.status(), Some(ErrorSource::ClientAbort));
+                return Err(Failure::Client(fault));
+            }
+            Err(e) => e,
+        };
+        eject(shared, version, i, true, now_ms);
+        let retry = match &e {
+            SendError::Connect(e) => {
+                tracing::debug!(upstream = %upstream.url, error = %e, "cannot connect to upstream");
+                last = (
+                    StatusCode::BAD_GATEWAY,
+                    "liftoff: upstream unreachable\n",
+                    ErrorSource::Connect,
+                    true,
+                );
+                true
+            }
+            SendError::NoResponse(e) => {
+                tracing::debug!(upstream = %upstream.url, error = %e, "upstream closed without answering");
+                last = (
+                    StatusCode::BAD_GATEWAY,
+                    "liftoff: upstream unreachable\n",
+                    ErrorSource::Connect,
+                    false,
+                );
+                let once = out.resendable && !retried_without_response;
+                retried_without_response = true;
+                once
+            }
+            SendError::Exchange(e) => {
+                tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
+                last = (
+                    StatusCode::BAD_GATEWAY,
+                    "liftoff: upstream unreachable\n",
+                    ErrorSource::Connect,
+                    false,
+                );
+                false
+            }
+            SendError::Timeout => {
+                last = (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "liftoff: upstream timed out\n",
+                    ErrorSource::Timeout,
+                    false,
+                );
+                false
+            }
+            SendError::Client(_) => unreachable!("answered above"),
+        };
+        if !retry {
+            break;
         }
+    }
+    let (status, message, source, never_sent) = last;
+    flight.finish(Some(status.as_u16()), Some(source));
+    Err(Failure::Upstream(status, message, never_sent))
+}
+
+/// Record an attempt's outcome for the instance's outlier detection.
+fn eject(shared: &Shared, version: &Version, i: usize, failed: bool, now_ms: u64) {
+    let base_ms = shared.limits.base_ejection.as_millis() as u64;
+    if let Some(ms) = version.attempted(i, failed, now_ms, base_ms) {
+        tracing::warn!(
+            instance = %version.instances[i].upstream.url,
+            for_ms = ms,
+            "instance ejected after {} failures in a row",
+            crate::table::EJECT_AFTER
+        );
     }
 }
 
@@ -506,10 +603,19 @@ where
     let mut size = method.len() + target.len() + 200;
     let mut named = false;
     let (mut prior_xff, mut prior_forwarded) = (false, false);
+    // A protocol upgrade (WebSocket): `Connection: upgrade` and the `Upgrade` field are
+    // passed on, for a bodyless GET only (RFC 9110 §7.8).
+    let (mut wants_upgrade, mut upgrade) = (false, None);
     for (name, value) in fields.clone() {
         size += name.len() + value.len() + 4;
-        if hop_by_hop(name) == Some(Hop::Connection) {
-            named |= connection_tokens(value).next().is_some();
+        match hop_by_hop(name) {
+            Some(Hop::Connection) => {
+                named |= connection_tokens(value).next().is_some();
+                wants_upgrade |=
+                    connection_tokens(value).any(|t| t.eq_ignore_ascii_case(b"upgrade"));
+            }
+            Some(Hop::Upgrade) => upgrade = Some(value),
+            _ => {}
         }
         prior_xff |= name.eq_ignore_ascii_case(b"x-forwarded-for");
         prior_forwarded |= name.eq_ignore_ascii_case(b"forwarded");
@@ -567,6 +673,11 @@ where
     if let Some(host) = host {
         put_field(&mut h, b"x-forwarded-host", host);
     }
+    let upgrade = upgrade.filter(|_| wants_upgrade && method == "GET" && body == RequestBody::None);
+    if let Some(protocol) = upgrade {
+        put_field(&mut h, b"connection", b"upgrade");
+        put_field(&mut h, b"upgrade", protocol);
+    }
     match body {
         RequestBody::Length(n) => {
             let _ = write!(h, "content-length: {n}\r\n");
@@ -583,8 +694,9 @@ where
         head: h.freeze(),
         body,
         head_only: method == "HEAD",
-        resendable: body == RequestBody::None && is_idempotent(method),
+        resendable: body == RequestBody::None && is_idempotent(method) && upgrade.is_none(),
         needs_host: host.is_none(),
+        upgrade: upgrade.is_some(),
     }
 }
 

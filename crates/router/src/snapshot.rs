@@ -33,9 +33,9 @@ pub struct RouteConfig {
     pub listen: SocketAddr,
     #[serde(default)]
     pub host: Option<String>,
-    pub stable: String,
+    pub stable: Instances,
     #[serde(default)]
-    pub candidate: Option<String>,
+    pub candidate: Option<Instances>,
     /// The candidate's share in basis points (0..=10000).
     pub weight_bp: u16,
     pub salt: u64,
@@ -48,6 +48,49 @@ pub struct RouteConfig {
     /// Serving the maintenance page when set.
     #[serde(default)]
     pub maintenance: Option<MaintenanceConfig>,
+}
+
+/// A version's instances: written as one URL when there is one (what routers of the
+/// first fleet release read), as a list otherwise.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instances(pub Vec<String>);
+
+impl Instances {
+    pub fn one(url: impl Into<String>) -> Self {
+        Instances(vec![url.into()])
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &str> + '_ {
+        self.0.iter().map(String::as_str)
+    }
+
+    pub fn urls(&self) -> Vec<&str> {
+        self.iter().collect()
+    }
+}
+
+impl Serialize for Instances {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => s.serialize_str(one),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Instances {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match Written::deserialize(d)? {
+            Written::One(url) => Instances(vec![url]),
+            Written::Many(urls) => Instances(urls),
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,9 +160,23 @@ impl RouteConfig {
                 route: self.name.clone(),
             });
         }
-        crate::table::Upstream::new(&self.stable)?;
-        if let Some(c) = &self.candidate {
-            crate::table::Upstream::new(c)?;
+        for url in self
+            .stable
+            .iter()
+            .chain(self.candidate.iter().flat_map(Instances::iter))
+        {
+            crate::table::Upstream::new(url)?;
+        }
+        for version in std::iter::once(&self.stable).chain(&self.candidate) {
+            if version.0.is_empty() {
+                return Err(RouterError::BadUpstream {
+                    url: String::new(),
+                    why: format!(
+                        "route `{}`: a version needs at least one instance",
+                        self.name
+                    ),
+                });
+            }
         }
         self.sticky.to_sticky()?;
         if let Some(o) = &self.version_override {

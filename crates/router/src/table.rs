@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
 use http::HeaderName;
 use http::uri::Authority;
@@ -47,31 +48,276 @@ impl Upstream {
     }
 }
 
-/// One version of one route (its stable or its candidate) and what the router saw of
-/// it. Two routes naming the same upstream have a `Version` each: their figures are
-/// their own, only the connections are shared. Outlives table swaps (it follows its
-/// upstream within the route, whatever its role); in-flight requests hold it, which is
-/// what lets a removed version drain.
-pub struct Version {
+/// One instance of a version: an upstream address, with what this route saw of it.
+/// Kept across table swaps (with its version).
+pub struct Instance {
     pub upstream: Arc<Upstream>,
-    /// What the route's gates and triggers judge.
+    pub in_flight: AtomicI64,
+    pub health: crate::health::HealthState,
+    pub outlier: Outlier,
+    /// Every attempt sent to this instance (retries included) and those that failed:
+    /// per-instance figures for `status` and `/metrics`, not what gates judge.
+    pub attempts: AtomicU64,
+    pub failures: AtomicU64,
+}
+
+impl Instance {
+    pub fn new(upstream: Arc<Upstream>) -> Self {
+        Self {
+            upstream,
+            in_flight: AtomicI64::new(0),
+            health: crate::health::HealthState::default(),
+            outlier: Outlier::default(),
+            attempts: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the balancer may choose it: healthy by its checks and not ejected.
+    pub fn usable(&self, now_ms: u64) -> bool {
+        self.health.is_healthy() && !self.outlier.ejected(now_ms)
+    }
+
+    pub fn report(&self, now_ms: u64) -> InstanceReport {
+        InstanceReport {
+            url: self.upstream.url.clone(),
+            in_flight: self.in_flight.load(Relaxed),
+            health: self.health.report(),
+            ejected: self.outlier.ejected(now_ms),
+            ejections: self.outlier.ejections.load(Relaxed),
+            requests: self.attempts.load(Relaxed),
+            failures: self.failures.load(Relaxed),
+        }
+    }
+}
+
+/// One instance as `status`, `/metrics` and the daemon see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstanceReport {
+    pub url: String,
+    pub in_flight: i64,
+    pub health: crate::health::HealthReport,
+    /// Taken out of the balancer by passive outlier detection, for now.
+    pub ejected: bool,
+    /// Times it was ejected since the router started.
+    pub ejections: u64,
+    /// Attempts sent to it (retries included), and those that failed (no connection,
+    /// a broken exchange, a timeout or a 5xx).
+    pub requests: u64,
+    pub failures: u64,
+}
+
+/// Passive outlier detection (Envoy's `consecutive_5xx`): an instance that fails
+/// [`EJECT_AFTER`] attempts in a row is taken out of its version's balancer for a time
+/// that doubles with each ejection (`Limits::base_ejection`, 10 s: 10 s, 20 s, ... at
+/// most 5 min), as long as no more
+/// than half the version's instances (at least one) are out. An ejected instance
+/// comes back when its time is up; a failure then sends it out again, for longer.
+#[derive(Default)]
+pub struct Outlier {
+    consecutive: AtomicU32,
+    /// Router milliseconds until which it is out; 0 when in.
+    until_ms: AtomicU64,
+    /// Ejections so far: the next lasts `EJECT_BASE << ejections`.
+    pub ejections: AtomicU64,
+}
+
+/// Failures in a row that eject an instance.
+pub const EJECT_AFTER: u32 = 5;
+/// The longest ejection, in base ejections.
+const EJECT_MAX_FACTOR: u64 = 30;
+
+impl Outlier {
+    pub fn ejected(&self, now_ms: u64) -> bool {
+        now_ms < self.until_ms.load(Relaxed)
+    }
+
+    fn succeeded(&self) {
+        if self.consecutive.load(Relaxed) != 0 {
+            self.consecutive.store(0, Relaxed);
+        }
+    }
+
+    /// A failure; true when it is the one that should eject the instance.
+    fn failed(&self) -> bool {
+        self.consecutive.fetch_add(1, Relaxed) + 1 >= EJECT_AFTER
+    }
+
+    fn eject(&self, now_ms: u64, base_ms: u64) -> u64 {
+        let n = self.ejections.fetch_add(1, Relaxed);
+        let ms = base_ms
+            .saturating_mul(1 << n.min(16))
+            .min(base_ms.saturating_mul(EJECT_MAX_FACTOR));
+        self.until_ms.store(now_ms + ms, Relaxed);
+        self.consecutive.store(0, Relaxed);
+        ms
+    }
+}
+
+/// One version of one route (its stable or its candidate): a pool of instances and
+/// what the router saw of the version as a whole. Two routes naming the same upstream
+/// have a `Version` each: their figures are their own, only the connections are
+/// shared. Outlives table swaps (it follows its instances within the route, whatever
+/// its role); in-flight requests hold it, which is what lets a removed version drain.
+pub struct Version {
+    /// In the order the plan gives them; never empty.
+    pub instances: Box<[Arc<Instance>]>,
+    /// What the route's gates and triggers judge: one outcome per client request,
+    /// whichever instances it was tried on.
     pub stats: VersionStats,
     /// Requests a tester sent here with the override header: shown in `/metrics`,
     /// never judged (unless the route counts them, then they are in `stats`).
     pub overridden: Totals,
     pub in_flight: AtomicI64,
-    pub health: crate::health::HealthState,
+    pub retry_budget: RetryBudget,
+}
+
+/// Retries a version may take, so that a failing version is not hammered (Finagle's
+/// retry budget): each client request deposits a tenth of a retry, each retry
+/// withdraws one, and the balance holds at most [`RetryBudget::BURST`] retries (the
+/// start, so a quiet service can still retry a few). Over time, at most one request in
+/// ten (plus the burst) is a retry, however badly the version fails.
+pub struct RetryBudget {
+    /// In tenths of a retry.
+    tenths: AtomicI64,
+}
+
+impl RetryBudget {
+    pub const BURST: i64 = 10;
+
+    pub fn new() -> Self {
+        Self {
+            tenths: AtomicI64::new(Self::BURST * 10),
+        }
+    }
+
+    pub fn deposit(&self) {
+        if self.tenths.load(Relaxed) < Self::BURST * 10 {
+            self.tenths.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Take one retry if the balance has one.
+    pub fn withdraw(&self) -> bool {
+        self.tenths
+            .fetch_update(Relaxed, Relaxed, |t| (t >= 10).then_some(t - 10))
+            .is_ok()
+    }
+}
+
+impl Default for RetryBudget {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Version {
-    pub fn new(upstream: Arc<Upstream>) -> Self {
+    pub fn new(instances: Vec<Arc<Instance>>) -> Self {
+        assert!(!instances.is_empty(), "a version has at least one instance");
         Self {
-            upstream,
+            instances: instances.into(),
             stats: VersionStats::new(),
             overridden: Totals::default(),
             in_flight: AtomicI64::new(0),
-            health: crate::health::HealthState::default(),
+            retry_budget: RetryBudget::new(),
         }
+    }
+
+    /// The version's name in reports: its instance URLs, comma-separated.
+    pub fn label(&self) -> String {
+        let urls: Vec<&str> = self
+            .instances
+            .iter()
+            .map(|i| i.upstream.url.as_str())
+            .collect();
+        urls.join(",")
+    }
+
+    /// The instance for the next attempt, by power of two choices on requests in
+    /// flight among the usable ones (healthy, not ejected), skipping those in `tried`
+    /// (a bit set by index). When none is usable the version is in *panic*: any
+    /// untried instance is chosen (a sick pool serves what it can rather than nothing;
+    /// Envoy's panic routing). `None` once every instance was tried.
+    pub fn choose(&self, now_ms: u64, tried: u64) -> Option<usize> {
+        let n = self.instances.len();
+        if n == 1 {
+            return (tried & 1 == 0).then_some(0);
+        }
+        let untried = |i: usize| i >= 64 || tried & (1 << i) == 0;
+        let usable = |i: usize| untried(i) && self.instances[i].usable(now_ms);
+        let a = fastrand::usize(..n);
+        let b = (a + 1 + fastrand::usize(..n - 1)) % n;
+        let load = |i: usize| self.instances[i].in_flight.load(Relaxed);
+        match (usable(a), usable(b)) {
+            (true, true) => return Some(if load(b) < load(a) { b } else { a }),
+            (true, false) => return Some(a),
+            (false, true) => return Some(b),
+            (false, false) => {}
+        }
+        let start = fastrand::usize(..n);
+        let scan = (0..n).map(|k| (start + k) % n);
+        scan.clone().find(|&i| usable(i)).or_else(|| {
+            scan.min_by_key(|&i| (!untried(i), load(i)))
+                .filter(|&i| untried(i))
+        })
+    }
+
+    /// Record an attempt's outcome on instance `i`; ejects it when it has failed too
+    /// often in a row and the version can spare it. Returns the ejection's length.
+    pub fn attempted(&self, i: usize, failed: bool, now_ms: u64, base_ms: u64) -> Option<u64> {
+        let instance = &self.instances[i];
+        instance.attempts.fetch_add(1, Relaxed);
+        if !failed {
+            instance.outlier.succeeded();
+            return None;
+        }
+        instance.failures.fetch_add(1, Relaxed);
+        if !instance.outlier.failed() || self.instances.len() == 1 {
+            return None;
+        }
+        let out = self
+            .instances
+            .iter()
+            .filter(|x| x.outlier.ejected(now_ms))
+            .count();
+        let cap = (self.instances.len() / 2).max(1);
+        (out < cap && !instance.outlier.ejected(now_ms))
+            .then(|| instance.outlier.eject(now_ms, base_ms))
+    }
+
+    /// The version's health from its instances': healthy while one is; the failure
+    /// streak is the shortest (the `health_failures` signal says the whole version is
+    /// failing); the last error is the first failing instance's, with its address.
+    pub fn health(&self) -> crate::health::HealthReport {
+        let reports: Vec<_> = self
+            .instances
+            .iter()
+            .map(|i| (i, i.health.report()))
+            .collect();
+        if let [(_, only)] = reports.as_slice() {
+            return only.clone();
+        }
+        crate::health::HealthReport {
+            checked: reports.iter().any(|(_, r)| r.checked),
+            healthy: reports.iter().any(|(_, r)| r.healthy),
+            consecutive_failures: reports
+                .iter()
+                .map(|(_, r)| r.consecutive_failures)
+                .min()
+                .unwrap_or(0),
+            total_failures: reports.iter().map(|(_, r)| r.total_failures).sum(),
+            last_error: reports.iter().find_map(|(i, r)| {
+                r.last_error
+                    .as_ref()
+                    .filter(|_| !r.healthy)
+                    .map(|e| format!("{}: {e}", i.upstream.url))
+            }),
+        }
+    }
+
+    pub fn instance_reports(&self, now_ms: u64) -> Vec<InstanceReport> {
+        self.instances.iter().map(|i| i.report(now_ms)).collect()
     }
 }
 
@@ -410,9 +656,9 @@ mod tests {
 
     #[test]
     fn routes_match_host_without_port_and_fall_back_to_hostless() {
-        let up = Arc::new(Version::new(Arc::new(
+        let up = Arc::new(Version::new(vec![Arc::new(Instance::new(Arc::new(
             Upstream::new("http://127.0.0.1:9000").unwrap(),
-        )));
+        )))]));
         let route = |name: &str, host: Option<&str>| {
             Arc::new(Route {
                 name: name.into(),

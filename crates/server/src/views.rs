@@ -205,6 +205,21 @@ pub fn route(
                 last_health_error: v.health.last_error.clone(),
                 last_10s: window(&v.last_10s),
                 last_60s: window(&v.last_60s),
+                instances: v
+                    .instances
+                    .iter()
+                    .map(|i| api::InstanceView {
+                        url: i.url.clone(),
+                        healthy: i.health.healthy,
+                        health_checked: i.health.checked,
+                        last_health_error: i.health.last_error.clone(),
+                        ejected: i.ejected,
+                        ejections: i.ejections,
+                        in_flight: i.in_flight,
+                        requests: i.requests,
+                        failures: i.failures,
+                    })
+                    .collect(),
             })
             .collect(),
     }
