@@ -15,6 +15,7 @@ mod execute;
 pub mod fleet;
 mod http;
 mod notify;
+mod outbox;
 pub mod ports;
 mod prometheus;
 mod schedule;
@@ -150,11 +151,14 @@ pub struct Driver {
     tasks: TaskTracker,
     /// How long a stopping daemon waits for in-flight commands to finish.
     grace: Duration,
+    /// Delivers the notices the launches' transitions put in the store's outbox.
+    outbox: Arc<outbox::Outbox>,
 }
 
 impl Driver {
     pub fn new(store: Arc<Store>, ports: Ports, grace: Duration) -> Arc<Self> {
         Arc::new(Self {
+            outbox: outbox::Outbox::new(store.clone(), ports.notifier.clone()),
             store,
             ports,
             actors: Mutex::new(HashMap::new()),
@@ -377,6 +381,9 @@ impl Driver {
     /// journal or registry row is damaged is logged and left alone (reads report the
     /// damage); the others, and the routes, go on.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, DriverError> {
+        // Notices left in the outbox go out, whether or not their launch still runs.
+        self.tasks
+            .spawn(self.outbox.clone().run(self.shutdown.clone()));
         let ids = self.store.unfinished_launches()?;
         let mut recovered = 0;
         for id in &ids {
@@ -432,15 +439,6 @@ impl Driver {
         self.tasks.wait().await;
     }
 
-    fn delivery(&self) -> notify::Delivery {
-        notify::Delivery {
-            notifier: self.ports.notifier.clone(),
-            store: self.store.clone(),
-            tasks: self.tasks.clone(),
-            shutdown: self.shutdown.clone(),
-        }
-    }
-
     fn spawn_actor(self: &Arc<Self>, id: &str, launch: Launch, workdir: PathBuf) {
         let (tx, rx) = mpsc::unbounded_channel();
         let plan = launch.plan_arc();
@@ -480,13 +478,8 @@ impl Driver {
             armed,
             report,
             log: self.deployment_log(id, &plan.service),
-            notifications: notify::Notifications::start(
-                id,
-                plan.clone(),
-                metrics_for_notices,
-                &self.delivery(),
-            ),
-            delivery: self.delivery(),
+            notices: notify::Notices::new(id, plan.clone(), metrics_for_notices),
+            outbox: self.outbox.clone(),
         };
         self.actors
             .lock()
@@ -621,8 +614,8 @@ struct Actor {
     armed: tokio::sync::watch::Sender<bool>,
     report: analysis::Report,
     log: deploy_log::DeploymentLog,
-    notifications: Option<notify::Notifications>,
-    delivery: notify::Delivery,
+    notices: Option<notify::Notices>,
+    outbox: Arc<outbox::Outbox>,
 }
 
 impl Actor {
@@ -665,7 +658,16 @@ impl Actor {
             decide(&self.state, event, now)?
         };
         if !t.records.is_empty() {
-            self.journal(&t.records, &t.state).await?;
+            // Decided with the records, written with them: a notice is never lost to a
+            // crash between the two.
+            let notices = match &self.notices {
+                Some(n) => n.for_transition(&t.state, before, &t.records).await,
+                None => Vec::new(),
+            };
+            self.journal(&t.records, &t.state, &notices).await?;
+            if !notices.is_empty() {
+                self.outbox.wake();
+            }
             for r in &t.records {
                 log_record(&self.id, &t.state, r);
             }
@@ -681,9 +683,6 @@ impl Actor {
                 })
                 .collect();
             self.log.append(lines).await;
-            if let Some(n) = &self.notifications {
-                n.on_records(&t.state, before, &t.records).await;
-            }
         }
         self.state = t.state;
         let armed = self.state.triggers_armed();
@@ -706,7 +705,12 @@ impl Actor {
         Ok(())
     }
 
-    async fn journal(&self, records: &[Record], next: &Launch) -> Result<(), DriverError> {
+    async fn journal(
+        &self,
+        records: &[Record],
+        next: &Launch,
+        notices: &[liftoff_store::NewNotice],
+    ) -> Result<(), DriverError> {
         let entries = records
             .iter()
             .map(|r| {
@@ -723,7 +727,7 @@ impl Actor {
             })?;
         let status = next.status();
         let followups = followups(&self.id, next, records, self.clock.now());
-        let (store, id) = (self.store.clone(), self.id.clone());
+        let (store, id, notices) = (self.store.clone(), self.id.clone(), notices.to_vec());
         blocking(move || {
             store.append_with(
                 &id,
@@ -731,6 +735,7 @@ impl Actor {
                 status.as_str(),
                 status.is_terminal(),
                 &followups,
+                &notices,
             )
         })
         .await
@@ -753,11 +758,15 @@ impl Actor {
             _ => None,
         };
         if let Action::Announce = Action::of(&self.ctx.plan, step) {
-            let (delivery, state, id) =
-                (self.delivery.clone(), self.state.clone(), self.id.clone());
+            let (outbox, store, state, id) = (
+                self.outbox.clone(),
+                self.store.clone(),
+                self.state.clone(),
+                self.id.clone(),
+            );
             tokio::spawn(async move {
                 let outcome = tokio::select! {
-                    o = notify::announce(&delivery, &id, &state) => o,
+                    o = notify::announce(&outbox, &store, &id, &state) => o,
                     () = token.cancelled() => execute::cancelled(),
                 };
                 let event = Event::StepFinished {

@@ -1,223 +1,68 @@
-//! Telling people: the launch's journal records become notices, delivered to the plan's
-//! `notify` channels beside the launch, in order per channel, each outcome journaled.
-//! Only the `required` channels' "launch started" is waited for (the `Announce` step);
-//! no other delivery ever holds or fails a launch.
+//! Telling people: which notices a transition causes, and the `Announce` step.
+//!
+//! A transition's records become notices here (a pure function of the launch's state
+//! and the records, plus the live figures), one per channel that receives the event,
+//! and the actor journals them into the store's outbox in the same transaction as the
+//! records ([`liftoff_store::NewNotice`]). Delivery is the outbox worker's job
+//! (`outbox.rs`). Only the `required` channels' "launch started" is waited for (the
+//! `Announce` step); no other delivery ever holds or fails a launch.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liftoff_engine::{Action, EndStatus, Launch, Outcome, Record, Status, StepRef, StepResult};
-use liftoff_notify::{Channel, Event, Figures, Notice, Notifier, StatuspageState, VersionFigures};
+use liftoff_notify::{Event, Figures, Notice, VersionFigures};
 use liftoff_plan::condition::Version;
 use liftoff_plan::{Plan, StepKind};
-use liftoff_store::{Entry, Store};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
+use liftoff_store::{NewNotice, Store};
 
+use crate::outbox::Outbox;
 use crate::ports::MetricSource;
 
 /// The window notices' figures cover.
 const FIGURES_WINDOW: Duration = Duration::from_secs(60);
 
-/// One launch's channels: a queue and a worker per channel.
-pub(crate) struct Notifications {
+/// What one launch's notices are made from.
+pub(crate) struct Notices {
     launch_id: String,
     plan: Arc<Plan>,
-    queues: Vec<mpsc::UnboundedSender<Notice>>,
     metrics: Option<Arc<dyn MetricSource>>,
     since: Instant,
 }
 
-/// What a channel worker needs.
-#[derive(Clone)]
-pub(crate) struct Delivery {
-    pub notifier: Arc<Notifier>,
-    pub store: Arc<Store>,
-    pub tasks: TaskTracker,
-    pub shutdown: CancellationToken,
-}
-
-impl Notifications {
+impl Notices {
     /// `None` for plans without channels.
-    pub fn start(
+    pub fn new(
         launch_id: &str,
         plan: Arc<Plan>,
         metrics: Option<Arc<dyn MetricSource>>,
-        d: &Delivery,
     ) -> Option<Self> {
-        let spec = plan.notify.as_ref()?;
-        let mut queues = Vec::with_capacity(spec.channels.len());
-        for index in 0..spec.channels.len() {
-            let (tx, mut rx) = mpsc::unbounded_channel::<Notice>();
-            queues.push(tx);
-            // A Statuspage channel picks up the maintenance it (or the `Announce` step,
-            // or the daemon before a restart) opened, from the journal.
-            let mut statuspage = StatuspageState::default();
-            let (d, plan, id) = (d.clone(), plan.clone(), launch_id.to_string());
-            d.tasks.clone().spawn(async move {
-                // Ends when the launch's actor drops the queue and it is drained.
-                let mut looked_up = false;
-                while let Some(notice) = rx.recv().await {
-                    let Some(channel) = plan.notify.as_ref().map(|n| n.channels[index].clone())
-                    else {
-                        return;
-                    };
-                    // Once, before the first delivery: after that this worker knows.
-                    if !looked_up
-                        && matches!(channel.kind, liftoff_notify::ChannelKind::Statuspage(_))
-                    {
-                        statuspage.incident_id = journaled_incident(&d.store, &id, &channel.name);
-                        looked_up = true;
-                    }
-                    let (delivered, state) = deliver(
-                        d.clone(),
-                        plan.clone(),
-                        channel,
-                        notice,
-                        statuspage.clone(),
-                        id.clone(),
-                    )
-                    .await;
-                    statuspage = state;
-                    if !delivered && d.shutdown.is_cancelled() {
-                        return;
-                    }
-                }
-            });
-        }
+        plan.notify.as_ref()?;
         Some(Self {
             launch_id: launch_id.to_string(),
             plan,
-            queues,
             metrics,
             since: Instant::now(),
         })
     }
 
-    /// Queue the notices a transition's records call for. `before` is the status the
-    /// launch had before them.
-    pub async fn on_records(&self, state: &Launch, before: Status, records: &[Record]) {
-        let mut notices = Vec::new();
-        for record in records {
-            notices.extend(self.notices_for(state, record));
-        }
-        if before != Status::WaitingApproval && state.status() == Status::WaitingApproval {
-            let at = records.last().map_or_else(jiff::Timestamp::now, Record::at);
-            let mut n = self.notice(state, Event::ApprovalNeeded, at);
-            n.role = Some(waiting_roles(state));
-            n.step = state.in_flight().map(|(s, _)| state.step_name(s));
-            notices.push(n);
-        }
+    /// The outbox rows a transition's records call for, with the figures of now.
+    /// `before` is the status the launch had before them.
+    pub async fn for_transition(
+        &self,
+        state: &Launch,
+        before: Status,
+        records: &[Record],
+    ) -> Vec<NewNotice> {
+        let mut notices = notices(&self.launch_id, state, before, records);
         if notices.is_empty() {
-            return;
+            return Vec::new();
         }
         let figures = self.figures().await;
-        let Some(spec) = self.plan.notify.as_ref() else {
-            return;
-        };
-        for mut notice in notices {
-            notice.figures = figures.clone();
-            for (channel, queue) in spec.channels.iter().zip(&self.queues) {
-                // A required channel was told of the start by the `Announce` step.
-                let announced = channel.required && notice.event == Event::LaunchStarted;
-                if channel.receives(notice.event) && !announced {
-                    let _ = queue.send(notice.clone());
-                }
-            }
+        for (_, n) in &mut notices {
+            n.figures = figures.clone();
         }
-    }
-
-    fn notices_for(&self, state: &Launch, record: &Record) -> Vec<Notice> {
-        let at = record.at();
-        let one = |event| vec![self.notice(state, event, at)];
-        match record {
-            Record::LaunchStarted { .. } => one(Event::LaunchStarted),
-            Record::StepStarted {
-                step: step @ StepRef::Forward(_),
-                attempt: 1,
-                ..
-            } => {
-                let mut n = self.notice(state, Event::StepStarted, at);
-                n.step = Some(state.step_name(*step));
-                vec![n]
-            }
-            Record::StepFinished { step, outcome, .. } => {
-                let mut out = Vec::new();
-                let verdict = verdict(outcome);
-                let with = |event| {
-                    let mut n = self.notice(state, event, at);
-                    n.step = Some(state.step_name(*step));
-                    n.verdict = Some(verdict.to_string());
-                    n.reason = outcome.message.clone();
-                    n
-                };
-                match (step, state.action(*step)) {
-                    (StepRef::Checklist, _) => {
-                        let mut n = with(Event::ChecklistVerdict);
-                        let go = outcome.result == StepResult::Succeeded;
-                        n.verdict = Some(if go { "GO" } else { "NO-GO" }.into());
-                        out.push(n);
-                    }
-                    (StepRef::Forward(_), Action::Step(s)) => {
-                        out.push(with(Event::StepFinished));
-                        if matches!(s.kind, StepKind::Analyze(_)) {
-                            out.push(with(Event::GateVerdict));
-                        }
-                    }
-                    _ => {}
-                }
-                out
-            }
-            Record::Checkpoint {
-                step,
-                index,
-                passed,
-                summary,
-                ..
-            } => {
-                let mut n = self.notice(state, Event::Checkpoint, at);
-                n.step = Some(state.step_name(*step));
-                n.verdict = Some(if *passed {
-                    summary
-                        .split_once(": ")
-                        .map_or(summary.clone(), |(_, v)| v.to_string())
-                } else {
-                    format!("FAILED: {summary}")
-                });
-                n.next_checkpoint = next_checkpoint(state, *step, *index);
-                vec![n]
-            }
-            Record::TriggerFired {
-                trigger, detail, ..
-            } => {
-                let mut n = self.notice(state, Event::TriggerFired, at);
-                n.reason = Some(format!("{trigger}: {detail}"));
-                n.verdict = Some("fired".into());
-                vec![n]
-            }
-            Record::RollbackStarted { cause, .. } => {
-                let mut n = self.notice(state, Event::RollbackStarted, at);
-                n.reason = Some(cause.describe(|s| state.step_name(s)));
-                vec![n]
-            }
-            Record::LaunchEnded { status, reason, .. } => {
-                let event = match status {
-                    EndStatus::Succeeded => Event::Succeeded,
-                    EndStatus::RolledBack | EndStatus::Aborted => Event::RollbackCompleted,
-                    EndStatus::Failed | EndStatus::NoGo => Event::Failed,
-                };
-                let mut n = self.notice(state, event, at);
-                n.reason = Some(reason.clone());
-                n.verdict = Some(Status::from(*status).as_str().to_string());
-                vec![n]
-            }
-            _ => Vec::new(),
-        }
-    }
-
-    fn notice(&self, state: &Launch, event: Event, at: jiff::Timestamp) -> Notice {
-        notice(&self.launch_id, state, event, at)
+        route(&self.plan, &notices)
     }
 
     async fn figures(&self) -> Option<Figures> {
@@ -243,11 +88,153 @@ impl Notifications {
     }
 }
 
+/// The notices a transition's records cause, each with the index of the record that
+/// causes it. Pure. `before` is the launch's status before the records.
+pub(crate) fn notices(
+    launch_id: &str,
+    state: &Launch,
+    before: Status,
+    records: &[Record],
+) -> Vec<(usize, Notice)> {
+    let mut out = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        out.extend(
+            notices_for(launch_id, state, record)
+                .into_iter()
+                .map(|n| (i, n)),
+        );
+    }
+    if before != Status::WaitingApproval
+        && state.status() == Status::WaitingApproval
+        && let Some(last) = records.len().checked_sub(1)
+    {
+        let mut n = notice(launch_id, state, Event::ApprovalNeeded, records[last].at());
+        n.role = Some(waiting_roles(state));
+        n.step = state.in_flight().map(|(s, _)| state.step_name(s));
+        out.push((last, n));
+    }
+    out
+}
+
+/// One outbox row per notice and channel that receives its event. Pure.
+pub(crate) fn route(plan: &Plan, notices: &[(usize, Notice)]) -> Vec<NewNotice> {
+    let Some(spec) = plan.notify.as_ref() else {
+        return Vec::new();
+    };
+    let mut rows = Vec::new();
+    for (record, n) in notices {
+        let stored = n.to_stored();
+        // A required channel is told that the launch starts whatever it subscribes to.
+        let told = |c: &&liftoff_notify::Channel| {
+            c.receives(n.event) || (c.required && n.event == Event::LaunchStarted)
+        };
+        for channel in spec.channels.iter().filter(told) {
+            rows.push(NewNotice {
+                record: *record,
+                event: n.event.name().to_string(),
+                channel: channel.name.clone(),
+                notice: stored.clone(),
+            });
+        }
+    }
+    rows
+}
+
+fn notices_for(launch_id: &str, state: &Launch, record: &Record) -> Vec<Notice> {
+    let at = record.at();
+    let make = |event| notice(launch_id, state, event, at);
+    let one = |event| vec![make(event)];
+    match record {
+        Record::LaunchStarted { .. } => one(Event::LaunchStarted),
+        Record::StepStarted {
+            step: step @ StepRef::Forward(_),
+            attempt: 1,
+            ..
+        } => {
+            let mut n = make(Event::StepStarted);
+            n.step = Some(state.step_name(*step));
+            vec![n]
+        }
+        Record::StepFinished { step, outcome, .. } => {
+            let mut out = Vec::new();
+            let verdict = verdict(outcome);
+            let with = |event| {
+                let mut n = make(event);
+                n.step = Some(state.step_name(*step));
+                n.verdict = Some(verdict.to_string());
+                n.reason = outcome.message.clone();
+                n
+            };
+            match (step, state.action(*step)) {
+                (StepRef::Checklist, _) => {
+                    let mut n = with(Event::ChecklistVerdict);
+                    let go = outcome.result == StepResult::Succeeded;
+                    n.verdict = Some(if go { "GO" } else { "NO-GO" }.into());
+                    out.push(n);
+                }
+                (StepRef::Forward(_), Action::Step(s)) => {
+                    out.push(with(Event::StepFinished));
+                    if matches!(s.kind, StepKind::Analyze(_)) {
+                        out.push(with(Event::GateVerdict));
+                    }
+                }
+                _ => {}
+            }
+            out
+        }
+        Record::Checkpoint {
+            step,
+            index,
+            passed,
+            summary,
+            ..
+        } => {
+            let mut n = make(Event::Checkpoint);
+            n.step = Some(state.step_name(*step));
+            n.verdict = Some(if *passed {
+                summary
+                    .split_once(": ")
+                    .map_or(summary.clone(), |(_, v)| v.to_string())
+            } else {
+                format!("FAILED: {summary}")
+            });
+            n.next_checkpoint = next_checkpoint(state, *step, *index);
+            vec![n]
+        }
+        Record::TriggerFired {
+            trigger, detail, ..
+        } => {
+            let mut n = make(Event::TriggerFired);
+            n.reason = Some(format!("{trigger}: {detail}"));
+            n.verdict = Some("fired".into());
+            vec![n]
+        }
+        Record::RollbackStarted { cause, .. } => {
+            let mut n = make(Event::RollbackStarted);
+            n.reason = Some(cause.describe(|s| state.step_name(s)));
+            vec![n]
+        }
+        Record::LaunchEnded { status, reason, .. } => {
+            let event = match status {
+                EndStatus::Succeeded => Event::Succeeded,
+                EndStatus::RolledBack | EndStatus::Aborted => Event::RollbackCompleted,
+                EndStatus::Failed | EndStatus::NoGo => Event::Failed,
+            };
+            let mut n = make(event);
+            n.reason = Some(reason.clone());
+            n.verdict = Some(Status::from(*status).as_str().to_string());
+            vec![n]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// A notice with what every message may show: weight, elapsed, the last approver.
 pub(crate) fn notice(launch_id: &str, state: &Launch, event: Event, at: jiff::Timestamp) -> Notice {
     let plan = state.plan();
+    // The id is the outbox's idempotency key, given when the notice is delivered.
     let mut n = Notice::new(
-        format!("{launch_id}/{}/{}", event.name(), at.as_millisecond()),
+        String::new(),
         event,
         at,
         &plan.service,
@@ -312,7 +299,7 @@ fn waiting_roles(state: &Launch) -> String {
         .join(", ")
 }
 
-fn journaled_incident(store: &Store, launch_id: &str, channel: &str) -> Option<String> {
+pub(crate) fn journaled_incident(store: &Store, launch_id: &str, channel: &str) -> Option<String> {
     let entries = store.journal(launch_id).ok()?;
     entries
         .iter()
@@ -329,99 +316,92 @@ fn journaled_incident(store: &Store, launch_id: &str, channel: &str) -> Option<S
         })
 }
 
-/// Render, deliver (with the plan's retries), journal the outcome. True if delivered;
-/// and the channel's Statuspage state after it. (Owned arguments: the future is spawned.)
-pub(crate) async fn deliver(
-    d: Delivery,
-    plan: Arc<Plan>,
-    channel: Channel,
-    notice: Notice,
-    mut statuspage: StatuspageState,
-    launch_id: String,
-) -> (bool, StatuspageState) {
-    let Some(spec) = plan.notify.as_ref() else {
-        return (false, statuspage);
-    };
-    let rendered = liftoff_notify::render(&channel, &spec.templates, &notice);
-    let outcome = d
-        .notifier
-        .deliver(&channel, &rendered, &spec.retry, &statuspage, &d.shutdown)
-        .await;
-    if outcome.incident_id.is_some() {
-        statuspage.incident_id = outcome.incident_id.clone();
-    }
-    let record = Record::Notified {
-        at: jiff::Timestamp::now(),
-        channel: channel.name.clone(),
-        event: notice.event.name().to_string(),
-        delivered: outcome.delivered,
-        attempts: outcome.attempts,
-        detail: outcome.detail.clone(),
-        incident_id: outcome.incident_id.clone(),
-    };
-    if outcome.delivered {
-        tracing::info!(launch = %launch_id, channel = %channel.name, event = notice.event.name(), "notified");
-    } else {
-        tracing::warn!(launch = %launch_id, channel = %channel.name, event = notice.event.name(), detail = %outcome.detail, "notification not delivered");
-    }
-    let entry = serde_json::to_string(&record).map(|payload| Entry {
-        kind: record.kind().to_string(),
-        at: record.at().to_string(),
-        payload,
-    });
-    let (store, id) = (d.store.clone(), launch_id.clone());
-    let journaled: Result<(), String> = match entry {
-        Ok(entry) => {
-            match tokio::task::spawn_blocking(move || store.append_unchanged(&id, &[entry])).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(e) => Err(e.to_string()),
-            }
-        }
-        Err(e) => Err(e.to_string()),
-    };
-    if let Err(e) = journaled {
-        tracing::error!(launch = %launch_id, error = %e, "cannot journal a notification");
-    }
-    (outcome.delivered, statuspage)
-}
-
-/// The `Announce` step: tell every required channel that the launch starts; fail if any
-/// cannot be told (after its retries).
-pub(crate) async fn announce(d: &Delivery, launch_id: &str, state: &Launch) -> Outcome {
-    let plan = state.plan();
-    let Some(spec) = plan.notify.as_ref() else {
+/// The `Announce` step: wait until every required channel has been told that the launch
+/// starts (its `launch_started` notices settled in the outbox); fail if any could not be
+/// told after its retries. Those notices were written with the `launch_started` record;
+/// a launch journaled by a liftoff without the outbox gets them now.
+pub(crate) async fn announce(
+    outbox: &Outbox,
+    store: &Arc<Store>,
+    launch_id: &str,
+    state: &Launch,
+) -> Outcome {
+    let plan = state.plan_arc();
+    let required: Vec<String> = plan
+        .notify
+        .iter()
+        .flat_map(|spec| &spec.channels)
+        .filter(|c| c.required)
+        .map(|c| c.name.clone())
+        .collect();
+    if required.is_empty() {
         return Outcome::new(StepResult::Succeeded, "no required channels");
-    };
-    let at = state.started_at().unwrap_or_else(jiff::Timestamp::now);
-    let n = notice(launch_id, state, Event::LaunchStarted, at);
-    let mut failed = Vec::new();
-    let mut told = Vec::new();
-    for channel in spec.channels.iter().filter(|c| c.required) {
-        let (delivered, _) = deliver(
-            d.clone(),
-            state.plan_arc(),
-            channel.clone(),
-            n.clone(),
-            StatuspageState::default(),
-            launch_id.to_string(),
-        )
-        .await;
-        if delivered {
-            told.push(format!("`{}`", channel.name));
-        } else {
-            failed.push(format!("`{}`", channel.name));
-        }
     }
-    if failed.is_empty() {
-        Outcome::new(StepResult::Succeeded, format!("told {}", told.join(", ")))
-    } else {
-        Outcome::new(
+    let mut settled = outbox.settled();
+    let at = state.started_at().unwrap_or_else(jiff::Timestamp::now);
+    let rows: Vec<NewNotice> = route(
+        &plan,
+        &[(0, notice(launch_id, state, Event::LaunchStarted, at))],
+    )
+    .into_iter()
+    .filter(|n| required.contains(&n.channel))
+    .collect();
+    let (s, id) = (store.clone(), launch_id.to_string());
+    let enqueued = crate::blocking(move || {
+        let journal = s.journal(&id)?;
+        if let Some(seq) = journal
+            .iter()
+            .find(|e| e.kind == "launch_started")
+            .map(|e| e.seq)
+        {
+            s.enqueue_notices(&id, seq, &rows, &jiff::Timestamp::now().to_string())?;
+        }
+        Ok(())
+    })
+    .await;
+    if let Err(e) = enqueued {
+        return Outcome::new(
             StepResult::Failed,
-            format!(
-                "required channel {} could not be told that the launch starts; nothing was changed",
-                failed.join(", ")
-            ),
-        )
+            format!("cannot record the required notices: {e}"),
+        );
+    }
+    outbox.wake();
+    loop {
+        let (s, id) = (store.clone(), launch_id.to_string());
+        let rows = crate::blocking(move || s.notices(&id))
+            .await
+            .unwrap_or_default();
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|r| r.event == Event::LaunchStarted.name() && required.contains(&r.channel))
+            .collect();
+        let told = |delivered: bool| {
+            rows.iter()
+                .filter(|r| !r.is_pending() && (r.status == "delivered") == delivered)
+                .map(|r| format!("`{}`", r.channel))
+                .collect::<Vec<_>>()
+        };
+        if !rows.is_empty() && rows.iter().all(|r| !r.is_pending()) {
+            let failed = told(false);
+            return if failed.is_empty() {
+                Outcome::new(
+                    StepResult::Succeeded,
+                    format!("told {}", told(true).join(", ")),
+                )
+            } else {
+                Outcome::new(
+                    StepResult::Failed,
+                    format!(
+                        "required channel {} could not be told that the launch starts; nothing was changed",
+                        failed.join(", ")
+                    ),
+                )
+            };
+        }
+        // Settlements wake this; the timer covers a settlement missed between reads.
+        tokio::select! {
+            _ = settled.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
     }
 }

@@ -25,6 +25,11 @@ pub struct Delivery {
     /// The Statuspage maintenance this delivery opened: journal it and hand it back in
     /// [`StatuspageState`] for the launch's later notices.
     pub incident_id: Option<String>,
+    /// Not delivered, and another attempt would fail the same way (a 4xx, a bad address,
+    /// bad credentials).
+    pub permanent: bool,
+    /// The server's `Retry-After` on the last attempt.
+    pub retry_after: Option<Duration>,
 }
 
 /// Delivers rendered messages. One per daemon: it holds the HTTP connection pool.
@@ -81,13 +86,43 @@ pub fn backoff_before(retry: &RetrySpec, attempt: u32) -> Duration {
         .min(MAX_BACKOFF)
 }
 
+/// What [`with_retries`] made of its attempts.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Tried {
+    pub delivered: bool,
+    pub attempts: u32,
+    pub detail: String,
+    /// The last attempt failed in a way another would not change.
+    pub permanent: bool,
+    pub retry_after: Option<Duration>,
+}
+
+impl Tried {
+    fn new(delivered: bool, attempts: u32, detail: impl Into<String>) -> Self {
+        Self {
+            delivered,
+            attempts,
+            detail: detail.into(),
+            permanent: false,
+            retry_after: None,
+        }
+    }
+
+    fn permanent(attempts: u32, detail: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            ..Self::new(false, attempts, detail)
+        }
+    }
+}
+
 /// Runs `attempt` until it succeeds, fails for good, runs out of attempts or is
-/// cancelled. Returns (delivered, attempts, detail).
+/// cancelled.
 pub(crate) async fn with_retries<F>(
     retry: &RetrySpec,
     cancel: &CancellationToken,
     mut attempt: impl FnMut() -> F,
-) -> (bool, u32, String)
+) -> Tried
 where
     F: std::future::Future<Output = Outcome>,
 {
@@ -100,21 +135,21 @@ where
             let wait = backoff_before(retry, made + 1).max(server_wait.unwrap_or_default());
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => return (false, made, format!("{last}; cancelled")),
+                _ = cancel.cancelled() => return Tried::new(false, made, format!("{last}; cancelled")),
                 _ = tokio::time::sleep(wait.min(MAX_BACKOFF)) => {}
             }
         } else if cancel.is_cancelled() {
-            return (false, 0, "cancelled before the first attempt".into());
+            return Tried::new(false, 0, "cancelled before the first attempt");
         }
         made += 1;
         let outcome = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return (false, made, "cancelled".into()),
+            _ = cancel.cancelled() => return Tried::new(false, made, "cancelled"),
             o = tokio::time::timeout(retry.timeout, attempt()) => o,
         };
         match outcome {
-            Ok(Outcome::Done(detail)) => return (true, made, detail),
-            Ok(Outcome::Fail(detail)) => return (false, made, detail),
+            Ok(Outcome::Done(detail)) => return Tried::new(true, made, detail),
+            Ok(Outcome::Fail(detail)) => return Tried::permanent(made, detail),
             Ok(Outcome::Retry { detail, after }) => {
                 last = detail;
                 server_wait = after;
@@ -125,7 +160,10 @@ where
             }
         }
     }
-    (false, made, last)
+    Tried {
+        retry_after: server_wait,
+        ..Tried::new(false, made, last)
+    }
 }
 
 fn humanize(d: Duration) -> String {
@@ -164,18 +202,21 @@ impl Notifier {
     ) -> Delivery {
         let redactor = Redactor::new(channel.secrets());
         let mut incident_id = None;
-        let (delivered, attempts, detail) = match (&channel.kind, &rendered.payload) {
+        // Receivers deduplicate with it: the same on every attempt and after a restart.
+        let mut keyed = HeaderMap::new();
+        keyed.insert("idempotency-key", header(&rendered.id));
+        let tried = match (&channel.kind, &rendered.payload) {
             (ChannelKind::Slack { webhook }, Payload::Slack(body)) => {
                 let body = body.to_string().into_bytes();
                 // Closures returning futures (not async closures): the delivery must be
                 // a `Send` future, and async closures' futures are not provably so.
                 with_retries(retry, cancel, || {
-                    self.post(webhook.expose(), HeaderMap::new(), body.clone())
+                    self.post(webhook.expose(), keyed.clone(), body.clone())
                 })
                 .await
             }
             (ChannelKind::Webhook { url, secret }, Payload::Webhook { body, id }) => {
-                let mut headers = HeaderMap::new();
+                let mut headers = keyed.clone();
                 headers.insert("x-liftoff-event", header(rendered.event.name()));
                 headers.insert("x-liftoff-delivery", header(id));
                 if let Some(secret) = secret {
@@ -204,26 +245,28 @@ impl Notifier {
                 retry.timeout,
             ) {
                 Ok(mail) => with_retries(retry, cancel, || mail.send()).await,
-                Err(why) => (false, 0, why),
+                Err(why) => Tried::permanent(0, why),
             },
             (ChannelKind::Statuspage(spec), Payload::Statuspage(update)) => {
                 let run = StatuspageRun::new(spec, update, statuspage);
                 if run.nothing_to_do() {
-                    (true, 0, "nothing to change on the status page".into())
+                    Tried::new(true, 0, "nothing to change on the status page")
                 } else {
                     // Each attempt resumes the same run: a mutex lends it to one at a time.
                     let shared = tokio::sync::Mutex::new(run);
-                    let (delivered, attempts, last) = with_retries(retry, cancel, || async {
-                        shared.lock().await.attempt(self).await
+                    let tried = with_retries(retry, cancel, || async {
+                        shared.lock().await.attempt(self, &rendered.id).await
                     })
                     .await;
                     let run = shared.into_inner();
                     incident_id = run.opened();
-                    (delivered, attempts, run.detail(delivered, &last))
+                    Tried {
+                        detail: run.detail(tried.delivered, &tried.detail),
+                        ..tried
+                    }
                 }
             }
-            _ => (
-                false,
+            _ => Tried::permanent(
                 0,
                 format!(
                     "the message was rendered for another kind of channel than `{}`",
@@ -232,10 +275,12 @@ impl Notifier {
             ),
         };
         Delivery {
-            delivered,
-            attempts,
-            detail: redactor.redact(&detail),
+            delivered: tried.delivered,
+            attempts: tried.attempts,
+            detail: redactor.redact(&tried.detail),
             incident_id,
+            permanent: tried.permanent,
+            retry_after: tried.retry_after,
         }
     }
 
@@ -389,8 +434,9 @@ pub fn webhook_signature(secret: &[u8], body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub(crate) fn authorization(api_key: &str) -> HeaderMap {
+pub(crate) fn authorization(api_key: &str, idempotency_key: &str) -> HeaderMap {
     let mut headers = HeaderMap::new();
+    headers.insert("idempotency-key", header(idempotency_key));
     if let Ok(mut value) = HeaderValue::from_str(&format!("OAuth {api_key}")) {
         value.set_sensitive(true);
         headers.insert(AUTHORIZATION, value);
@@ -401,6 +447,15 @@ pub(crate) fn authorization(api_key: &str) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn tried<F: std::future::Future<Output = Outcome>>(
+        retry: &RetrySpec,
+        cancel: &CancellationToken,
+        attempt: impl FnMut() -> F,
+    ) -> (bool, u32, String) {
+        let t = with_retries(retry, cancel, attempt).await;
+        (t.delivered, t.attempts, t.detail)
+    }
 
     fn retry(attempts: u32, backoff_ms: u64) -> RetrySpec {
         RetrySpec {
@@ -423,7 +478,7 @@ mod tests {
         let r = retry(4, 1000);
         let started = tokio::time::Instant::now();
         let mut calls = 0;
-        let (delivered, attempts, detail) = with_retries(&r, &CancellationToken::new(), || {
+        let (delivered, attempts, detail) = tried(&r, &CancellationToken::new(), || {
             calls += 1;
             let n = calls;
             async move { Outcome::retry(format!("HTTP 503 #{n}")) }
@@ -440,13 +495,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_permanent_failure_is_not_retried_and_success_stops() {
         let r = retry(5, 10);
-        let (ok, n, d) = with_retries(&r, &CancellationToken::new(), || async {
+        let (ok, n, d) = tried(&r, &CancellationToken::new(), || async {
             Outcome::Fail("HTTP 404: no_service".into())
         })
         .await;
         assert_eq!((ok, n, d.as_str()), (false, 1, "HTTP 404: no_service"));
         let mut calls = 0;
-        let (ok, n, _) = with_retries(&r, &CancellationToken::new(), || {
+        let (ok, n, _) = tried(&r, &CancellationToken::new(), || {
             calls += 1;
             let n = calls;
             async move {
@@ -467,7 +522,7 @@ mod tests {
         let cancel = CancellationToken::new();
         let started = tokio::time::Instant::now();
         let mut calls = 0;
-        let (_, n, _) = with_retries(&r, &cancel, || {
+        let (_, n, _) = tried(&r, &cancel, || {
             calls += 1;
             async {
                 Outcome::Retry {
@@ -485,7 +540,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             canceller.cancel();
         });
-        let (ok, n, d) = with_retries(&retry(5, 60_000), &cancel, || async {
+        let (ok, n, d) = tried(&retry(5, 60_000), &cancel, || async {
             Outcome::retry("HTTP 503")
         })
         .await;
@@ -500,7 +555,7 @@ mod tests {
             backoff: Duration::from_millis(10),
             timeout: Duration::from_secs(3),
         };
-        let (ok, n, d) = with_retries(&r, &CancellationToken::new(), || {
+        let (ok, n, d) = tried(&r, &CancellationToken::new(), || {
             std::future::pending::<Outcome>()
         })
         .await;

@@ -7,6 +7,14 @@
 //! (`channel.receives(notice.event)`) and decides what a failed delivery means
 //! (`channel.required`); this crate never fails anything else.
 //!
+//! The daemon does not hold notices in memory: it writes each one to the store's outbox
+//! ([`Notice::to_stored`], version 1) with the journal record that causes it, and its
+//! delivery worker (`liftoff-driver`'s `outbox.rs`) calls [`Notifier::deliver`] for one
+//! attempt at a time, keeping the count and the backoff ([`backoff_before`]) in the
+//! outbox. A notice's `id` is its idempotency key: every HTTP request of a delivery
+//! carries it as `Idempotency-Key` (the webhook payload's `id` and the email's
+//! `Message-ID` too), the same on every attempt and after a restart.
+//!
 //! Invariants:
 //! - A channel's secrets (the Slack URL, the webhook URL and its signing secret, the SMTP
 //!   password, the Statuspage API key) appear in no `detail`, no `Debug` output and no
@@ -20,6 +28,7 @@ mod deliver;
 mod email;
 mod render;
 mod statuspage;
+mod stored;
 
 use std::time::Duration;
 

@@ -15,6 +15,8 @@ use crate::{Notice, VersionFigures};
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {
     pub event: Event,
+    /// The notice's id: the idempotency key every delivery of it carries.
+    pub id: String,
     /// The filled template as people read it: Slack's `text`, the email's body, the
     /// webhook's `message`, the Statuspage update's body.
     pub message: String,
@@ -128,6 +130,7 @@ pub fn render(
     };
     Rendered {
         event: notice.event,
+        id: notice.id.clone(),
         message: plain,
         payload,
     }

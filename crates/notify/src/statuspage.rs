@@ -84,8 +84,8 @@ impl<'a> StatuspageRun<'a> {
         )
     }
 
-    pub(crate) async fn attempt(&mut self, notifier: &Notifier) -> Outcome {
-        let headers = authorization(self.spec.api_key.expose());
+    pub(crate) async fn attempt(&mut self, notifier: &Notifier, key: &str) -> Outcome {
+        let headers = authorization(self.spec.api_key.expose(), key);
         if !self.incident_done
             && let Some(change) = &self.update.incident
         {

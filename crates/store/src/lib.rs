@@ -34,11 +34,13 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 mod flags;
 mod migrations;
+mod outbox;
 mod schedules;
 mod status;
 
 pub use flags::{FlagAudit, FlagAuditRow, FlagKeyRow, FlagRow};
 pub use migrations::{Migrated, SCHEMA_VERSION};
+pub use outbox::{NewNotice, NoticeRow, Settled};
 pub use schedules::{NewSchedule, ScheduleRow};
 pub use status::StatusMessage;
 
@@ -296,11 +298,19 @@ impl Store {
         status: &str,
         finished: bool,
     ) -> Result<()> {
-        self.append_with(launch_id, entries, status, finished, &Followups::default())
+        self.append_with(
+            launch_id,
+            entries,
+            status,
+            finished,
+            &Followups::default(),
+            &[],
+        )
     }
 
-    /// [`Store::append`], with the follow-ups the records schedule or cancel, in the
-    /// same transaction: a follow-up exists exactly when its record does.
+    /// [`Store::append`], with the follow-ups the records schedule or cancel and the
+    /// notices they cause, in the same transaction: a follow-up or a notice exists
+    /// exactly when its record does.
     pub fn append_with(
         &self,
         launch_id: &str,
@@ -308,6 +318,7 @@ impl Store {
         status: &str,
         finished: bool,
         followups: &Followups,
+        notices: &[NewNotice],
     ) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -317,7 +328,8 @@ impl Store {
         if let Some(reason) = &followups.cancel_pending {
             schedules::cancel_pending(&tx, launch_id, reason, &followups.now)?;
         }
-        insert_entries(&tx, launch_id, entries)?;
+        let first_seq = insert_entries(&tx, launch_id, entries)?;
+        outbox::insert(&tx, launch_id, first_seq, notices, &followups.now)?;
         let updated = tx.execute(
             "UPDATE launches SET status = ?2, finished = ?3 WHERE id = ?1",
             params![launch_id, status, finished],
@@ -526,12 +538,13 @@ impl Store {
 }
 
 /// Append entries after the launch's last record, each checksum chained to the one
-/// before, and move the registry's record of the journal's end.
+/// before, and move the registry's record of the journal's end. Returns the number of
+/// the first.
 fn insert_entries(
     tx: &rusqlite::Transaction<'_>,
     launch_id: &str,
     entries: &[Entry],
-) -> Result<()> {
+) -> Result<i64> {
     let (last, mut prev_crc): (i64, u32) = tx
         .query_row(
             "SELECT seq, crc FROM journal WHERE launch_id = ?1 ORDER BY seq DESC LIMIT 1",
@@ -561,7 +574,7 @@ fn insert_entries(
         "UPDATE launches SET journal_last = ?2 WHERE id = ?1",
         params![launch_id, seq],
     )?;
-    Ok(())
+    Ok(last + 1)
 }
 
 /// Follow-ups created or cancelled by one transition.

@@ -35,11 +35,18 @@ pub(crate) struct Migration {
 }
 
 /// Every step, in order; `version` counts from 1 without gaps.
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "every table of the first versioned release; journal checksums chained",
-    apply: chained_journal,
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "every table of the first versioned release; journal checksums chained",
+        apply: chained_journal,
+    },
+    Migration {
+        version: 2,
+        name: "the notification outbox",
+        apply: notice_outbox,
+    },
+];
 
 /// The version a file has once every migration is applied.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;
@@ -206,6 +213,32 @@ CREATE TABLE IF NOT EXISTS flag_keys (
     tx.execute_batch(
         "UPDATE launches SET journal_last =
              (SELECT COALESCE(MAX(seq), 0) FROM journal WHERE launch_id = launches.id);",
+    )?;
+    Ok(())
+}
+
+/// Migration 2: notices waiting for delivery (`outbox.rs`).
+fn notice_outbox(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute_batch(
+        "
+CREATE TABLE notice_outbox (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    launch_id       TEXT NOT NULL REFERENCES launches(id),
+    seq             INTEGER NOT NULL,
+    event           TEXT NOT NULL,
+    channel         TEXT NOT NULL,
+    notice          TEXT NOT NULL,
+    status          TEXT NOT NULL DEFAULT 'pending',
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    detail          TEXT,
+    incident_id     TEXT,
+    created_at      TEXT NOT NULL,
+    settled_at      TEXT,
+    UNIQUE (launch_id, seq, event, channel)
+);
+CREATE INDEX notice_outbox_pending ON notice_outbox (status, launch_id, channel, id);
+",
     )?;
     Ok(())
 }
