@@ -68,6 +68,10 @@ impl BuiltinTraffic {
     }
 }
 
+fn instances(urls: &[liftoff_plan::Text]) -> Instances {
+    Instances(urls.iter().map(|u| u.expose().to_string()).collect())
+}
+
 /// A plan's `router: { kind: builtin }` as a route of the snapshot, with no traffic on
 /// the candidate and no maintenance page. Checked as a router will check it.
 pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<RouteConfig, String> {
@@ -75,8 +79,8 @@ pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<Route
         name: service.to_string(),
         listen: b.listen,
         host: b.host.clone(),
-        stable: Instances::one(b.stable.expose()),
-        candidate: Some(Instances::one(b.candidate.expose())),
+        stable: instances(&b.stable),
+        candidate: Some(instances(&b.candidate)),
         weight_bp: 0,
         salt,
         sticky: match &b.sticky {

@@ -501,18 +501,45 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         }
     });
     let host = f.take("host").and_then(|n| dec.string(n, "router.host"));
+    // One URL, or a list of them: the version's instances.
     let mut upstream = |key: &'static str| {
         let node = f.require(dec, key)?;
-        let url = dec.text(node, key)?;
-        if let Err(why) = check_upstream_url(&url) {
+        let nodes = match &node.data {
+            saphyr::YamlData::Sequence(_) => dec.sequence(node, key)?,
+            _ => std::slice::from_ref(node),
+        };
+        if nodes.is_empty() {
             dec.error_hint(
                 location(node),
-                format!("router.{key}: `{url}` {why}"),
-                "e.g. `http://127.0.0.1:9001`",
+                format!("router.{key}: an empty list"),
+                "give at least one instance, e.g. `[http://10.0.0.11:9000, http://10.0.0.12:9000]`",
             );
             return None;
         }
-        Some(url)
+        let mut urls: Vec<Text> = Vec::with_capacity(nodes.len());
+        let mut ok = true;
+        for n in nodes {
+            let Some(url) = dec.text(n, key) else {
+                ok = false;
+                continue;
+            };
+            if let Err(why) = check_upstream_url(&url) {
+                dec.error_hint(
+                    location(n),
+                    format!("router.{key}: `{url}` {why}"),
+                    "e.g. `http://127.0.0.1:9001`",
+                );
+                ok = false;
+            } else if urls.iter().any(|u| same_instance(u, &url)) {
+                dec.error(
+                    location(n),
+                    format!("router.{key}: `{url}` is listed twice"),
+                );
+                ok = false;
+            }
+            urls.push(url);
+        }
+        ok.then_some(urls)
     };
     let stable = upstream("stable");
     let candidate = upstream("candidate");
@@ -683,6 +710,15 @@ fn valid_network(s: &str) -> bool {
     };
     let max = if ip.is_ipv4() { 32 } else { 128 };
     prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+}
+
+/// Two instance URLs that name one address (a trailing slash aside). Unresolved ones
+/// (linting without variables) are never the same.
+fn same_instance(a: &Text, b: &Text) -> bool {
+    match (a.known(), b.known()) {
+        (Known::All(a), Known::All(b)) => a.trim_end_matches('/') == b.trim_end_matches('/'),
+        _ => false,
+    }
 }
 
 fn check_upstream_url(url: &Text) -> Result<(), &'static str> {

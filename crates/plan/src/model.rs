@@ -227,9 +227,10 @@ pub struct BuiltinRouter {
     pub listen: std::net::SocketAddr,
     /// Only requests for this Host match, when set (several services on one port).
     pub host: Option<String>,
-    /// `http://host:port` of each version.
-    pub stable: Text,
-    pub candidate: Text,
+    /// `http://host:port` of each instance of each version (at least one each), in
+    /// the plan's order.
+    pub stable: Vec<Text>,
+    pub candidate: Vec<Text>,
     pub sticky: Sticky,
     /// Who may pick a version by header (testers, smoke tests); `None`, the default,
     /// lets nobody.

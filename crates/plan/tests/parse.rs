@@ -1041,3 +1041,31 @@ fn a_launch_name_is_one_line_of_display_text() {
     );
     ok(&plan(&"é".repeat(128)));
 }
+
+#[test]
+fn a_version_is_one_instance_or_a_list_of_them() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: [http://10.0.0.1:9000, 'http://10.0.0.2:9000/']\n  candidate: http://10.0.0.3:9000\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!("{:?}", plan.router)
+    };
+    let urls =
+        |v: &[liftoff_plan::Text]| v.iter().map(|t| t.expose().to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        urls(&b.stable),
+        ["http://10.0.0.1:9000", "http://10.0.0.2:9000/"]
+    );
+    assert_eq!(urls(&b.candidate), ["http://10.0.0.3:9000"]);
+
+    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: []\n  candidate:\n    - http://10.0.0.3:9000\n    - https://10.0.0.4:9000\n    - http://10.0.0.3:9000/\nsteps:\n  - traffic: 5%\n").render("p");
+    assert!(e.contains("p:7:11: router.stable: an empty list"), "{e}");
+    assert!(
+        e.contains("p:10:7: router.candidate: `https://10.0.0.4:9000` is not an http:// URL"),
+        "{e}"
+    );
+    assert!(
+        e.contains("p:11:7: router.candidate: `http://10.0.0.3:9000/` is listed twice"),
+        "{e}"
+    );
+}

@@ -195,9 +195,15 @@ pub fn route(
         versions: r
             .versions
             .iter()
-            .map(|v| api::VersionView {
+            .map(|v| (v, written(v, settings)))
+            .map(|(v, written)| api::VersionView {
                 version: v.role.label().into(),
-                upstream: upstream(v, settings),
+                upstream: v
+                    .url
+                    .split(',')
+                    .map(|u| shown(u, &written))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 in_flight: v.in_flight,
                 healthy: v.health.healthy,
                 health_failures: v.health.consecutive_failures,
@@ -209,7 +215,7 @@ pub fn route(
                     .instances
                     .iter()
                     .map(|i| api::InstanceView {
-                        url: i.url.clone(),
+                        url: shown(&i.url, &written),
                         healthy: i.health.healthy,
                         health_checked: i.health.checked,
                         last_health_error: i.health.last_error.clone(),
@@ -225,28 +231,38 @@ pub fn route(
     }
 }
 
-fn upstream(
+/// The instance URLs as the plan wrote them, for a version of a route it configured.
+fn written(
     v: &liftoff_router::VersionStatus,
     settings: Option<&liftoff_plan::BuiltinRouter>,
-) -> String {
-    let written = settings.map(|b| match v.role {
-        liftoff_router::Role::Stable => &b.stable,
-        liftoff_router::Role::Candidate => &b.candidate,
-    });
-    match written {
-        // The router keeps `http://host:port` without a trailing slash.
-        Some(t) if t.expose().trim_end_matches('/') == v.url => match t.template() == t.expose() {
-            true => v.url.clone(),
+) -> Vec<liftoff_plan::Text> {
+    settings
+        .map(|b| match v.role {
+            liftoff_router::Role::Stable => b.stable.clone(),
+            liftoff_router::Role::Candidate => b.candidate.clone(),
+        })
+        .unwrap_or_default()
+}
+
+/// How an instance's address is shown: as the plan wrote it when it was a `${VAR}`
+/// (never resolved); otherwise the router's, without any credentials.
+fn shown(url: &str, written: &[liftoff_plan::Text]) -> String {
+    // The router keeps `http://host:port` without a trailing slash.
+    if let Some(t) = written
+        .iter()
+        .find(|t| t.expose().trim_end_matches('/') == url)
+    {
+        return match t.template() == t.expose() {
+            true => url.to_string(),
             false => t.template().to_string(),
-        },
-        // Not the plan's address (or no plan): the router's, without any credentials.
-        _ => match v.url.split_once("://") {
-            Some((scheme, rest)) if rest.contains('@') => {
-                let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
-                format!("{scheme}://{}@{host}", liftoff_driver::REDACTED)
-            }
-            _ => v.url.clone(),
-        },
+        };
+    }
+    match url.split_once("://") {
+        Some((scheme, rest)) if rest.contains('@') => {
+            let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://{}@{host}", liftoff_driver::REDACTED)
+        }
+        _ => url.to_string(),
     }
 }
 

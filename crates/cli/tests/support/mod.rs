@@ -1,6 +1,7 @@
 //! Runs the real `liftoff` binary: a daemon on port 0 in a temp state dir, stopped by
 //! PID, and CLI invocations against it.
 #![allow(dead_code)]
+pub mod load;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
