@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::pool::{Chunked, Conn, Framing};
+use crate::wire::{Chunked, Conn, Framing};
 
 /// A chunked body as far as it decoded.
 #[derive(Debug)]

@@ -37,12 +37,11 @@ use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::Shared;
-use crate::pool::{
-    Chunked, ClientFault, Conn, Framing, MAX_HEADERS, Outgoing, PooledBody, Sending, UpstreamHead,
-    Upstreamed, add_length, write_message,
-};
-use crate::proxy::{
-    self, Answer, ConnInfo, Hop, Ours, Picked, RequestBody, encode_request, hop_by_hop, pick,
+use crate::pool::{Outgoing, PooledBody, Upstreamed};
+use crate::proxy::{self, Answer, ConnInfo, Ours, Picked, encode_request, pick};
+use crate::wire::{
+    Chunked, ClientFault, Conn, Framing, Hop, MAX_HEADERS, RequestBody, Sending, UpstreamHead,
+    add_length, hop_by_hop, write_message,
 };
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";

@@ -17,6 +17,7 @@
 //! - the request path: `h1` (HTTP/1 from clients, served by liftoff itself; a
 //!   connection that opens with the h2c preface goes to hyper's HTTP/2 server), `proxy`
 //!   (what both front ends share), `pool` (liftoff's own HTTP/1.1 client to upstreams),
+//!   `wire` (HTTP/1 framing and heads, both directions; no pool, no routing),
 //!   [`split`], [`table`], [`stats`], [`health`];
 //! - what a router serves and tells: [`snapshot`] (the routes, applied whole by
 //!   [`Router::apply`]), [`export`] (per-second reports to the daemon), [`metrics`];
@@ -86,6 +87,7 @@ pub mod snapshot;
 pub mod split;
 pub mod stats;
 pub mod table;
+mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -19,10 +19,11 @@ use hyper::body::{Body, Incoming};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 
-use crate::pool::{ClientFault, Outgoing, PooledBody, SendError, Upstreamed, content_length};
+use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
 use crate::table::{Instance, OverrideAsk, Route, Version};
+use crate::wire::{ClientFault, Hop, RequestBody, content_length, hop_by_hop};
 use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
@@ -520,35 +521,6 @@ pub(crate) fn is_idempotent(method: &str) -> bool {
     )
 }
 
-/// The hop-by-hop fields (RFC 9110 §7.6.1): they concern one connection and are
-/// never forwarded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Hop {
-    Connection,
-    KeepAlive,
-    ProxyConnection,
-    Te,
-    Trailer,
-    TransferEncoding,
-    Upgrade,
-}
-
-pub(crate) fn hop_by_hop(name: &[u8]) -> Option<Hop> {
-    const NAMES: [(&[u8], Hop); 7] = [
-        (b"connection", Hop::Connection),
-        (b"keep-alive", Hop::KeepAlive),
-        (b"proxy-connection", Hop::ProxyConnection),
-        (b"te", Hop::Te),
-        (b"trailer", Hop::Trailer),
-        (b"transfer-encoding", Hop::TransferEncoding),
-        (b"upgrade", Hop::Upgrade),
-    ];
-    NAMES
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, hop)| *hop)
-}
-
 /// The fields liftoff sets itself on the way to the upstream: a client's own are
 /// replaced (Host, framing) or extended (the forwarding fields).
 fn rewritten(name: &[u8]) -> bool {
@@ -574,14 +546,6 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
                 && !t.eq_ignore_ascii_case(b"close")
                 && !t.eq_ignore_ascii_case(b"keep-alive")
         })
-}
-
-/// How a request's body is framed, as the client sent it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RequestBody {
-    None,
-    Length(u64),
-    Chunked,
 }
 
 /// A request as the upstream gets it, from what the client sent (either front end):
