@@ -58,7 +58,7 @@ pub struct TriggerReading {
     /// empty windows).
     pub bound: f64,
     /// One line with the numbers: "candidate error_rate 30.00% (99.999% bound 9.88%)
-    /// > 5.00% over 2.0s (40 requests)".
+    /// > 5.00% over 2 s (40 requests)".
     pub detail: String,
 }
 
@@ -75,7 +75,8 @@ pub fn read_trigger(cond: &Condition, sample: &Sample, evidence: Evidence) -> Tr
     let tail = format!(
         "{} over {} ({} requests)",
         cond.threshold_text(),
-        window_text(sample.window_secs),
+        // How long the window really was: shorter than asked right after arming.
+        liftoff_plan::human::duration_secs(sample.window_secs),
         sample.requests
     );
     let Some(share) = Share::of(cond, sample) else {
@@ -288,15 +289,6 @@ pub fn percent_text(confidence: f64) -> String {
     format!("{}%", text.trim_end_matches('0').trim_end_matches('.'))
 }
 
-/// `2.0s`, `44ms`: how long a window really was (shorter than asked right after arming).
-fn window_text(secs: f64) -> String {
-    if secs < 1.0 {
-        format!("{:.0}ms", secs * 1000.0)
-    } else {
-        format!("{secs:.1}s")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,7 +318,7 @@ mod tests {
         assert_eq!(r.state, TriggerState::Crossed);
         assert_eq!(
             r.detail,
-            "candidate error_rate 30.00% (99.999% bound 9.88%) > 5.00% over 2.0s (40 requests)"
+            "candidate error_rate 30.00% (99.999% bound 9.88%) > 5.00% over 2 s (40 requests)"
         );
     }
 
@@ -337,7 +329,7 @@ mod tests {
         assert_eq!(r.state, TriggerState::HeldBack);
         assert_eq!(
             r.detail,
-            "candidate error_rate 10.00% (99.999% bound 0.50%) vs 5.00% over 44ms (10 requests): held back, past 5.00% but not with 99.999% confidence"
+            "candidate error_rate 10.00% (99.999% bound 0.50%) vs 5.00% over 44 ms (10 requests): held back, past 5.00% but not with 99.999% confidence"
         );
         let few = read("error_rate > 5% over 2s", &errors(9, 9, 0.5));
         assert_eq!(few.state, TriggerState::HeldBack);
@@ -363,7 +355,7 @@ mod tests {
         assert!(none.bound.is_nan());
         assert_eq!(
             none.detail,
-            "candidate error_rate no data vs 5.00% over 0ms (0 requests)"
+            "candidate error_rate no data vs 5.00% over 0 ms (0 requests)"
         );
     }
 
@@ -394,7 +386,7 @@ mod tests {
         assert_eq!(r.state, TriggerState::Crossed);
         assert_eq!(
             r.detail,
-            "candidate p99 2.50s (99.999% bound: 3.55% of requests over 2.00s vs 1%) > 2.00s over 10.0s (400 requests)"
+            "candidate p99 2.50s (99.999% bound: 3.55% of requests over 2.00s vs 1%) > 2.00s over 10 s (400 requests)"
         );
         assert_eq!(read("p95 > 2s", &slow(400, 0)).state, TriggerState::Clear);
     }
@@ -406,7 +398,7 @@ mod tests {
         assert!(r.bound.is_nan());
         assert_eq!(
             r.detail,
-            "candidate requests 20 >= 20 over 10.0s (20 requests)"
+            "candidate requests 20 >= 20 over 10 s (20 requests)"
         );
         let health = Sample {
             health_failures: 3,

@@ -167,7 +167,10 @@ pub async fn run(keep: bool) -> Result<Exit, Failure> {
             "  (`liftoff demo --keep` leaves it all up to explore with `liftoff status` and `liftoff history`)"
         );
     }
-    println!("  demo took {:.1}s", started.elapsed().as_secs_f64());
+    println!(
+        "  demo took {}",
+        liftoff_plan::human::duration(started.elapsed())
+    );
     let ok = bad.status == "rolled-back" && good.status == "succeeded";
 
     if keep {
@@ -336,18 +339,24 @@ fn summarize(label: &str, s: &api::LaunchStatus) {
                 s.reason.as_deref().unwrap_or("?")
             );
             let caught = match detect {
-                Some(d) => format!("caught {d:.2}s after it first took traffic"),
+                Some(d) => format!(
+                    "caught {} after it first took traffic",
+                    liftoff_plan::human::duration_secs(d)
+                ),
                 None => "caught before it took any traffic".to_string(),
             };
             let back = match back {
-                Some(b) => format!("all traffic back on stable {:.1} ms later", b * 1000.0),
+                Some(b) => format!(
+                    "all traffic back on stable {} later",
+                    liftoff_plan::human::duration_secs(b)
+                ),
                 None => "traffic stayed on stable".to_string(),
             };
             println!("                   {caught}; {back}");
         }
         "succeeded" => println!(
-            "  {label}: promoted 5% → 25% → 100% through its gates in {:.1}s",
-            secs(&s.started_at, &s.ended_at).unwrap_or(0.0)
+            "  {label}: promoted 5% → 25% → 100% through its gates in {}",
+            liftoff_plan::human::duration_secs(secs(&s.started_at, &s.ended_at).unwrap_or(0.0))
         ),
         other => println!(
             "  {label}: {other} ({})",

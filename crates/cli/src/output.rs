@@ -249,12 +249,8 @@ pub fn print_check_report(r: &api::CheckReport, format: Format) {
 fn elapsed(from: &str, to: &str) -> Option<String> {
     let a: jiff::Timestamp = from.parse().ok()?;
     let b: jiff::Timestamp = to.parse().ok()?;
-    let ms = b.duration_since(a).as_millis();
-    Some(if ms < 10_000 {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    } else {
-        format!("{}s", ms / 1000)
-    })
+    let d = Duration::try_from(b.duration_since(a)).ok()?;
+    Some(liftoff_plan::human::duration(d))
 }
 
 pub fn print_status_page(page: &api::StatusPage, format: Format) {

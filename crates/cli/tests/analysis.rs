@@ -39,6 +39,23 @@ fn launch(daemon: &Daemon, work: &std::path::Path, plan: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// A launch of `rollback` holding at 50% for an approval, and users sending traffic
+/// through its router (until the returned load is dropped).
+fn held_at_half(
+    daemon: &Daemon,
+    work: &std::path::Path,
+    (p1, p2): (u16, u16),
+    rollback: &str,
+) -> (String, Proc) {
+    let steps = "  - traffic: 50%\n  - approve: { role: sre }\n";
+    let id = launch(daemon, work, &plan(p1, p2, steps, rollback));
+    let s = daemon.wait_for(work, &id, Duration::from_secs(10), |s| {
+        s["status"] == "waiting-approval"
+    });
+    let traffic = load(s["traffic"]["listen"].as_str().unwrap());
+    (id, traffic)
+}
+
 #[test]
 fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
     let (_s, p1) = app("1");
@@ -46,20 +63,12 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
     let work = support::workdir();
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(state.path());
-    let id = launch(
+    let (id, _traffic) = held_at_half(
         &daemon,
         work.path(),
-        &plan(
-            p1,
-            p2,
-            "  - traffic: 50%\n  - approve: { role: sre }\n",
-            "  on: ['error_rate > 5% over 2s for 3s']\n  check_every: 200ms\n  steps:\n    - run: touch rolled-back\n",
-        ),
+        (p1, p2),
+        "  on: ['error_rate > 5% over 2s for 3s']\n  check_every: 200ms\n  steps:\n    - run: touch rolled-back\n",
     );
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        s["status"] == "waiting-approval"
-    });
-    let _traffic = load(s["traffic"]["listen"].as_str().unwrap());
     std::thread::sleep(Duration::from_millis(1500)); // healthy traffic first: no trigger
     assert_eq!(
         daemon.status_json(work.path(), &id)["status"],
@@ -134,6 +143,56 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
         "{journal}"
     );
     assert!(journal.contains("\"kind\":\"trigger_fired\""), "{journal}");
+}
+
+#[test]
+fn a_rollback_in_the_first_second_of_traffic_reports_the_spike_the_trigger_judged() {
+    // Issue 18: the demo's bad release was rolled back before the traffic sampler's
+    // first sample, and its report said the plan had no builtin router.
+    let (_s, p1) = app("1");
+    let (_c, p2) = app("2");
+    set_error_rate(p2, "1");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let (id, _traffic) = held_at_half(
+        &daemon,
+        work.path(),
+        (p1, p2),
+        "  on: ['error_rate > 5% over 2s']\n  check_every: 100ms\n  steps: []\n",
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+
+    let report = |format: &str| {
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                &format!("{}/api/v1/launches/{id}/report?format={format}", daemon.url),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let judged = json["rollback"]["trigger"]["judged"].as_array().unwrap();
+    let candidate = judged
+        .iter()
+        .find(|w| w["version"] == "candidate")
+        .unwrap_or_else(|| panic!("the candidate's window: {json:#}"));
+    let requests = candidate["requests"].as_u64().unwrap();
+    assert!(requests > 0, "{candidate}");
+    assert_eq!(candidate["failed"].as_u64(), Some(requests), "{candidate}");
+    assert_eq!(json["charts"]["no_samples_reason"], serde_json::Value::Null);
+
+    let md = report("md");
+    assert!(md.contains("What the trigger judged as it fired"), "{md}");
+    assert!(md.contains("- Error rate, candidate: "), "{md}");
+    assert!(!md.contains("No traffic samples"), "{md}");
+    let html = report("html");
+    assert!(html.contains("<figcaption>Error rate by version</figcaption>"));
 }
 
 #[test]

@@ -507,6 +507,12 @@ fn the_demo_rolls_back_the_bad_release_and_promotes_the_good_one() {
         .expect("the summary says where the reports are");
     let bad = std::fs::read_to_string(format!("{reports}/v3-bad.md")).unwrap();
     assert!(bad.contains("rolled-back"), "{bad}");
+    // However fast the rollback, the report shows the errors that caused it.
+    assert!(!bad.contains("No traffic samples"), "{bad}");
+    assert!(bad.contains("- Error rate, candidate: "), "{bad}");
+    if text.contains(caught[0]) {
+        assert!(bad.contains("What the trigger judged as it fired"), "{bad}");
+    }
     let good = std::fs::read_to_string(format!("{reports}/v2-good.html")).unwrap();
     assert!(good.contains("<svg"), "charts in the HTML report");
     std::fs::remove_dir_all(reports).unwrap();

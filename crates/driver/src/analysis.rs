@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liftoff_analysis::{
-    Compare, Evaluation, Evidence, JudgeOutcome, TriggerState, Verdict, evaluate, evaluate_query,
-    judge, read_trigger,
+    Compare, Evaluation, Evidence, JudgeOutcome, Sample, TriggerState, Verdict, evaluate,
+    evaluate_query, judge, read_trigger,
 };
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
 use liftoff_plan::condition::Version;
@@ -220,14 +220,22 @@ pub async fn analyze(
     }
 }
 
-/// Is a trigger's bad condition met now, with evidence? `Ok((state, detail))`, or why it
-/// could not be told (which neither fires nor clears it).
+/// What a trigger read: its state, the line with its numbers, and the window it judged
+/// (builtin conditions).
+struct Reading {
+    state: TriggerState,
+    detail: String,
+    sample: Option<Sample>,
+}
+
+/// Is a trigger's bad condition met now, with evidence? Or why it could not be told
+/// (which neither fires nor clears it).
 async fn trigger_state(
     sources: &Sources,
     gate: &Gate,
     since: Instant,
     evidence: Evidence,
-) -> Result<(TriggerState, String), String> {
+) -> Result<Reading, String> {
     match gate {
         // A PromQL value is whatever the query computed: no requests to weigh.
         Gate::Query(q) => match sources.run_query(q).await? {
@@ -235,19 +243,20 @@ async fn trigger_state(
             Some(v) if v.is_nan() => Err("the query returned NaN".into()),
             Some(v) => {
                 let crossed = q.op.holds(v, q.threshold);
-                Ok((
-                    if crossed {
+                Ok(Reading {
+                    state: if crossed {
                         TriggerState::Crossed
                     } else {
                         TriggerState::Clear
                     },
-                    format!(
+                    detail: format!(
                         "{} = {v} {} {}",
                         q.version.label(),
                         if crossed { q.op.symbol() } else { "vs" },
                         q.threshold
                     ),
-                ))
+                    sample: None,
+                })
             }
         },
         Gate::Builtin(cond) => {
@@ -258,8 +267,59 @@ async fn trigger_state(
             let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
             let sample = metrics.sample(cond.version, window, since).await?;
             let reading = read_trigger(cond, &sample, evidence);
-            Ok((reading.state, reading.detail))
+            Ok(Reading {
+                state: reading.state,
+                detail: reading.detail,
+                sample: Some(sample),
+            })
         }
+    }
+}
+
+/// The window a firing trigger judged, with the other version over the same span
+/// beside it, for the report: the spike that caused the rollback, however short the
+/// launch was. `None` for PromQL triggers (their numbers are Prometheus's).
+async fn trigger_evidence(
+    sources: &Sources,
+    gate: &Gate,
+    judged: &Sample,
+    since: Instant,
+) -> Option<Event> {
+    let (Gate::Builtin(cond), Some(metrics)) = (gate, &sources.metrics) else {
+        return None;
+    };
+    let other = match cond.version {
+        Version::Candidate => Version::Stable,
+        Version::Stable => Version::Candidate,
+    };
+    let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
+    let beside = metrics
+        .sample(other, window, since)
+        .await
+        .ok()
+        .filter(|s| s.requests > 0);
+    let mut versions: Vec<_> = [(cond.version, Some(judged)), (other, beside.as_ref())]
+        .into_iter()
+        .filter_map(|(v, s)| s.map(|s| version_sample(v, s)))
+        .collect();
+    versions.sort_by_key(|v| v.version != Version::Stable.label());
+    Some(Event::Sampled {
+        window_secs: judged.window_secs,
+        versions,
+        trigger: Some(gate.text().to_string()),
+    })
+}
+
+/// One version's figures as the journal keeps them.
+fn version_sample(version: Version, s: &Sample) -> liftoff_engine::VersionSample {
+    let p95 = s.quantile(0.95);
+    liftoff_engine::VersionSample {
+        version: version.label().to_string(),
+        requests: s.requests,
+        failed: Some(s.failed),
+        error_rate: Some(s.error_rate()).filter(|r| r.is_finite()),
+        p95_ms: p95.is_finite().then_some(p95 * 1000.0),
+        rps: s.rps(),
     }
 }
 
@@ -328,22 +388,25 @@ pub async fn watch_triggers(
                 reason,
                 dry_run: false,
             };
-            let (reading, detail) =
-                match trigger_state(&sources, &trigger.gate, armed_since, evidence).await {
-                    Ok(state) => {
-                        w.failing = false;
-                        state
+            let Reading {
+                state: reading,
+                detail,
+                sample,
+            } = match trigger_state(&sources, &trigger.gate, armed_since, evidence).await {
+                Ok(reading) => {
+                    w.failing = false;
+                    reading
+                }
+                // A broken source must not roll a good launch back, nor hide a bad
+                // one: it is journaled, and the trigger neither fires nor clears.
+                Err(e) => {
+                    if !w.failing {
+                        w.failing = true;
+                        report(observed("inconclusive", e));
                     }
-                    // A broken source must not roll a good launch back, nor hide a bad
-                    // one: it is journaled, and the trigger neither fires nor clears.
-                    Err(e) => {
-                        if !w.failing {
-                            w.failing = true;
-                            report(observed("inconclusive", e));
-                        }
-                        continue;
-                    }
-                };
+                    continue;
+                }
+            };
             match (reading, w.since) {
                 (TriggerState::Crossed, None) => {
                     w.since = Some(Instant::now());
@@ -370,9 +433,16 @@ pub async fn watch_triggers(
             {
                 w.fired = true;
                 let mut detail = format!(
-                    "{detail}, crossed for {:.1}s",
-                    start.elapsed().as_secs_f64()
+                    "{detail}, crossed for {}",
+                    liftoff_plan::human::duration(start.elapsed())
                 );
+                // The window it fired on goes in the journal first, as a sample.
+                if let Some(judged) = &sample
+                    && let Some(event) =
+                        trigger_evidence(&sources, &trigger.gate, judged, armed_since).await
+                {
+                    report(event);
+                }
                 if let TriggerAction::DisableFlag(flag) = &trigger.action {
                     // The kill switch acts here, at once; the engine only records it.
                     let outcome = match &sources.flags {
@@ -403,53 +473,50 @@ pub async fn watch_triggers(
 }
 
 /// Journal what each version served, from the launch's start to its end, for reports:
-/// every 2s for the first 5 minutes, every 15s until the first hour, then every minute
-/// (a 48-hour watch stays a few thousand records). Idle windows are not journaled.
+/// at [`liftoff_engine::sampling_interval`], and at once when triggers are disarmed (a
+/// rollback began, or the launch ended), so that a launch rolled back within its first
+/// seconds still has the traffic of those seconds. Idle windows are not journaled.
 pub async fn sample_traffic(
     metrics: Arc<dyn MetricSource>,
-    mut live: watch::Receiver<bool>,
+    mut armed: watch::Receiver<bool>,
     report: Report,
 ) {
     let started = Instant::now();
+    let mut last = started;
+    let mut was_armed = *armed.borrow();
     loop {
-        let every = match started.elapsed() {
-            e if e < Duration::from_secs(300) => Duration::from_secs(2),
-            e if e < Duration::from_secs(3600) => Duration::from_secs(15),
-            _ => Duration::from_secs(60),
-        };
-        let tick = tokio::time::sleep(every);
+        let tick = tokio::time::sleep(liftoff_engine::sampling_interval(started.elapsed()));
         tokio::pin!(tick);
         loop {
             tokio::select! {
                 () = &mut tick => break,
-                changed = live.changed() => {
+                changed = armed.changed() => {
                     if changed.is_err() {
                         return; // the actor is gone: the launch ended
+                    }
+                    let now_armed = *armed.borrow();
+                    let disarmed = std::mem::replace(&mut was_armed, now_armed) && !now_armed;
+                    if disarmed {
+                        break;
                     }
                 }
             }
         }
+        let window = std::mem::replace(&mut last, Instant::now()).elapsed();
         let mut versions = Vec::new();
         for version in [Version::Stable, Version::Candidate] {
-            let Ok(s) = metrics.sample(version, every, started).await else {
+            let Ok(s) = metrics.sample(version, window, started).await else {
                 continue;
             };
-            if s.requests == 0 {
-                continue;
+            if s.requests > 0 {
+                versions.push(version_sample(version, &s));
             }
-            let p95 = s.quantile(0.95);
-            versions.push(liftoff_engine::VersionSample {
-                version: version.label().to_string(),
-                requests: s.requests,
-                error_rate: Some(s.error_rate()).filter(|r| r.is_finite()),
-                p95_ms: (p95.is_finite()).then_some(p95 * 1000.0),
-                rps: s.rps(),
-            });
         }
         if !versions.is_empty() {
             report(Event::Sampled {
-                window_secs: every.as_secs_f64(),
+                window_secs: window.as_secs_f64(),
                 versions,
+                trigger: None,
             });
         }
     }

@@ -719,6 +719,31 @@ impl Launch {
             }
             Record::Sampled {
                 versions,
+                trigger: Some(trigger),
+                window_secs,
+                ..
+            } => {
+                let parts: Vec<String> = versions
+                    .iter()
+                    .map(|v| {
+                        let failed = v.failed.map_or("-".to_string(), |f| f.to_string());
+                        let rate = v
+                            .error_rate
+                            .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+                        format!(
+                            "{} {} requests, {failed} failed ({rate})",
+                            v.version, v.requests
+                        )
+                    })
+                    .collect();
+                format!(
+                    "trigger `{trigger}` judged the last {}: {}",
+                    liftoff_plan::human::duration_secs(*window_secs),
+                    parts.join("; ")
+                )
+            }
+            Record::Sampled {
+                versions,
                 weight_bp,
                 ..
             } => {

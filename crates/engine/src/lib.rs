@@ -16,5 +16,5 @@ pub use launch::{Action, Approval, Launch, Status, StepState, StepStatus};
 pub use machine::{Effect, Event, Rejection, Transition, decide, decide_draining};
 pub use record::{
     BackupInfo, Cause, CheckResult, Decision, EndStatus, Outcome, Record, StepRef, StepResult,
-    VersionSample,
+    VersionSample, sampling_interval,
 };

@@ -84,6 +84,8 @@ pub enum Event {
     Sampled {
         window_secs: f64,
         versions: Vec<crate::record::VersionSample>,
+        /// The trigger whose evidence this window is, when one is about to fire.
+        trigger: Option<String>,
     },
     /// A `monitor` attempt judged one of its checkpoints.
     Checkpoint {
@@ -329,6 +331,7 @@ fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
         Event::Sampled {
             window_secs,
             versions,
+            trigger,
         } => {
             if !status.is_terminal() && launch.started_at.is_some() {
                 t.record(Record::Sampled {
@@ -336,6 +339,7 @@ fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                     window_secs,
                     versions,
                     weight_bp: launch.weight().map(|w| w.basis_points()),
+                    trigger,
                 });
             }
         }

@@ -152,6 +152,9 @@ pub struct VersionSample {
     /// `stable` or `candidate`.
     pub version: String,
     pub requests: u64,
+    /// Requests that failed because of the version (absent from older journals).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
     /// Failed / requests; `None` without requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_rate: Option<f64>,
@@ -300,7 +303,8 @@ pub enum Record {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         incident_id: Option<String>,
     },
-    /// Per-version traffic figures over the last `window_secs`, for reports and charts.
+    /// Per-version traffic figures over the last `window_secs`, for reports and charts:
+    /// taken every [`sampling_interval`], and by a rollback trigger as it fires.
     Sampled {
         at: Timestamp,
         window_secs: f64,
@@ -308,6 +312,11 @@ pub enum Record {
         /// The candidate's share when sampled, in basis points.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         weight_bp: Option<u16>,
+        /// The trigger that judged this window (as written), when it is the evidence a
+        /// trigger fired on: the window it evaluated, journaled just before
+        /// `TriggerFired`, however short the launch was.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trigger: Option<String>,
     },
     /// A `monitor` step's checkpoint: its gates judged at its time after the step began.
     Checkpoint {
@@ -326,6 +335,20 @@ pub enum Record {
         step: StepRef,
         due: Timestamp,
     },
+}
+
+/// How long the traffic sampler waits, `age` into a launch, before its next
+/// [`Record::Sampled`]: 2 s for the first 5 minutes, then 15 s until the first hour,
+/// then a minute (a 48-hour watch stays a few thousand records). Windows in which no
+/// version served a request are not journaled. Reports read this to tell a launch that
+/// ended before its first sample from a router that saw no traffic.
+pub fn sampling_interval(age: std::time::Duration) -> std::time::Duration {
+    use std::time::Duration;
+    match age {
+        a if a < Duration::from_secs(300) => Duration::from_secs(2),
+        a if a < Duration::from_secs(3_600) => Duration::from_secs(15),
+        _ => Duration::from_secs(60),
+    }
 }
 
 impl Record {

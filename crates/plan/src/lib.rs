@@ -7,6 +7,7 @@ pub mod checks;
 pub mod condition;
 mod decode;
 mod diag;
+pub mod human;
 mod lint;
 mod load;
 mod model;

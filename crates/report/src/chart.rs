@@ -32,10 +32,12 @@ pub(crate) enum Unit {
 }
 
 impl Unit {
+    /// An axis tick: exact, where a duration in a sentence is rounded (`2.5 ms`).
     fn label(self, v: f64) -> String {
         match self {
             Unit::Percent => text::percent(v),
-            Unit::Millis => text::millis(v),
+            Unit::Millis if v < 1_000.0 => format!("{} ms", text::number(v, 1)),
+            Unit::Millis => format!("{} s", text::number(v / 1_000.0, 2)),
         }
     }
 

@@ -10,8 +10,6 @@ use crate::chart::{self, Line, Plot, Unit};
 use crate::model::{Charts, Report, Series};
 use crate::text;
 
-const NO_SAMPLES: &str = "No traffic samples (the plan has no builtin router).";
-
 const STYLE: &str = r#"
 * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Liberation Sans", sans-serif;
@@ -284,6 +282,24 @@ impl Writer<'_> {
         }
         self.out.push_str("</tbody></table>\n");
         if let Some(t) = &r.trigger
+            && !t.judged.is_empty()
+        {
+            self.out
+                .push_str("<h3>What the trigger judged as it fired</h3>\n");
+            let rows: Vec<Vec<Cell>> = t
+                .judged
+                .iter()
+                .map(|w| {
+                    let mut cells = text::judged_row(w).into_iter();
+                    let version = Cell::Text(cells.next().unwrap_or_default());
+                    std::iter::once(version)
+                        .chain(cells.map(Cell::Num))
+                        .collect()
+                })
+                .collect();
+            self.table("judged", &text::JUDGED_COLUMNS, rows);
+        }
+        if let Some(t) = &r.trigger
             && !t.crossings.is_empty()
         {
             self.out
@@ -308,23 +324,16 @@ impl Writer<'_> {
         self.out
             .push_str("<section id=\"charts\">\n<h2>Traffic and health</h2>\n");
         let c = &self.report.charts;
-        match plots(c) {
-            None => {
-                let _ = writeln!(self.out, "<p class=\"muted\">{}</p>", e(NO_SAMPLES));
-            }
-            Some(plots) => {
-                if plots.is_empty() || c.samples == 0 {
-                    let _ = writeln!(self.out, "<p class=\"muted\">{}</p>", e(NO_SAMPLES));
-                }
-                for (caption, plot) in plots {
-                    let _ = writeln!(
-                        self.out,
-                        "<figure><figcaption>{}</figcaption>{}</figure>",
-                        e(caption),
-                        plot.svg()
-                    );
-                }
-            }
+        if let Some(why) = &c.no_samples_reason {
+            let _ = writeln!(self.out, "<p class=\"muted\">{}</p>", e(why));
+        }
+        for (caption, plot) in plots(c).unwrap_or_default() {
+            let _ = writeln!(
+                self.out,
+                "<figure><figcaption>{}</figcaption>{}</figure>",
+                e(caption),
+                plot.svg()
+            );
         }
         self.out.push_str("</section>\n");
     }

@@ -19,8 +19,8 @@ mod text;
 
 pub use model::{
     ApprovalRow, Charts, CheckGroup, CheckRow, EvaluationRow, Evaluations, EventRow, Events,
-    Intervention, Notification, PassingTally, Point, REPORT_VERSION, Report, Rollback, Series,
-    StepRow, Summary, TriggerCrossing, TriggerFiring, build,
+    Intervention, JudgedWindow, Notification, PassingTally, Point, REPORT_VERSION, Report,
+    Rollback, Series, StepRow, Summary, TriggerCrossing, TriggerFiring, build,
 };
 
 use jiff::Timestamp;

@@ -8,9 +8,8 @@ use jiff::Timestamp;
 
 use crate::chart::sparkline;
 use crate::model::{Point, Report, Series};
-use crate::text::{self, md_cell, md_line, md_text};
+use crate::text::{self, JUDGED_COLUMNS, judged_row, md_cell, md_line, md_text};
 
-const NO_SAMPLES: &str = "No traffic samples (the plan has no builtin router).";
 /// Weight moves listed inline before the rest are counted.
 const MAX_MOVES: usize = 20;
 const SPARKLINE_WIDTH: usize = 40;
@@ -174,6 +173,13 @@ impl Writer<'_> {
         }
         self.line("");
         if let Some(t) = &r.trigger
+            && !t.judged.is_empty()
+        {
+            self.line("What the trigger judged as it fired (its window, per version):\n");
+            let rows: Vec<Vec<String>> = t.judged.iter().map(judged_row).collect();
+            self.table(&JUDGED_COLUMNS, rows);
+        }
+        if let Some(t) = &r.trigger
             && !t.crossings.is_empty()
         {
             self.line("Journaled crossings of the trigger:\n");
@@ -200,9 +206,9 @@ impl Writer<'_> {
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let last = series.points.last().expect("series are never empty");
         format!(
-            "- {what}, {}: {} samples, min {}, max {}, last {} at {} `{}`",
+            "- {what}, {}: {}, min {}, max {}, last {} at {} `{}`",
             md_text(&series.version),
-            values.len(),
+            text::count(values.len(), "sample"),
             format(min),
             format(max),
             format(last.value),
@@ -231,8 +237,8 @@ impl Writer<'_> {
         if let Some(at) = c.rollback_at {
             let _ = writeln!(self.out, "- Rollback began at {}", self.time(at));
         }
-        if c.samples == 0 {
-            self.line(NO_SAMPLES);
+        if let Some(why) = &c.no_samples_reason {
+            self.line(&md_text(why));
         } else {
             let peak = |series: &[Series]| {
                 series

@@ -9,10 +9,10 @@ use jiff::Timestamp;
 use liftoff_engine::{
     Action, Cause, Decision, Launch, Record, StepRef, StepResult, StepState, StepStatus,
 };
-use liftoff_plan::{Step, StepKind, Weight};
+use liftoff_plan::{RouterSpec, Step, StepKind, Weight};
 use serde::Serialize;
 
-use crate::Meta;
+use crate::{Meta, text};
 
 /// Bumped when a field of the JSON report changes meaning or goes away.
 pub const REPORT_VERSION: u32 = 1;
@@ -230,6 +230,21 @@ pub struct TriggerCrossing {
     pub detail: String,
     /// The trigger's journaled crossings, newest last.
     pub crossings: Vec<EvaluationRow>,
+    /// The window the trigger fired on, per version (journals from before these
+    /// samples existed have none).
+    pub judged: Vec<JudgedWindow>,
+}
+
+/// What one version served in the window a trigger judged as it fired.
+#[derive(Clone, Debug, Serialize)]
+pub struct JudgedWindow {
+    pub at: Timestamp,
+    pub window_ms: i64,
+    pub version: String,
+    pub requests: u64,
+    pub failed: Option<u64>,
+    pub error_rate_percent: Option<f64>,
+    pub p95_ms: Option<f64>,
 }
 
 /// Time series for the charts. Values carry their unit in the field's name.
@@ -241,6 +256,8 @@ pub struct Charts {
     pub rollback_at: Option<Timestamp>,
     /// `Sampled` records read.
     pub samples: usize,
+    /// Why there are none, when there are none.
+    pub no_samples_reason: Option<String>,
     /// The candidate's weight after each successful traffic move (a step line).
     pub weight_percent: Vec<Point>,
     pub error_rate_percent: Vec<Series>,
@@ -713,6 +730,33 @@ fn rollback(launch: &Launch, records: &[(i64, Record)]) -> Option<Rollback> {
     };
     let trigger = match cause {
         Cause::Trigger { trigger, detail } => {
+            let judged = records
+                .iter()
+                .filter_map(|(_, r)| match r {
+                    Record::Sampled {
+                        at,
+                        window_secs,
+                        versions,
+                        trigger: Some(t),
+                        ..
+                    } if t == trigger && *at <= started_at => Some((at, window_secs, versions)),
+                    _ => None,
+                })
+                .next_back()
+                .map_or_else(Vec::new, |(at, window_secs, versions)| {
+                    versions
+                        .iter()
+                        .map(|v| JudgedWindow {
+                            at: *at,
+                            window_ms: (window_secs * 1000.0).round() as i64,
+                            version: v.version.clone(),
+                            requests: v.requests,
+                            failed: v.failed,
+                            error_rate_percent: v.error_rate.map(|r| r * 100.0),
+                            p95_ms: v.p95_ms,
+                        })
+                        .collect()
+                });
             let mut crossings: Vec<EvaluationRow> = records
                 .iter()
                 .filter(|(_, r)| {
@@ -727,6 +771,7 @@ fn rollback(launch: &Launch, records: &[(i64, Record)]) -> Option<Rollback> {
                 trigger: trigger.clone(),
                 detail: detail.clone(),
                 crossings,
+                judged,
             })
         }
         _ => None,
@@ -821,10 +866,48 @@ fn charts(launch: &Launch, records: &[(i64, Record)]) -> Charts {
         end,
         rollback_at: launch.rollback_started_at(),
         samples,
+        no_samples_reason: (samples == 0).then(|| {
+            // The sampler also samples when a rollback disarms the triggers.
+            let sampled_at_rollback = launch.rollback_started_at().is_some_and(|rollback| {
+                weight_percent
+                    .iter()
+                    .any(|p| p.value > 0.0 && p.at <= rollback)
+            });
+            no_samples_reason(launch, end, sampled_at_rollback)
+        }),
         weight_percent,
         error_rate_percent: error_rate,
         p95_ms: p95,
     }
+}
+
+/// Why a launch has no `Sampled` record, from what the journal can tell: only the
+/// builtin router's traffic is sampled, the first sample comes
+/// [`sampling_interval`](liftoff_engine::sampling_interval) into the launch (and
+/// another when a rollback begins after the candidate took traffic), and windows
+/// without requests are not journaled.
+fn no_samples_reason(launch: &Launch, end: Option<Timestamp>, sampled_at_rollback: bool) -> String {
+    if !matches!(launch.plan().router, Some(RouterSpec::Builtin(_))) {
+        return "No traffic samples: the plan has no builtin router, so liftoff does not see its traffic.".into();
+    }
+    let Some(started) = launch.started_at() else {
+        return "No traffic samples: the launch never started.".into();
+    };
+    let first = liftoff_engine::sampling_interval(std::time::Duration::ZERO);
+    let lasted = end.map_or(0, |end| millis_between(started, end)).max(0);
+    let first_text = liftoff_plan::human::duration(first);
+    if (lasted as u128) < first.as_millis() && !sampled_at_rollback {
+        let lasted = text::duration(lasted);
+        return match launch.ended_at() {
+            Some(_) => format!(
+                "No traffic samples: the launch ended {lasted} after it started, before its first sample ({first_text} in)."
+            ),
+            None => {
+                format!("No traffic samples yet: the first is taken {first_text} into the launch.")
+            }
+        };
+    }
+    "No traffic samples: no request reached the builtin router while the launch ran.".into()
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
 //! Formatting shared by the renderers: times, durations, numbers, escaping.
 
+use std::time::Duration;
+
 use jiff::Timestamp;
 
 /// `2026-11-21 10:00:05 UTC`.
@@ -16,31 +18,20 @@ pub(crate) fn time_of_day(at: Timestamp, day_of: Option<Timestamp>) -> String {
     }
 }
 
-/// `850ms`, `12.3s`, `4m 05s`, `2h 03m`.
+/// `850 ms`, `12.3 s`, `4 m 05 s`, `2 h 03 m` ([`liftoff_plan::human::duration`]); a
+/// negative span (clocks that disagree) keeps its sign.
 pub(crate) fn duration(ms: i64) -> String {
     let sign = if ms < 0 { "-" } else { "" };
-    let ms = ms.unsigned_abs();
-    let text = if ms < 1_000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        let tenths = (ms + 50) / 100;
-        match (tenths / 10, tenths % 10) {
-            (secs, 0) => format!("{secs}s"),
-            (secs, tenth) => format!("{secs}.{tenth}s"),
-        }
-    } else if ms < 3_600_000 {
-        let secs = (ms + 500) / 1_000;
-        format!("{}m {:02}s", secs / 60, secs % 60)
-    } else {
-        let mins = (ms + 30_000) / 60_000;
-        format!("{}h {:02}m", mins / 60, mins % 60)
-    };
+    let text = liftoff_plan::human::duration(Duration::from_millis(ms.unsigned_abs()));
     format!("{sign}{text}")
 }
 
-/// A duration with its exact milliseconds: `9s (9000 ms)`.
+/// A duration with its exact milliseconds when it is rounded: `9 s (9000 ms)`, `44 ms`.
 pub(crate) fn duration_exact(ms: i64) -> String {
-    format!("{} ({ms} ms)", duration(ms))
+    match ms.unsigned_abs() {
+        0..1_000 => duration(ms),
+        _ => format!("{} ({ms} ms)", duration(ms)),
+    }
 }
 
 /// A number with at most `decimals` decimals and no trailing zeros.
@@ -61,12 +52,31 @@ pub(crate) fn percent(v: f64) -> String {
     format!("{}%", number(v, 2))
 }
 
+/// A latency in milliseconds, as [`duration`] shows it: `87 ms`, `1.5 s`.
 pub(crate) fn millis(v: f64) -> String {
-    if v >= 1_000.0 {
-        format!("{}s", number(v / 1_000.0, 2))
-    } else {
-        format!("{}ms", number(v, 1))
-    }
+    liftoff_plan::human::duration_secs(v / 1_000.0)
+}
+
+/// The columns of a trigger's judged window, one row per version.
+pub(crate) const JUDGED_COLUMNS: [&str; 6] = [
+    "Version",
+    "Window",
+    "Requests",
+    "Failed",
+    "Error rate",
+    "p95",
+];
+
+/// A version's row in the window a trigger judged: the spike it fired on.
+pub(crate) fn judged_row(w: &crate::model::JudgedWindow) -> Vec<String> {
+    vec![
+        w.version.clone(),
+        duration(w.window_ms),
+        w.requests.to_string(),
+        w.failed.map_or("-".into(), |f| f.to_string()),
+        w.error_rate_percent.map_or("-".into(), percent),
+        w.p95_ms.map_or("-".into(), millis),
+    ]
 }
 
 /// `1 evaluation`, `6 evaluations`.
@@ -163,12 +173,15 @@ mod tests {
 
     #[test]
     fn durations_read_naturally() {
-        assert_eq!(duration(850), "850ms");
-        assert_eq!(duration(9_000), "9s");
-        assert_eq!(duration(12_340), "12.3s");
-        assert_eq!(duration(245_000), "4m 05s");
-        assert_eq!(duration(7_380_000), "2h 03m");
-        assert_eq!(duration_exact(9_000), "9s (9000 ms)");
+        assert_eq!(duration(44), "44 ms");
+        assert_eq!(duration(850), "850 ms");
+        assert_eq!(duration(9_000), "9 s");
+        assert_eq!(duration(12_340), "12.3 s");
+        assert_eq!(duration(245_000), "4 m 05 s");
+        assert_eq!(duration(7_380_000), "2 h 03 m");
+        assert_eq!(duration(-1_200), "-1.2 s");
+        assert_eq!(duration_exact(9_000), "9 s (9000 ms)");
+        assert_eq!(duration_exact(44), "44 ms");
     }
 
     #[test]
@@ -177,8 +190,8 @@ mod tests {
         assert_eq!(number(3.0, 2), "3");
         assert_eq!(number(-0.0001, 2), "0");
         assert_eq!(percent(0.25), "0.25%");
-        assert_eq!(millis(1500.0), "1.5s");
-        assert_eq!(millis(87.26), "87.3ms");
+        assert_eq!(millis(1500.0), "1.5 s");
+        assert_eq!(millis(87.26), "87 ms");
     }
 
     #[test]

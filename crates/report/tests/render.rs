@@ -77,11 +77,11 @@ fn markdown_of_a_trigger_rollback_names_the_trigger_its_values_and_the_rollback_
     );
     assert!(rollback.contains("- Started: 10:01:21"), "{rollback}");
     assert!(
-        rollback.contains("- All traffic back on stable: 10:01:22 (1.2s (1200 ms) after"),
+        rollback.contains("- All traffic back on stable: 10:01:22 (1.2 s (1200 ms) after"),
         "{rollback}"
     );
     assert!(
-        rollback.contains("- Ended: 10:01:26, rolled-back; the rollback took 5.2s (5200 ms)"),
+        rollback.contains("- Ended: 10:01:26, rolled-back; the rollback took 5.2 s (5200 ms)"),
         "{rollback}"
     );
     // The journaled crossing, with its values.
@@ -96,11 +96,11 @@ fn markdown_of_a_trigger_rollback_names_the_trigger_its_values_and_the_rollback_
         "{traffic}"
     );
     assert!(
-        traffic.contains("- Error rate, candidate: 28 samples, min 0.5%, max 14.29%, last 14.29%"),
+        traffic.contains("- Error rate, candidate: 29 samples, min 0.5%, max 14.29%, last 14.29%"),
         "{traffic}"
     );
     assert!(
-        traffic.contains("- p95 latency, stable: 29 samples, min 80ms, max 82ms, last 82ms"),
+        traffic.contains("- p95 latency, stable: 30 samples, min 80 ms, max 82 ms, last 82 ms"),
         "{traffic}"
     );
 
@@ -157,7 +157,7 @@ fn markdown_timeline_lists_every_step_in_launch_order_with_times_and_skips_sampl
         "{steps}"
     );
     let deploy = &rows[3];
-    assert_eq!(deploy[4..7], ["10:00:01", "10:00:21", "20s"], "{deploy:?}");
+    assert_eq!(deploy[4..7], ["10:00:01", "10:00:21", "20 s"], "{deploy:?}");
     for row in &rows {
         assert_eq!(row.len(), rows[0].len(), "a `|` broke the table: {row:?}");
     }
@@ -203,7 +203,7 @@ fn markdown_of_a_succeeded_launch_has_approvals_checks_gates_and_notifications()
         md.contains("\n**succeeded**: all steps succeeded\n"),
         "{md}"
     );
-    assert!(md.contains("| Duration | 3m 20s |"), "{md}");
+    assert!(md.contains("| Duration | 3 m 20 s |"), "{md}");
 
     let approvals = section(&md, "### Approvals");
     assert!(
@@ -225,12 +225,12 @@ fn markdown_of_a_succeeded_launch_has_approvals_checks_gates_and_notifications()
         "{checks}"
     );
     assert!(
-        checks.contains("| disk | no | **FAILED** | /var/lib has 4% free, wants 10% | 3ms |"),
+        checks.contains("| disk | no | **FAILED** | /var/lib has 4% free, wants 10% | 3 ms |"),
         "{checks}"
     );
     assert!(
         checks.contains(
-            "| health | yes | passed | 200 OK in 12ms | 3ms | GET http://127.0.0.1:19001/health | status 200 | status 200 in 12ms: {\"ok\":true} |"
+            "| health | yes | passed | 200 OK in 12ms | 3 ms | GET http://127.0.0.1:19001/health | status 200 | status 200 in 12ms: {\"ok\":true} |"
         ),
         "{checks}"
     );
@@ -275,7 +275,10 @@ fn json_report_parses_and_carries_the_series_and_the_rollback() {
             .collect()
     };
     assert_eq!(values(&charts["weight_percent"]), [0.0, 10.0, 0.0]);
-    assert_eq!(charts["samples"], 29);
+    assert_eq!(
+        charts["samples"], 30,
+        "28 while healthy, the trigger's window, 1 after"
+    );
     assert_eq!(charts["rollback_at"], "2026-11-21T10:01:21.2Z");
     let series = |name: &str, version: &str| -> Vec<f64> {
         let list = charts[name].as_array().unwrap();
@@ -287,9 +290,14 @@ fn json_report_parses_and_carries_the_series_and_the_rollback() {
         )
     };
     let candidate = series("error_rate_percent", "candidate");
-    assert_eq!(candidate.len(), 28);
+    assert_eq!(candidate.len(), 29);
     assert!((candidate[27] - 14.29).abs() < 1e-9, "{candidate:?}");
-    assert_eq!(series("error_rate_percent", "stable").len(), 29);
+    assert!((candidate[28] - 600.0 / 42.0).abs() < 1e-9, "{candidate:?}");
+    assert_eq!(series("error_rate_percent", "stable").len(), 30);
+    let judged = &report["rollback"]["trigger"]["judged"];
+    assert_eq!(judged[1]["requests"], 42);
+    assert_eq!(judged[1]["failed"], 6);
+    assert_eq!(judged[0]["version"], "stable");
     assert_eq!(series("p95_ms", "candidate")[26], 180.0);
     assert_eq!(charts["error_rate_percent"][0]["version"], "stable");
 
@@ -327,7 +335,7 @@ fn html_escapes_hostile_names_and_stays_self_contained() {
     assert_eq!(page.matches("<svg").count(), 3, "weight, error rate, p95");
     assert!(page.contains("@media print"));
     assert!(page.contains("Values that crossed it</th><td>candidate error_rate 14.29% &gt; 5%"));
-    assert!(page.contains("5.2s (5200 ms)"));
+    assert!(page.contains("5.2 s (5200 ms)"));
 }
 
 #[test]
@@ -363,10 +371,9 @@ rollback:
     sim.ok("exit status 0");
 
     let md = markdown(&sim);
-    assert!(
-        md.contains("No traffic samples (the plan has no builtin router)."),
-        "{md}"
-    );
+    let no_router =
+        "No traffic samples: the plan has no builtin router, so liftoff does not see its traffic.";
+    assert!(md.contains(no_router), "{md}");
     assert!(!md.contains("Error rate,"), "{md}");
     assert!(
         md.contains("- Cause: step `migrate` failed: exit status 1"),
@@ -378,7 +385,7 @@ rollback:
         "{md}"
     );
     let page = html(&sim);
-    assert!(page.contains("No traffic samples (the plan has no builtin router)."));
+    assert!(page.contains(no_router));
     assert_eq!(page.matches("<svg").count(), 1, "only the weight chart");
     assert!(page.contains("ERROR: relation &quot;users&quot; does not exist"));
 }
@@ -555,4 +562,132 @@ fn a_launch_that_never_started_still_renders() {
     assert!(md.contains("| rollout | run a | run | pending |"), "{md}");
     assert!(html(&sim).contains("No traffic samples"));
     assert_eq!(json(&sim)["summary"]["started_at"], Value::Null);
+}
+
+#[test]
+fn a_rollback_44_ms_after_the_weight_moved_shows_the_spike_the_trigger_judged() {
+    let sim = rolled_back_after_44_ms();
+    let md = markdown(&sim);
+    let rollback = section(&md, "## Rollback");
+    assert!(
+        rollback.contains("What the trigger judged as it fired (its window, per version):"),
+        "{rollback}"
+    );
+    assert!(
+        rollback.contains("| Version | Window | Requests | Failed | Error rate | p95 |"),
+        "{rollback}"
+    );
+    assert!(
+        rollback.contains("| stable | 44 ms | 230 | 0 | 0% | 12 ms |"),
+        "{rollback}"
+    );
+    assert!(
+        rollback.contains("| candidate | 44 ms | 12 | 5 | 41.67% | 25 ms |"),
+        "{rollback}"
+    );
+    assert!(
+        rollback
+            .contains("- All traffic back on stable: 10:00:00 (17 ms after the rollback began)"),
+        "{rollback}"
+    );
+
+    let traffic = section(&md, "## Traffic and health");
+    assert!(!traffic.contains("No traffic samples"), "{traffic}");
+    assert!(
+        traffic.contains("- Error rate, candidate: 1 sample, min 41.67%, max 41.67%"),
+        "{traffic}"
+    );
+    assert!(
+        traffic.contains("- Error rate, stable: 1 sample, min 0%, max 0%"),
+        "{traffic}"
+    );
+    // Seconds are never shown raw.
+    assert!(!md.contains("0.044"), "{md}");
+
+    let page = html(&sim);
+    assert!(page.contains("<h3>What the trigger judged as it fired</h3>"));
+    assert!(
+        page.contains("<figcaption>Error rate by version</figcaption>"),
+        "the spike is charted"
+    );
+    assert!(!page.contains("No traffic samples"));
+    assert!(!page.contains("0.044"));
+
+    let j = json(&sim);
+    let judged = &j["rollback"]["trigger"]["judged"];
+    assert_eq!(judged[1]["version"], "candidate");
+    assert_eq!(judged[1]["window_ms"], 44);
+    assert_eq!(judged[1]["requests"], 12);
+    assert_eq!(judged[1]["failed"], 5);
+    assert_eq!(j["charts"]["no_samples_reason"], Value::Null);
+    let candidate = &j["charts"]["error_rate_percent"][1];
+    assert_eq!(candidate["version"], "candidate");
+    let spike = candidate["points"][0]["value"].as_f64().unwrap();
+    assert!((spike - 41.666).abs() < 0.01, "{spike}");
+}
+
+#[test]
+fn the_no_samples_message_gives_the_true_reason() {
+    const ROUTER: &str = "router: { kind: builtin, listen: 127.0.0.1:18080, stable: http://127.0.0.1:19000, candidate: http://127.0.0.1:19001 }";
+    let reason = |sim: &Sim| {
+        json(sim)["charts"]["no_samples_reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let plan = format!(
+        "version: 1\nname: n\nservice: checkout\n{ROUTER}\nsteps:\n  - run: ./deploy.sh\n  - traffic: 5%\n  - bake: {{ for: 1m }}\n"
+    );
+
+    // A deploy that failed 300 ms in: no sample was due yet.
+    let mut sim = Sim::new(&plan);
+    sim.send(Event::Start);
+    sim.tick_ms(100);
+    sim.ok("weight set to 0%");
+    sim.tick_ms(200);
+    sim.finish(liftoff_engine::StepResult::Failed, "exit status 1");
+    sim.tick_ms(10);
+    sim.ok("weight set to 0%");
+    assert!(sim.state.status().is_terminal());
+    assert_eq!(
+        reason(&sim),
+        "No traffic samples: the launch ended 310 ms after it started, before its first sample (2 s in)."
+    );
+    assert!(markdown(&sim).contains(&reason(&sim)));
+    assert!(html(&sim).contains(&reason(&sim)));
+
+    // Aborted 1 s after the candidate took traffic: the sampler sampled as the
+    // rollback began, and the router had seen nothing.
+    let mut sim = Sim::new(&plan);
+    sim.send(Event::Start);
+    sim.tick_ms(100);
+    sim.ok("weight set to 0%");
+    sim.ok("exit status 0");
+    sim.ok("weight set to 5%");
+    sim.tick(1);
+    sim.send(Event::Abort {
+        by: "ana".into(),
+        comment: None,
+    });
+    sim.finish(liftoff_engine::StepResult::Cancelled, "cancelled");
+    sim.ok("weight set to 0%");
+    assert!(sim.state.status().is_terminal());
+    assert_eq!(
+        reason(&sim),
+        "No traffic samples: no request reached the builtin router while the launch ran."
+    );
+
+    // Still in its first second.
+    let mut sim = Sim::new(&plan);
+    sim.send(Event::Start);
+    sim.tick_ms(500);
+    sim.ok("weight set to 0%");
+    assert_eq!(
+        reason(&sim),
+        "No traffic samples yet: the first is taken 2 s into the launch."
+    );
+
+    // Samples journaled: no reason to give.
+    let sim = rolled_back_by_trigger();
+    assert_eq!(json(&sim)["charts"]["no_samples_reason"], Value::Null);
 }

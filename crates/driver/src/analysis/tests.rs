@@ -16,7 +16,8 @@ use super::{Report, Sources, watch_triggers};
 use crate::ports::MetricSource;
 
 /// Requests reaching the candidate at a steady `rps` from the moment it is armed, each
-/// failing with probability `failing` (a seeded generator: the same every run).
+/// failing with probability `failing` (a seeded generator: the same every run); none
+/// reach stable.
 struct SteadyTraffic {
     started: Instant,
     rps: f64,
@@ -54,7 +55,9 @@ impl MetricSource for SteadyTraffic {
         window: Duration,
         _since: std::time::Instant,
     ) -> Result<Sample, String> {
-        assert_eq!(version, Version::Candidate);
+        if version == Version::Stable {
+            return Ok(Sample::default());
+        }
         let now = self.started.elapsed().as_secs_f64();
         let from = (now - window.as_secs_f64()).max(0.0);
         let count = |t: f64| ((t * self.rps) as usize).min(self.failed_before.len() - 1);
@@ -68,17 +71,26 @@ impl MetricSource for SteadyTraffic {
     }
 }
 
-/// Answers with the next sample of a script at each evaluation (the last one after).
+/// Answers the candidate with the next sample of a script at each evaluation (the last
+/// one after), and stable with 100 requests, 1 failed.
 struct Scripted(Mutex<Vec<(u64, u64)>>);
 
 #[async_trait]
 impl MetricSource for Scripted {
     async fn sample(
         &self,
-        _: Version,
+        version: Version,
         _: Duration,
         _: std::time::Instant,
     ) -> Result<Sample, String> {
+        if version == Version::Stable {
+            return Ok(Sample {
+                window_secs: 2.0,
+                requests: 100,
+                failed: 1,
+                ..Sample::default()
+            });
+        }
         let mut script = self.0.lock().unwrap();
         let (requests, failed) = if script.len() > 1 {
             script.remove(0)
@@ -297,4 +309,82 @@ async fn a_plan_can_ask_for_more_requests_and_less_confidence() {
         fired[0].0 >= Duration::from_secs(1),
         "not on the 10 requests"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_window_a_trigger_fires_on_is_journaled_just_before_it_fires() {
+    // Issue 18: a launch rolled back in its first second had no traffic sample, so its
+    // report could not show why.
+    let script = vec![(5, 0), (12, 5)];
+    let events = watch(
+        Arc::new(Scripted(Mutex::new(script))),
+        rollback("error_rate > 5% over 2s", Duration::from_millis(100)),
+        0.25,
+    )
+    .await;
+    let fired_at = events
+        .iter()
+        .position(|(_, e)| matches!(e, Event::TriggerFired { .. }))
+        .unwrap_or_else(|| panic!("{events:#?}"));
+    let Event::Sampled {
+        window_secs,
+        versions,
+        trigger,
+    } = &events[fired_at - 1].1
+    else {
+        panic!("no sample before the firing: {events:#?}");
+    };
+    assert_eq!(trigger.as_deref(), Some("error_rate > 5% over 2s"));
+    assert_eq!(*window_secs, 2.0);
+    let figures: Vec<(&str, u64, Option<u64>)> = versions
+        .iter()
+        .map(|v| (v.version.as_str(), v.requests, v.failed))
+        .collect();
+    assert_eq!(
+        figures,
+        [("stable", 100, Some(1)), ("candidate", 12, Some(5))],
+        "the judged window, and stable's beside it"
+    );
+    let evidence = events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Sampled { .. }))
+        .count();
+    assert_eq!(evidence, 1, "one window per firing: {events:#?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_sampler_samples_when_a_rollback_disarms_the_triggers() {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let report: Report = {
+        let events = events.clone();
+        Arc::new(move |e| events.lock().unwrap().push((started.elapsed(), e)))
+    };
+    let traffic = SteadyTraffic::new(7, 40.0, 0.3, 10);
+    let (armed, armed_rx) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(super::sample_traffic(Arc::new(traffic), armed_rx, report));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    armed.send(true).unwrap(); // the candidate takes traffic
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    armed.send(false).unwrap(); // a rollback began, before the first 2 s sample
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(armed);
+    sampler.await.unwrap();
+    let events = Arc::try_unwrap(events).unwrap().into_inner().unwrap();
+    let [
+        (
+            at,
+            Event::Sampled {
+                versions, trigger, ..
+            },
+        ),
+    ] = events.as_slice()
+    else {
+        panic!("one sample, at the rollback: {events:#?}");
+    };
+    assert_eq!(*at, Duration::from_millis(700));
+    assert_eq!(*trigger, None);
+    assert_eq!(versions.len(), 1, "stable served nothing: {versions:#?}");
+    assert_eq!(versions[0].version, "candidate");
+    assert!(versions[0].requests > 0);
 }

@@ -97,6 +97,7 @@ impl Sim {
         let version = |name: &str, (error_rate, p95_ms): (f64, f64)| VersionSample {
             version: name.into(),
             requests: 40,
+            failed: None,
             error_rate: Some(error_rate),
             p95_ms: Some(p95_ms),
             rps: 20.0,
@@ -109,6 +110,31 @@ impl Sim {
         self.send(Event::Sampled {
             window_secs: 2.0,
             versions,
+            trigger: None,
+        });
+    }
+
+    /// What the trigger watcher journals as `trigger` fires: the window it judged,
+    /// `(requests, failed, p95_ms)` per version.
+    pub fn judged(
+        &mut self,
+        trigger: &str,
+        window_secs: f64,
+        stable: (u64, u64, f64),
+        candidate: (u64, u64, f64),
+    ) {
+        let version = |name: &str, (requests, failed, p95_ms): (u64, u64, f64)| VersionSample {
+            version: name.into(),
+            requests,
+            failed: Some(failed),
+            error_rate: Some(failed as f64 / requests as f64),
+            p95_ms: Some(p95_ms),
+            rps: requests as f64 / window_secs,
+        };
+        self.send(Event::Sampled {
+            window_secs,
+            versions: vec![version("stable", stable), version("candidate", candidate)],
+            trigger: Some(trigger.into()),
         });
     }
 
@@ -166,7 +192,8 @@ pub const TRIGGER: &str = "error_rate > 5% over 2s for 3s";
 /// A rollback step whose name is hostile to HTML and to Markdown tables.
 pub const HOSTILE: &str = "page <script>alert('pwned')</script> | on-call";
 pub const CROSSING: &str = "candidate error_rate 12.50% > 5% over 2s (40 requests)";
-pub const FIRING: &str = "candidate error_rate 14.29% > 5% over 2s (42 requests), crossed for 3.2s";
+pub const FIRING: &str =
+    "candidate error_rate 14.29% > 5% over 2 s (42 requests), crossed for 3.2 s";
 
 const ROUTER: &str = "router:
   kind: builtin
@@ -219,6 +246,7 @@ rollback:
         }
     }
     sim.tick_ms(3_200);
+    sim.judged(TRIGGER, 2.0, (400, 1, 82.0), (42, 6, 240.0));
     sim.send(Event::TriggerFired {
         trigger: TRIGGER.into(),
         action: TriggerAction::Rollback,
@@ -349,4 +377,43 @@ pub fn check(item: &str, passed: bool, evidence: &str) -> CheckResult {
         expected: None,
         actual: None,
     }
+}
+
+pub const FAST_TRIGGER: &str = "error_rate > 5% over 2s";
+
+/// Issue 18's bad release: 5% of traffic to a candidate that fails a third of its
+/// requests, caught 44 ms after the weight moved, before the traffic sampler's first
+/// sample (2 s in). Only the trigger's own window shows the spike.
+pub fn rolled_back_after_44_ms() -> Sim {
+    let src = format!(
+        "version: 1
+name: checkout-3.0
+service: checkout
+{ROUTER}steps:
+  - traffic: 5%
+  - bake: {{ for: 1m }}
+rollback:
+  on: [\"{FAST_TRIGGER}\"]
+  check_every: 250ms
+"
+    );
+    let mut sim = Sim::new(&src);
+    sim.send(Event::Start);
+    sim.tick_ms(100);
+    sim.ok("weight set to 0%"); // baseline
+    sim.tick_ms(300);
+    sim.ok("weight set to 5%"); // 10:00:00.400; the bake begins, triggers are armed
+    sim.tick_ms(44);
+    sim.judged(FAST_TRIGGER, 0.044, (230, 0, 12.0), (12, 5, 25.0));
+    sim.send(Event::TriggerFired {
+        trigger: FAST_TRIGGER.into(),
+        action: TriggerAction::Rollback,
+        detail: "candidate error_rate 41.67% (99.999% bound 9.93%) > 5.00% over 44 ms (12 requests), crossed for 0 ms".into(),
+    });
+    sim.tick_ms(5);
+    sim.finish(StepResult::Cancelled, "cancelled"); // the bake
+    sim.tick_ms(12);
+    sim.ok("weight set to 0%");
+    assert!(sim.state.status().is_terminal());
+    sim
 }
