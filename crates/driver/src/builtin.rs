@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
 use liftoff_router::snapshot::{
     HealthConfig, Instances, MaintenanceConfig, OverrideConfig, RouteConfig, StickyConfig,
+    TimeoutsConfig,
 };
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +95,11 @@ pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<Route
             secret: o.secret.as_ref().map(|s| s.expose().to_string()),
             allow: o.allow.clone(),
             count: o.count,
+        }),
+        timeouts: Some(TimeoutsConfig {
+            connect_ms: Some(b.timeouts.connect.as_millis() as u64),
+            response_ms: Some(b.timeouts.response.as_millis() as u64),
+            idle_ms: b.timeouts.idle.map(|d| d.as_millis() as u64),
         }),
         health: b.health.as_ref().map(|h: &HealthSpec| HealthConfig {
             path: h.path.clone(),

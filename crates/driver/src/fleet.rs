@@ -669,6 +669,7 @@ mod tests {
             version_override: None,
             health: None,
             maintenance: None,
+            timeouts: None,
         }
     }
 

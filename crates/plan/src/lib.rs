@@ -553,6 +553,10 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         Some(n) => decode_override(dec, n).map(Some),
     };
     let health = f.take("health").map(|n| decode_health(dec, n));
+    let timeouts = match f.take("timeouts") {
+        None => Some(RouteTimeouts::default()),
+        Some(n) => decode_timeouts(dec, n),
+    };
     let maintenance = match f.take("maintenance") {
         Some(n) => decode_maintenance(dec, n),
         None => Some(MaintenanceSpec::default()),
@@ -569,6 +573,7 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
             None => None,
         },
         maintenance: maintenance?,
+        timeouts: timeouts?,
     })
 }
 
@@ -788,6 +793,24 @@ fn decode_sticky(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Sticky> {
         Some(false) => Some(Sticky::None),
         None => None,
     }
+}
+
+fn decode_timeouts(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouteTimeouts> {
+    let mut f = dec.fields(node, &schema::TIMEOUTS)?;
+    let defaults = RouteTimeouts::default();
+    let mut duration = |key: &'static str, what: &str| match f.take(key) {
+        Some(n) => dec.duration(n, what).map(Some),
+        None => Some(None),
+    };
+    let connect = duration("connect", "router.timeouts.connect");
+    let response = duration("response", "router.timeouts.response");
+    let idle = duration("idle", "router.timeouts.idle");
+    f.finish(dec);
+    Some(RouteTimeouts {
+        connect: connect?.unwrap_or(defaults.connect),
+        response: response?.unwrap_or(defaults.response),
+        idle: idle?,
+    })
 }
 
 fn decode_health(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<HealthSpec> {

@@ -237,6 +237,27 @@ pub struct BuiltinRouter {
     pub version_override: Option<OverrideSpec>,
     pub health: Option<HealthSpec>,
     pub maintenance: MaintenanceSpec,
+    pub timeouts: RouteTimeouts,
+}
+
+/// `router.timeouts`: how long the router waits on an instance of this route.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteTimeouts {
+    pub connect: Duration,
+    /// For the response head once the request is sent.
+    pub response: Duration,
+    /// A response body going quiet; `None` lets streams idle.
+    pub idle: Option<Duration>,
+}
+
+impl Default for RouteTimeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(2),
+            response: Duration::from_secs(30),
+            idle: None,
+        }
+    }
 }
 
 /// `router.override`: a request whose header says `candidate` or `stable` goes to that

@@ -41,7 +41,14 @@ pub const ROUTER: Section = Section {
         "override",
         "health",
         "maintenance",
+        "timeouts",
     ],
+};
+
+pub const TIMEOUTS: Section = Section {
+    name: "timeouts",
+    path: "router.timeouts.",
+    keys: &["connect", "response", "idle"],
 };
 
 /// Keys only `kind: command` routers take; the rest of ROUTER (but `kind`) are builtin's.
@@ -394,6 +401,7 @@ pub const SECTIONS: &[&Section] = &[
     &STICKY,
     &OVERRIDE,
     &HEALTH,
+    &TIMEOUTS,
     &MAINTENANCE,
     &BYPASS_HEADER,
     &ROLLBACK,

@@ -1069,3 +1069,23 @@ fn a_version_is_one_instance_or_a_list_of_them() {
         "{e}"
     );
 }
+
+#[test]
+fn a_route_sets_its_own_timeouts() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: http://a:1\n  candidate: http://b:2\n  timeouts: { connect: 500ms, idle: 2m }\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!("{:?}", plan.router)
+    };
+    assert_eq!(b.timeouts.connect, std::time::Duration::from_millis(500));
+    assert_eq!(
+        b.timeouts.response,
+        std::time::Duration::from_secs(30),
+        "the default"
+    );
+    assert_eq!(b.timeouts.idle, Some(std::time::Duration::from_secs(120)));
+    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: http://a:1\n  candidate: http://b:2\n  timeouts: { connect: soon, head: 1s }\nsteps:\n  - traffic: 5%\n").render("p");
+    assert!(e.contains("p:9:24: router.timeouts.connect"), "{e}");
+    assert!(e.contains("head"), "an unknown key is an error: {e}");
+}

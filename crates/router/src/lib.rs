@@ -144,6 +144,9 @@ pub struct Limits {
     /// the request is sent, or to take more of a request body.
     pub request_timeout: Duration,
     pub upstream_idle_timeout: Duration,
+    /// How long a response body may go without a byte from the upstream before the
+    /// exchange is cut (`None`: as long as it likes; a stream may idle between events).
+    pub stream_idle_timeout: Option<Duration>,
     /// A client must send a complete request head within this time.
     pub header_read_timeout: Duration,
     /// A client sending a request body may pause this long between bytes; then it gets
@@ -164,6 +167,7 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(30),
             upstream_idle_timeout: Duration::from_secs(60),
+            stream_idle_timeout: None,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             max_header_bytes: 64 * 1024,
@@ -407,6 +411,7 @@ impl Router {
             sticky: spec.sticky.clone(),
             version_override: spec.version_override.clone().map(Arc::new),
             maintenance: existing.as_ref().and_then(|r| r.maintenance.clone()),
+            limits: Arc::new(self.shared.limits.clone()),
         };
         let mut routes: Vec<Arc<Route>> = table
             .routes

@@ -89,6 +89,10 @@ impl Router {
                 sticky: p.sticky,
                 version_override: p.version_override,
                 maintenance: p.maintenance,
+                limits: Arc::new(match &c.timeouts {
+                    Some(t) => t.apply(&self.shared.limits),
+                    None => self.shared.limits.clone(),
+                }),
             }));
         }
         let table = Table { routes };

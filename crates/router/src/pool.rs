@@ -199,7 +199,8 @@ impl Pool {
             };
             match response {
                 Ok((head, framing, keep_alive)) => {
-                    let body = PooledBody::new(conn, self.clone(), framing, keep_alive);
+                    let body = PooledBody::new(conn, self.clone(), framing, keep_alive)
+                        .idle_timeout(limits.stream_idle_timeout);
                     return Ok(Upstreamed { head, body });
                 }
                 Err(f) if reused && f.nothing_read && out.resendable => {
@@ -269,7 +270,8 @@ impl Pool {
             Exchanged::Head((head, framing, keep_alive)) => {
                 // Answered before the whole request was sent: the rest of the body
                 // would be read as the next request, so the connection is not reused.
-                let body = PooledBody::new(conn, self.clone(), framing, keep_alive && body_sent);
+                let body = PooledBody::new(conn, self.clone(), framing, keep_alive && body_sent)
+                    .idle_timeout(limits.stream_idle_timeout);
                 Ok(Upstreamed { head, body })
             }
             Exchanged::Failed(e) => Err(SendError::Exchange(e)),
@@ -479,6 +481,8 @@ pub struct PooledBody {
     framing: Framing,
     keep_alive: bool,
     done: bool,
+    /// The route's stream idle timeout and its timer, when it has one.
+    idle: Option<(Duration, Pin<Box<tokio::time::Sleep>>)>,
 }
 
 impl PooledBody {
@@ -488,12 +492,22 @@ impl PooledBody {
             framing,
             keep_alive,
             done: false,
+            idle: None,
         };
         if matches!(body.framing, Framing::Length(0)) {
             // Nothing will poll an empty body: the connection is free now.
             body.finish();
         }
         body
+    }
+
+    /// Cut the body when the upstream sends nothing for `after` (a route's
+    /// `stream_idle_timeout`); without one, no timer is kept.
+    fn idle_timeout(mut self, after: Option<Duration>) -> Self {
+        if !self.done {
+            self.idle = after.map(|a| (a, Box::pin(tokio::time::sleep(a))));
+        }
+        self
     }
 
     /// The connection, with what was read past the head: the upstream's side of a
@@ -535,7 +549,23 @@ impl Body for PooledBody {
         let Some((conn, _)) = &mut this.conn else {
             return Poll::Ready(None);
         };
-        match ready!(conn.poll_body(&mut this.framing, cx)) {
+        let polled = conn.poll_body(&mut this.framing, cx);
+        if let Some((after, timer)) = &mut this.idle {
+            match polled {
+                Poll::Pending => {
+                    if timer.as_mut().poll(cx).is_ready() {
+                        this.done = true;
+                        this.conn = None;
+                        return Poll::Ready(Some(Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the upstream's response went idle past the route's stream timeout",
+                        ))));
+                    }
+                }
+                Poll::Ready(_) => timer.as_mut().reset(tokio::time::Instant::now() + *after),
+            }
+        }
+        match ready!(polled) {
             Some(Ok(data)) => {
                 if matches!(this.framing, Framing::Length(0)) {
                     // The last byte is in hand: the connection is free now, even if

@@ -344,7 +344,7 @@ where
     version.retry_budget.deposit();
     let mut body = body;
     let (status, message, replayable) =
-        match on_version(shared, version, *judged, out, &mut body).await {
+        match on_version(shared, &route.limits, version, *judged, out, &mut body).await {
             Ok(resp) => return Answer::Upstream(resp),
             // The client's own doing: never replayed, never the version's error.
             Err(Failure::Client(fault)) => return Answer::Ours(fault.answer()),
@@ -357,7 +357,7 @@ where
         .filter(|v| !overridden && !Arc::ptr_eq(v, version));
     match fallback {
         Some(other) if out.body == RequestBody::None && replayable => {
-            match on_version(shared, other, *judged, out, &mut None::<B>).await {
+            match on_version(shared, &route.limits, other, *judged, out, &mut None::<B>).await {
                 Ok(resp) => Answer::Upstream(resp),
                 Err(Failure::Upstream(status, message, _)) => {
                     Answer::Ours(Ours::text(status, message))
@@ -396,6 +396,7 @@ impl Drop for OnInstance<'_> {
 /// retry is not allowed, or none is left. The version records one outcome, the last.
 async fn on_version<B>(
     shared: &Shared,
+    limits: &crate::Limits,
     version: &Version,
     judged: bool,
     out: &Outgoing,
@@ -426,7 +427,7 @@ where
             let _on = OnInstance::new(instance);
             upstream
                 .pool
-                .send(&upstream.authority, out, body, &shared.limits)
+                .send(&upstream.authority, out, body, limits)
                 .await
         };
         let e = match answer {

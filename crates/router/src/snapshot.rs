@@ -48,6 +48,38 @@ pub struct RouteConfig {
     /// Serving the maintenance page when set.
     #[serde(default)]
     pub maintenance: Option<MaintenanceConfig>,
+    /// The route's own timeouts; the router's defaults where absent.
+    #[serde(default)]
+    pub timeouts: Option<TimeoutsConfig>,
+}
+
+/// Per-route timeouts: connecting to an instance, waiting for the response head (or
+/// for the upstream to take more of a request body), and a response body going quiet.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConfig {
+    #[serde(default)]
+    pub connect_ms: Option<u64>,
+    #[serde(default)]
+    pub response_ms: Option<u64>,
+    #[serde(default)]
+    pub idle_ms: Option<u64>,
+}
+
+impl TimeoutsConfig {
+    /// `base` with this route's timeouts in place.
+    pub fn apply(&self, base: &crate::Limits) -> crate::Limits {
+        let ms = |v: Option<u64>, d: Duration| v.map_or(d, |ms| Duration::from_millis(ms.max(1)));
+        crate::Limits {
+            connect_timeout: ms(self.connect_ms, base.connect_timeout),
+            request_timeout: ms(self.response_ms, base.request_timeout),
+            stream_idle_timeout: self
+                .idle_ms
+                .map(|v| Duration::from_millis(v.max(1)))
+                .or(base.stream_idle_timeout),
+            ..base.clone()
+        }
+    }
 }
 
 /// A version's instances: written as one URL when there is one (what routers of the

@@ -495,6 +495,8 @@ pub struct Route {
     pub sticky: Sticky,
     pub version_override: Option<Arc<VersionOverride>>,
     pub maintenance: Option<Arc<Maintenance>>,
+    /// The router's limits with this route's timeouts.
+    pub limits: Arc<crate::Limits>,
 }
 
 impl Route {
@@ -525,6 +527,7 @@ impl Route {
             sticky: self.sticky.clone(),
             version_override: self.version_override.clone(),
             maintenance: f.maintenance,
+            limits: self.limits.clone(),
         }
     }
 }
@@ -671,6 +674,7 @@ mod tests {
                 sticky: Sticky::None,
                 version_override: None,
                 maintenance: None,
+                limits: Arc::default(),
             })
         };
         let t = Table {

@@ -116,6 +116,7 @@ fn route(stable: Instances, candidate: Instances, weight_bp: u16) -> RouteConfig
         version_override: None,
         health: None,
         maintenance: None,
+        timeouts: None,
     }
 }
 
