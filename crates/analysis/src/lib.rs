@@ -6,13 +6,16 @@
 //! - too little data is Inconclusive, never Successful: a gate does not pass because
 //!   nobody used the candidate;
 //! - a rollback trigger on a rate or a latency fires on evidence (a confidence bound
-//!   past its threshold), never on the value of a small window alone (`trigger`);
+//!   past its threshold), never on the value of a small window alone (`trigger`); its
+//!   episodes (crossed, cleared, fired, source failing) are decided here too (`episode`);
 //! - the judge never fails a candidate because both versions had zero errors, and never
 //!   passes one with errors because stable had none (spinnaker/kayenta#799).
 
+mod episode;
 mod judge;
 mod trigger;
 
+pub use episode::{EpisodeDecision, TriggerEpisodes, TriggerEvaluation};
 pub use judge::{Compare, Judgement, MetricResult, MetricVerdict, Outcome as JudgeOutcome, judge};
 pub use trigger::{
     Evidence, TriggerReading, TriggerState, percent_text, read_trigger, wilson, z_score,

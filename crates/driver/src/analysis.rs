@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liftoff_analysis::{
-    Compare, Evaluation, Evidence, JudgeOutcome, Sample, TriggerState, Verdict, evaluate,
-    evaluate_query, judge, read_trigger,
+    Compare, EpisodeDecision, Evaluation, Evidence, JudgeOutcome, Sample, TriggerEpisodes,
+    TriggerEvaluation, TriggerState, Verdict, evaluate, evaluate_query, judge, read_trigger,
 };
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
 use liftoff_plan::condition::Version;
@@ -323,26 +323,11 @@ fn version_sample(version: Version, s: &Sample) -> liftoff_engine::VersionSample
     }
 }
 
-/// One trigger as the watcher follows it.
-#[derive(Clone, Copy, Default)]
-struct Watch {
-    /// Since when it has been crossed (with evidence, at every evaluation).
-    since: Option<Instant>,
-    /// Whether it fired this crossing.
-    fired: bool,
-    /// Whether its source was failing (to journal changes only).
-    failing: bool,
-    /// Whether a held-back evaluation was journaled since arming or the last crossing
-    /// (one says why the trigger is quiet; a record per tick would flood the journal of
-    /// a service that lives near its threshold).
-    held_noted: bool,
-}
-
 /// Watch the plan's rollback triggers while `armed` says so (from the first non-zero
-/// candidate weight to the end of the launch). Journals each crossing, clearing and
-/// source failure (not every tick), and the first evaluation held back for lack of
-/// evidence after arming or a crossing; fires a trigger once its condition has held,
-/// with evidence at every evaluation, for its `for` duration; once per crossing.
+/// candidate weight to the end of the launch): evaluate each at every `check_every`,
+/// and carry out what its episode ([`TriggerEpisodes`], pure) decides: journal a
+/// crossing, a clearing, a source failure, a held-back evaluation, or fire it (the
+/// window it judged first, then the firing, which the engine acts on).
 pub async fn watch_triggers(
     sources: Sources,
     rollback: RollbackSpec,
@@ -356,7 +341,13 @@ pub async fn watch_triggers(
         confidence: rollback.confidence,
         min_requests: rollback.min_requests,
     };
-    let mut state = vec![Watch::default(); rollback.triggers.len()];
+    let mut episodes = TriggerEpisodes::new(
+        rollback
+            .triggers
+            .iter()
+            .map(|t| t.gate.sustained().unwrap_or(Duration::ZERO))
+            .collect(),
+    );
     // Windows never reach back before arming: a launch is not rolled back for what the
     // previous one did.
     let mut armed_at: Option<Instant> = None;
@@ -373,95 +364,51 @@ pub async fn watch_triggers(
             }
         }
         if !*armed.borrow() {
-            state.iter_mut().for_each(|w| *w = Watch::default());
+            episodes.disarm();
             armed_at = None;
             continue;
         }
         let armed_since = *armed_at.get_or_insert_with(Instant::now);
-        for (trigger, w) in rollback.triggers.iter().zip(state.iter_mut()) {
+        for (index, trigger) in rollback.triggers.iter().enumerate() {
             let subject = trigger.gate.text().to_string();
-            let observed = |verdict: &str, reason: String| Event::Observed {
-                step: None,
-                subject: subject.clone(),
-                verdict: verdict.into(),
-                value: None,
-                reason,
-                dry_run: false,
+            let read = trigger_state(&sources, &trigger.gate, armed_since, evidence).await;
+            let evaluation = match &read {
+                Ok(reading) => TriggerEvaluation::Read(reading.state),
+                Err(_) => TriggerEvaluation::Failed,
             };
-            let Reading {
-                state: reading,
-                detail,
-                sample,
-            } = match trigger_state(&sources, &trigger.gate, armed_since, evidence).await {
-                Ok(reading) => {
-                    w.failing = false;
-                    reading
-                }
-                // A broken source must not roll a good launch back, nor hide a bad
-                // one: it is journaled, and the trigger neither fires nor clears.
-                Err(e) => {
-                    if !w.failing {
-                        w.failing = true;
-                        report(observed("inconclusive", e));
-                    }
+            for decision in episodes.step(index, armed_since.elapsed(), evaluation) {
+                let (detail, sample) = match &read {
+                    Ok(r) => (r.detail.clone(), r.sample.as_ref()),
+                    Err(e) => (e.clone(), None),
+                };
+                let EpisodeDecision::Fire { crossed_for } = decision else {
+                    report(Event::Observed {
+                        step: None,
+                        subject: subject.clone(),
+                        verdict: decision.verdict().into(),
+                        value: None,
+                        reason: detail,
+                        dry_run: false,
+                    });
                     continue;
-                }
-            };
-            match (reading, w.since) {
-                (TriggerState::Crossed, None) => {
-                    w.since = Some(Instant::now());
-                    w.held_noted = false;
-                    report(observed("crossed", detail.clone()));
-                }
-                (TriggerState::Crossed, Some(_)) => {}
-                // Evidence that lapses ends the crossing: `for` counts proven time only.
-                (_, Some(_)) => {
-                    w.since = None;
-                    w.fired = false;
-                    w.held_noted |= reading == TriggerState::HeldBack;
-                    report(observed("clear", detail.clone()));
-                }
-                (TriggerState::HeldBack, None) if !w.held_noted => {
-                    w.held_noted = true;
-                    report(observed("inconclusive", detail.clone()));
-                }
-                (_, None) => {}
-            }
-            if let Some(start) = w.since
-                && !w.fired
-                && start.elapsed() >= trigger.gate.sustained().unwrap_or(Duration::ZERO)
-            {
-                w.fired = true;
-                let mut detail = format!(
-                    "{detail}, crossed for {}",
-                    liftoff_plan::human::duration(start.elapsed())
-                );
+                };
                 // The window it fired on goes in the journal first, as a sample.
-                if let Some(judged) = &sample
+                if let Some(judged) = sample
                     && let Some(event) =
                         trigger_evidence(&sources, &trigger.gate, judged, armed_since).await
                 {
                     report(event);
                 }
-                if let TriggerAction::DisableFlag(flag) = &trigger.action {
-                    // The kill switch acts here, at once; the engine only records it.
-                    let outcome = match &sources.flags {
-                        Some(flags) => {
-                            let cause = format!("trigger `{subject}` fired: {detail}");
-                            flags
-                                .control
-                                .change(flag, FlagChange::Enabled(false), &flags.actor, &cause)
-                                .await
-                        }
-                        None => Err("this daemon has no flag service".into()),
-                    };
-                    match outcome {
-                        Ok(done) => detail.push_str(&format!("; {done}")),
-                        Err(e) => {
-                            detail.push_str(&format!("; could not turn flag `{flag}` off: {e}"))
-                        }
+                let detail = format!(
+                    "{detail}, crossed for {}",
+                    liftoff_plan::human::duration(crossed_for)
+                );
+                let detail = match &trigger.action {
+                    TriggerAction::DisableFlag(flag) => {
+                        disable_flag(&sources, flag, &subject, detail).await
                     }
-                }
+                    _ => detail,
+                };
                 report(Event::TriggerFired {
                     trigger: subject.clone(),
                     action: trigger.action.clone(),
@@ -470,6 +417,25 @@ pub async fn watch_triggers(
             }
         }
     }
+}
+
+/// The kill switch acts here, at once; the engine only records it.
+async fn disable_flag(sources: &Sources, flag: &str, subject: &str, mut detail: String) -> String {
+    let outcome = match &sources.flags {
+        Some(flags) => {
+            let cause = format!("trigger `{subject}` fired: {detail}");
+            flags
+                .control
+                .change(flag, FlagChange::Enabled(false), &flags.actor, &cause)
+                .await
+        }
+        None => Err("this daemon has no flag service".into()),
+    };
+    match outcome {
+        Ok(done) => detail.push_str(&format!("; {done}")),
+        Err(e) => detail.push_str(&format!("; could not turn flag `{flag}` off: {e}")),
+    }
+    detail
 }
 
 /// Journal what each version served, from the launch's start to its end, for reports:
