@@ -102,16 +102,39 @@ pub fn print_traffic(t: &api::RouteView) {
                 v.last_health_error.as_deref().unwrap_or("?")
             ),
         };
+        let upstream = match v.instances.len() {
+            0 | 1 => v.upstream.clone(),
+            n => format!("{n} instances"),
+        };
         println!(
             "  {:<10} {:<24} {:>8} {:>7.1} {:>9} {:>9} {:>9}  {health}",
             v.version,
-            v.upstream,
+            upstream,
             w.requests,
             w.rps,
             errors,
             ms(w.p50_ms),
             ms(w.p95_ms)
         );
+        // A pool: each instance's attempts (retries included) since its routers
+        // started, and why it is out of the balancer, if it is.
+        if v.instances.len() > 1 {
+            for i in &v.instances {
+                let state = match (i.ejected, i.health_checked, i.healthy) {
+                    (true, _, _) => format!("EJECTED ({} ejections)", i.ejections),
+                    (false, true, false) => format!(
+                        "UNHEALTHY ({})",
+                        i.last_health_error.as_deref().unwrap_or("?")
+                    ),
+                    (false, false, _) => "in rotation (unchecked)".to_string(),
+                    (false, true, true) => "in rotation".to_string(),
+                };
+                println!(
+                    "    {:<32} {:>8} attempts {:>6} failed {:>4} in flight  {state}",
+                    i.url, i.requests, i.failures, i.in_flight
+                );
+            }
+        }
     }
 }
 

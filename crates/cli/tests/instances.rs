@@ -76,6 +76,13 @@ fn an_instance_killed_under_load_is_ejected_fails_nothing_and_serves_again_once_
         instance(s)["ejected"] == true
     });
     assert!(instance(&s)["failures"].as_u64().unwrap() >= 5, "{s:#}");
+    let shown = support::stdout(&daemon.cli(work.path(), &["status", &id]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.contains(&dead) && l.contains("EJECTED")),
+        "`liftoff status` shows the instance out of rotation:\n{shown}"
+    );
     let metrics = Command::new("curl")
         .args(["-s", &format!("{}/metrics", daemon.url)])
         .output()
