@@ -1,6 +1,8 @@
 //! API v1 bodies. A compatibility boundary: fields are added with defaults, never
 //! renamed. Times are RFC 3339 strings; weights are percentages (0–100).
 
+pub mod flags;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};

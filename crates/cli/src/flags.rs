@@ -3,7 +3,12 @@
 use std::io::Read;
 use std::path::PathBuf;
 
-use serde_json::{Value, json};
+use liftoff_api::flags::{
+    AuditView, CreatedKey, Definition, Deleted, FlagActorRequest, FlagChangeRequest, FlagDoc,
+    FlagView, KeyView, NewKeyRequest, Revoked,
+};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::client::Client;
 use crate::exit::{Exit, Failure};
@@ -111,11 +116,11 @@ struct Why {
 pub async fn run(args: &FlagsArgs, client: &Client, format: Format) -> Result<Exit, Failure> {
     match &args.action {
         FlagsAction::List => {
-            let list: Vec<Value> = client.get("/flags").await?;
+            let list: Vec<FlagView> = client.get("/flags").await?;
             print_list(&list, format);
         }
         FlagsAction::Get { name } => {
-            let flag: Value = client.get(&format!("/flags/{}", segment(name)?)).await?;
+            let flag: FlagView = client.get(&format!("/flags/{}", segment(name)?)).await?;
             print_flag(&flag, format);
         }
         FlagsAction::Set {
@@ -147,14 +152,17 @@ pub async fn run(args: &FlagsArgs, client: &Client, format: Format) -> Result<Ex
             change(client, name, why, None, Some(*percent), None, format).await?
         }
         FlagsAction::History { name, limit } => {
-            let list: Vec<Value> = client
+            let list: Vec<AuditView> = client
                 .get(&format!("/flags/{}/history?limit={limit}", segment(name)?))
                 .await?;
             print_history(&list, format);
         }
         FlagsAction::Delete { name, why } => {
-            let body = json!({ "by": why.who.name(), "reason": why.reason });
-            let out: Value = client
+            let body = FlagActorRequest {
+                by: why.who.name(),
+                reason: why.reason.clone(),
+            };
+            let out: Deleted = client
                 .post(&format!("/flags/{}/delete", segment(name)?), &body)
                 .await?;
             print_json_or(&out, format, || println!("{name}: deleted"));
@@ -169,28 +177,22 @@ async fn change(
     name: &str,
     why: &Why,
     enabled: Option<bool>,
-    percent: Option<f64>,
-    definition: Option<Value>,
+    percentage: Option<f64>,
+    definition: Option<FlagDoc>,
     format: Format,
 ) -> Result<(), Failure> {
-    let mut body = json!({ "by": why.who.name() });
-    if let Some(r) = &why.reason {
-        body["reason"] = json!(r);
-    }
-    if let Some(e) = enabled {
-        body["enabled"] = json!(e);
-    }
-    if let Some(p) = percent {
-        body["percentage"] = json!(p);
-    }
-    if let Some(d) = definition {
-        body["definition"] = d;
-    }
-    let flag: Value = client
+    let body = FlagChangeRequest {
+        by: why.who.name(),
+        reason: why.reason.clone(),
+        enabled,
+        percentage,
+        definition,
+    };
+    let flag: FlagView = client
         .post(&format!("/flags/{}", segment(name)?), &body)
         .await?;
     print_json_or(&flag, format, || {
-        println!("{}: {}", str_of(&flag["key"]), state(&flag["definition"]))
+        println!("{}: {}", flag.key, state(&flag.definition))
     });
     Ok(())
 }
@@ -202,11 +204,15 @@ async fn keys(client: &Client, action: &KeysAction, format: Format) -> Result<()
             rate_limit,
             who,
         } => {
-            let body = json!({ "name": name, "by": who.name(), "rate_limit": rate_limit });
-            let created: Value = client.post("/flag-keys", &body).await?;
+            let body = NewKeyRequest {
+                name: name.clone(),
+                by: who.name(),
+                rate_limit: *rate_limit,
+            };
+            let created: CreatedKey = client.post("/flag-keys", &body).await?;
             print_json_or(&created, format, || {
                 // The key alone on stdout, so `KEY=$(liftoff flags keys create web)` works.
-                println!("{}", str_of(&created["key"]));
+                println!("{}", created.key);
                 eprintln!(
                     "evaluation key `{name}` created; store it now: it is shown only once \
                      (send it as `X-API-Key` or `Authorization: Bearer` to /ofrep/v1)"
@@ -214,8 +220,8 @@ async fn keys(client: &Client, action: &KeysAction, format: Format) -> Result<()
             });
         }
         KeysAction::List => {
-            let list: Vec<Value> = client.get("/flag-keys").await?;
-            print_json_or(&json!(list), format, || {
+            let list: Vec<KeyView> = client.get("/flag-keys").await?;
+            print_json_or(&list, format, || {
                 if list.is_empty() {
                     println!("no evaluation keys");
                     return;
@@ -225,23 +231,24 @@ async fn keys(client: &Client, action: &KeysAction, format: Format) -> Result<()
                     "NAME", "PREFIX", "RATE LIMIT", "CREATED"
                 );
                 for k in &list {
-                    let limit = k["rate_limit"]
-                        .as_u64()
-                        .map_or("-".to_string(), |n| format!("{n}/s"));
+                    let limit = k.rate_limit.map_or("-".to_string(), |n| format!("{n}/s"));
                     println!(
                         "{:<24} {:<12} {:<12} {:<21} {}",
-                        str_of(&k["name"]),
-                        format!("{}…", str_of(&k["prefix"])),
+                        k.name,
+                        format!("{}…", k.prefix),
                         limit,
-                        short_time(&k["created_at"]),
-                        str_of(&k["created_by"])
+                        short_time(&k.created_at),
+                        k.created_by
                     );
                 }
             });
         }
         KeysAction::Revoke { name, who } => {
-            let body = json!({ "by": who.name() });
-            let out: Value = client
+            let body = FlagActorRequest {
+                by: who.name(),
+                reason: None,
+            };
+            let out: Revoked = client
                 .post(&format!("/flag-keys/{}/revoke", segment(name)?), &body)
                 .await?;
             print_json_or(&out, format, || println!("evaluation key `{name}` revoked"));
@@ -269,7 +276,7 @@ fn segment(name: &str) -> Result<&str, Failure> {
     }
 }
 
-fn read_definition(path: &PathBuf) -> Result<Value, Failure> {
+fn read_definition(path: &PathBuf) -> Result<FlagDoc, Failure> {
     let text = if path.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -284,36 +291,52 @@ fn read_definition(path: &PathBuf) -> Result<Value, Failure> {
             )
         })?
     };
-    serde_json::from_str(&text)
-        .map_err(|e| Failure::new(Exit::Invalid, format!("{}: not JSON: {e}", path.display())))
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(Exit::Invalid, format!("{}: not JSON: {e}", path.display())))?;
+    serde_json::from_value(json).map_err(|e| {
+        Failure::new(
+            Exit::Invalid,
+            format!(
+                "{}: not a flag definition (see docs/flags.md): {e}",
+                path.display()
+            ),
+        )
+    })
 }
 
-fn print_json_or(v: &Value, format: Format, text: impl FnOnce()) {
+fn print_json_or(v: &impl Serialize, format: Format, text: impl FnOnce()) {
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(v).unwrap_or_default()),
         Format::Text => text(),
     }
 }
 
-fn str_of(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
+/// An enum's name on the wire (`boolean`, `semver_lt`).
+fn wire_name(v: &impl Serialize) -> String {
+    match serde_json::to_value(v) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
 }
 
-fn short_time(v: &Value) -> &str {
-    let s = str_of(v);
+fn short_time(s: &str) -> &str {
     s.get(..19).unwrap_or(s)
 }
 
-/// The kill switch and the rollout: `on, 25% → on`, `disabled (25% → on)`, `on`.
-fn state(def: &Value) -> String {
-    let rollout = def["rollout"].as_object().map(|r| {
+/// The kill switch and the rollout: `on, 25% → on`, `disabled (25% → on)`, `on`. A
+/// definition the daemon can no longer read shows as `disabled`.
+fn state(def: &Definition) -> String {
+    let Some(doc) = def.doc() else {
+        return "disabled".into();
+    };
+    let rollout = doc.rollout.as_ref().map(|r| {
         format!(
             "{}% → {}",
-            pct(r.get("percent")),
-            r.get("variant").and_then(Value::as_str).unwrap_or("?")
+            pct(Some(r.percent)),
+            r.variant.as_deref().unwrap_or("?")
         )
     });
-    match (def["enabled"].as_bool().unwrap_or(false), rollout) {
+    match (doc.enabled, rollout) {
         (true, Some(r)) => format!("on, {r}"),
         (true, None) => "on".into(),
         (false, Some(r)) => format!("disabled ({r})"),
@@ -322,13 +345,12 @@ fn state(def: &Value) -> String {
 }
 
 /// A percentage as people write it: `25`, `33.333`.
-fn pct(v: Option<&Value>) -> String {
-    v.and_then(Value::as_f64)
-        .map_or_else(|| "?".into(), |p| p.to_string())
+fn pct(p: Option<f64>) -> String {
+    p.map_or_else(|| "?".into(), |p| p.to_string())
 }
 
-fn print_list(list: &[Value], format: Format) {
-    print_json_or(&json!(list), format, || {
+fn print_list(list: &[FlagView], format: Format) {
+    print_json_or(&list, format, || {
         if list.is_empty() {
             println!("no flags");
             return;
@@ -338,88 +360,90 @@ fn print_list(list: &[Value], format: Format) {
             "FLAG", "TYPE", "STATE", "RULES"
         );
         for f in list {
-            let def = &f["definition"];
+            let doc = f.definition.doc();
             println!(
                 "{:<32} {:<8} {:<24} {:<6} {}",
-                str_of(&f["key"]),
-                str_of(&def["type"]),
-                state(def),
-                def["rules"].as_array().map_or(0, Vec::len),
-                short_time(&f["updated_at"])
+                f.key,
+                doc.map(|d| wire_name(&d.kind)).unwrap_or_default(),
+                state(&f.definition),
+                doc.map_or(0, |d| d.rules.len()),
+                short_time(&f.updated_at)
             );
         }
     });
 }
 
-fn print_flag(f: &Value, format: Format) {
+fn print_flag(f: &FlagView, format: Format) {
     print_json_or(f, format, || {
-        let def = &f["definition"];
-        println!("flag:     {}", str_of(&f["key"]));
-        println!("type:     {}", str_of(&def["type"]));
-        println!("state:    {}", state(def));
-        if let Some(variants) = def["variants"].as_object() {
-            println!("variants:");
-            for (name, value) in variants {
-                let mut marks = Vec::new();
-                if def["default_variant"].as_str() == Some(name) {
-                    marks.push("default");
-                }
-                if def["off_variant"].as_str() == Some(name) {
-                    marks.push("off");
-                }
-                if def["rollout"]["variant"].as_str() == Some(name) {
-                    marks.push("rollout");
-                }
-                let marks = if marks.is_empty() {
-                    String::new()
-                } else {
-                    format!("  ({})", marks.join(", "))
-                };
-                println!("  {name} = {value}{marks}");
-            }
+        let doc = f.definition.doc();
+        println!("flag:     {}", f.key);
+        println!(
+            "type:     {}",
+            doc.map(|d| wire_name(&d.kind)).unwrap_or_default()
+        );
+        println!("state:    {}", state(&f.definition));
+        if let Some(doc) = doc {
+            print_variants_and_rules(doc);
         }
-        if let Some(rules) = def["rules"].as_array().filter(|r| !r.is_empty()) {
-            println!("rules:");
-            for (i, r) in rules.iter().enumerate() {
-                let when: Vec<String> = r["when"]
-                    .as_array()
-                    .map(|cs| {
-                        cs.iter()
-                            .map(|c| {
-                                format!(
-                                    "{} {} {}",
-                                    str_of(&c["attribute"]),
-                                    str_of(&c["op"]),
-                                    c["value"]
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let name = r["name"]
-                    .as_str()
-                    .map(|n| format!(" ({n})"))
-                    .unwrap_or_default();
-                println!(
-                    "  {}.{name} if {} → {}",
-                    i + 1,
-                    when.join(" and "),
-                    str_of(&r["variant"])
-                );
-            }
-        }
-        println!("bucket by: {}", str_of(&def["bucket_by"]));
-        println!("salt:     {}", str_of(&f["salt"]));
-        if let Some(d) = def["description"].as_str().filter(|d| !d.is_empty()) {
+        println!(
+            "bucket by: {}",
+            doc.and_then(|d| d.bucket_by.as_deref()).unwrap_or("")
+        );
+        println!("salt:     {}", f.salt);
+        if let Some(d) = doc.map(|d| &d.description).filter(|d| !d.is_empty()) {
             println!("about:    {d}");
         }
-        println!("created:  {}", short_time(&f["created_at"]));
-        println!("updated:  {}", short_time(&f["updated_at"]));
+        println!("created:  {}", short_time(&f.created_at));
+        println!("updated:  {}", short_time(&f.updated_at));
     });
 }
 
-fn print_history(list: &[Value], format: Format) {
-    print_json_or(&json!(list), format, || {
+fn print_variants_and_rules(doc: &FlagDoc) {
+    println!("variants:");
+    for (name, value) in &doc.variants {
+        let mut marks = Vec::new();
+        if doc.default_variant.as_deref() == Some(name) {
+            marks.push("default");
+        }
+        if doc.off_variant.as_deref() == Some(name) {
+            marks.push("off");
+        }
+        if doc.rollout.as_ref().and_then(|r| r.variant.as_deref()) == Some(name) {
+            marks.push("rollout");
+        }
+        let marks = if marks.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", marks.join(", "))
+        };
+        println!("  {name} = {value}{marks}");
+    }
+    if doc.rules.is_empty() {
+        return;
+    }
+    println!("rules:");
+    for (i, r) in doc.rules.iter().enumerate() {
+        let when: Vec<String> = r
+            .when
+            .iter()
+            .map(|c| format!("{} {} {}", c.attribute, wire_name(&c.op), c.value))
+            .collect();
+        let name = r
+            .name
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        println!(
+            "  {}.{name} if {} → {}",
+            i + 1,
+            when.join(" and "),
+            r.variant
+        );
+    }
+}
+
+fn print_history(list: &[AuditView], format: Format) {
+    print_json_or(&list, format, || {
         if list.is_empty() {
             println!("no changes recorded");
             return;
@@ -431,25 +455,31 @@ fn print_history(list: &[Value], format: Format) {
         for h in list {
             println!(
                 "{:<21} {:<20} {:<8} {:<28} {}",
-                short_time(&h["at"]),
-                str_of(&h["actor"]),
-                str_of(&h["action"]),
-                str_of(&h["cause"]),
-                diff(&h["before"], &h["after"])
+                short_time(&h.at),
+                h.actor,
+                h.action,
+                h.cause,
+                diff(h.before.as_ref(), h.after.as_ref())
             );
         }
     });
 }
 
 /// What changed between two definitions, field by field, in one line.
-fn diff(before: &Value, after: &Value) -> String {
-    match (before.is_object(), after.is_object()) {
-        (false, true) => return format!("created: {}", state(after)),
-        (true, false) => return format!("deleted; was {}", state(before)),
-        (false, false) => return String::new(),
-        (true, true) => {}
-    }
-    let (Some(b), Some(a)) = (before.as_object(), after.as_object()) else {
+fn diff(before: Option<&Definition>, after: Option<&Definition>) -> String {
+    let (b, a) = match (
+        before.and_then(Definition::doc),
+        after.and_then(Definition::doc),
+    ) {
+        (None, Some(_)) => return format!("created: {}", state(after.expect("some"))),
+        (Some(_), None) => return format!("deleted; was {}", state(before.expect("some"))),
+        (None, None) => return String::new(),
+        (Some(b), Some(a)) => (b, a),
+    };
+    // Field by field, in the format's own names.
+    let (Ok(Value::Object(b)), Ok(Value::Object(a))) =
+        (serde_json::to_value(b), serde_json::to_value(a))
+    else {
         return String::new();
     };
     let mut parts = Vec::new();
@@ -470,8 +500,8 @@ fn diff(before: &Value, after: &Value) -> String {
             {
                 parts.push(format!(
                     "rollout {}% → {}%",
-                    pct(o.get("percent")),
-                    pct(n.get("percent"))
+                    pct(o.get("percent").and_then(Value::as_f64)),
+                    pct(n.get("percent").and_then(Value::as_f64))
                 ))
             }
             (
@@ -492,20 +522,32 @@ fn diff(before: &Value, after: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    fn definition(json: serde_json::Value) -> Definition {
+        serde_json::from_value(json).unwrap()
+    }
 
     #[test]
     fn history_lines_say_what_changed() {
         let before =
-            json!({"enabled": true, "rollout": {"variant": "on", "percent": 5.0}, "rules": []});
-        let after =
-            json!({"enabled": true, "rollout": {"variant": "on", "percent": 25.0}, "rules": [1]});
-        assert_eq!(diff(&before, &after), "rollout 5% → 25%; rules changed");
-        let off =
-            json!({"enabled": false, "rollout": {"variant": "on", "percent": 25.0}, "rules": [1]});
-        assert_eq!(diff(&after, &off), "enabled true → false");
-        assert_eq!(diff(&Value::Null, &off), "created: disabled (25% → on)");
-        assert_eq!(diff(&off, &Value::Null), "deleted; was disabled (25% → on)");
-        assert_eq!(diff(&off, &off), "no change");
+            definition(json!({"enabled": true, "rollout": {"variant": "on", "percent": 5.0}}));
+        let rule =
+            json!([{"when": [{"attribute": "a", "op": "equals", "value": 1}], "variant": "on"}]);
+        let after = definition(
+            json!({"enabled": true, "rollout": {"variant": "on", "percent": 25.0}, "rules": rule}),
+        );
+        assert_eq!(
+            diff(Some(&before), Some(&after)),
+            "rollout 5% → 25%; rules changed"
+        );
+        let off = definition(
+            json!({"enabled": false, "rollout": {"variant": "on", "percent": 25.0}, "rules": rule}),
+        );
+        assert_eq!(diff(Some(&after), Some(&off)), "enabled true → false");
+        assert_eq!(diff(None, Some(&off)), "created: disabled (25% → on)");
+        assert_eq!(diff(Some(&off), None), "deleted; was disabled (25% → on)");
+        assert_eq!(diff(Some(&off), Some(&off)), "no change");
     }
 
     #[test]

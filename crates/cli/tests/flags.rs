@@ -387,6 +387,7 @@ fn the_flags_commands_create_ramp_kill_and_show_flags() {
         "{keys}"
     );
     assert!(!keys.contains(&key), "the key itself is never shown again");
+    the_cli_types_read_every_flags_reply_whole(&env);
     let (ok, _, err) = env.cli(&["flags", "keys", "create", "web"]);
     assert!(!ok && err.contains("exists"), "{err}");
     let r = env.ofrep("/ofrep/v1/evaluate/flags/banner", &key, "{}", &[]);
@@ -401,6 +402,60 @@ fn the_flags_commands_create_ramp_kill_and_show_flags() {
     // The key never reaches the daemon's log.
     let log = std::fs::read_to_string(env.daemon.state_dir.join("daemon.log")).unwrap();
     assert!(!log.contains(&key) && !log.contains(&env.token));
+}
+
+/// The daemon's flags replies, read with the types the CLI reads them with
+/// (`liftoff_api::flags`) and written back, are the same JSON: a field the daemon adds,
+/// renames or retypes without the CLI's types fails here.
+fn the_cli_types_read_every_flags_reply_whole(env: &Env) {
+    use liftoff_api::flags::{AuditView, CreatedKey, Deleted, FlagView, KeyView, Revoked};
+
+    fn same<T: serde::de::DeserializeOwned + serde::Serialize>(what: &str, r: Reply) {
+        assert!(r.status < 300, "{what}: {} {}", r.status, r.body);
+        let raw: Value = serde_json::from_str(&r.body).unwrap();
+        let typed: T = serde_json::from_value(raw.clone())
+            .unwrap_or_else(|e| panic!("{what}: the CLI's type cannot read {raw}: {e}"));
+        assert_eq!(serde_json::to_value(&typed).unwrap(), raw, "{what}");
+    }
+    same::<Vec<FlagView>>("list", env.admin("GET", "/api/v1/flags", None));
+    same::<FlagView>("get", env.admin("GET", "/api/v1/flags/banner", None));
+    same::<Vec<AuditView>>(
+        "history",
+        env.admin("GET", "/api/v1/flags/new_checkout/history", None),
+    );
+    same::<FlagView>(
+        "change",
+        env.admin(
+            "POST",
+            "/api/v1/flags/contract",
+            Some(r#"{"by": "test", "percentage": 5}"#),
+        ),
+    );
+    same::<Deleted>(
+        "delete",
+        env.admin(
+            "POST",
+            "/api/v1/flags/contract/delete",
+            Some(r#"{"by": "test"}"#),
+        ),
+    );
+    same::<CreatedKey>(
+        "create key",
+        env.admin(
+            "POST",
+            "/api/v1/flag-keys",
+            Some(r#"{"name": "contract", "by": "test", "rate_limit": 5}"#),
+        ),
+    );
+    same::<Vec<KeyView>>("keys", env.admin("GET", "/api/v1/flag-keys", None));
+    same::<Revoked>(
+        "revoke",
+        env.admin(
+            "POST",
+            "/api/v1/flag-keys/contract/revoke",
+            Some(r#"{"by": "test"}"#),
+        ),
+    );
 }
 
 #[test]

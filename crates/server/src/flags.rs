@@ -33,10 +33,14 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use liftoff_api::flags::{
+    AuditView, CreatedKey, Definition, Deleted, FlagActorRequest, FlagChangeRequest, FlagView,
+    KeyView, NewKeyRequest, Revoked, admin_actor,
+};
 use liftoff_driver::ports::{FlagChange, FlagControl};
 use liftoff_flags::{Change, Flag, FlagDoc, Problem, Reason};
 use liftoff_store::{FlagAudit, FlagKeyRow, FlagRow, Store, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Prefix of evaluation keys, so a leaked one is recognisable.
@@ -347,7 +351,7 @@ impl FlagService {
         Ok(Changed {
             created: existing.is_none(),
             summary: describe_change(before.as_ref(), flag.doc()),
-            view: FlagView::from_row(&row),
+            view: flag_view(&row),
         })
     }
 
@@ -362,13 +366,13 @@ impl FlagService {
     }
 
     pub fn list(&self) -> Result<Vec<FlagView>, FlagError> {
-        Ok(self.store.flags()?.iter().map(FlagView::from_row).collect())
+        Ok(self.store.flags()?.iter().map(flag_view).collect())
     }
 
     pub fn get(&self, key: &str) -> Result<FlagView, FlagError> {
         self.store
             .flag(key)?
-            .map(|row| FlagView::from_row(&row))
+            .map(|row| flag_view(&row))
             .ok_or_else(|| FlagError::NoSuchFlag(key.to_string()))
     }
 
@@ -420,17 +424,12 @@ impl FlagService {
         tracing::info!(key = %row.name, by = %row.created_by, "evaluation key created");
         Ok(CreatedKey {
             key: secret,
-            info: KeyView::from_row(&row),
+            info: key_view(&row),
         })
     }
 
     pub fn keys(&self) -> Result<Vec<KeyView>, FlagError> {
-        Ok(self
-            .store
-            .flag_keys()?
-            .iter()
-            .map(KeyView::from_row)
-            .collect())
+        Ok(self.store.flag_keys()?.iter().map(key_view).collect())
     }
 
     pub fn revoke_key(&self, name: &str, by: &str) -> Result<(), FlagError> {
@@ -677,85 +676,26 @@ fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-// ---- HTTP bodies (API boundary: fields are only added) ----
+// ---- HTTP bodies (the v1 ones are `liftoff_api::flags`) ----
 
-/// A flag as the API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct FlagView {
-    pub key: String,
-    pub salt: String,
-    pub created_at: String,
-    pub updated_at: String,
-    pub definition: Definition,
-}
-
-/// A stored definition, in the format's field order; as text if it no longer parses.
-#[derive(Clone, Debug, Serialize)]
-#[serde(untagged)]
-pub enum Definition {
-    Doc(Box<FlagDoc>),
-    Unreadable(String),
-}
-
-impl Definition {
-    fn parse(text: &str) -> Self {
-        serde_json::from_str(text)
-            .map(|d| Definition::Doc(Box::new(d)))
-            .unwrap_or_else(|_| Definition::Unreadable(text.to_string()))
+fn flag_view(row: &FlagRow) -> FlagView {
+    FlagView {
+        key: row.key.clone(),
+        salt: row.salt.clone(),
+        created_at: row.created_at.clone(),
+        updated_at: row.updated_at.clone(),
+        definition: Definition::parse(&row.definition),
     }
 }
 
-impl FlagView {
-    fn from_row(row: &FlagRow) -> Self {
-        FlagView {
-            key: row.key.clone(),
-            salt: row.salt.clone(),
-            created_at: row.created_at.clone(),
-            updated_at: row.updated_at.clone(),
-            definition: Definition::parse(&row.definition),
-        }
+fn key_view(row: &FlagKeyRow) -> KeyView {
+    KeyView {
+        name: row.name.clone(),
+        prefix: row.prefix.clone(),
+        rate_limit: row.rate_limit,
+        created_at: row.created_at.clone(),
+        created_by: row.created_by.clone(),
     }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct AuditView {
-    pub id: i64,
-    pub flag: String,
-    pub at: String,
-    pub actor: String,
-    pub cause: String,
-    pub action: String,
-    pub before: Option<Definition>,
-    pub after: Option<Definition>,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct KeyView {
-    pub name: String,
-    pub prefix: String,
-    pub rate_limit: Option<u32>,
-    pub created_at: String,
-    pub created_by: String,
-}
-
-impl KeyView {
-    fn from_row(row: &FlagKeyRow) -> Self {
-        KeyView {
-            name: row.name.clone(),
-            prefix: row.prefix.clone(),
-            rate_limit: row.rate_limit,
-            created_at: row.created_at.clone(),
-            created_by: row.created_by.clone(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct CreatedKey {
-    /// The key itself: shown once, stored only as a hash.
-    pub key: String,
-    #[serde(flatten)]
-    pub info: KeyView,
 }
 
 /// The seed runbooks' call: `{"flag": "canary_5_percent", "enabled": true, "percentage": 5}`.
@@ -773,32 +713,6 @@ struct SeedChange {
     reason: Option<String>,
 }
 
-/// `POST /api/v1/flags/{key}` (the CLI).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct V1Change {
-    by: String,
-    #[serde(default)]
-    reason: Option<String>,
-    #[serde(default)]
-    enabled: Option<bool>,
-    #[serde(default)]
-    percentage: Option<f64>,
-    #[serde(default)]
-    definition: Option<FlagDoc>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewKeyRequest {
-    pub name: String,
-    #[serde(default = "admin_actor")]
-    pub by: String,
-    /// Evaluations per second; none: unlimited.
-    #[serde(default)]
-    pub rate_limit: Option<u32>,
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ActorQuery {
@@ -808,18 +722,6 @@ struct ActorQuery {
     reason: Option<String>,
     #[serde(default)]
     limit: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ActorBody {
-    by: String,
-    #[serde(default)]
-    reason: Option<String>,
-}
-
-fn admin_actor() -> String {
-    "admin token".into()
 }
 
 // ---- routes ----
@@ -988,7 +890,7 @@ async fn v1_change(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let req: V1Change = json_body(&body)?;
+    let req: FlagChangeRequest = json_body(&body)?;
     let change = ChangeRequest {
         definition: req.definition,
         enabled: req.enabled,
@@ -1005,10 +907,10 @@ async fn v1_delete(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let req: ActorBody = json_body(&body)?;
+    let req: FlagActorRequest = json_body(&body)?;
     let cause = req.reason.unwrap_or_else(|| "CLI".into());
     svc.delete(&key, &req.by, &cause)?;
-    Ok(Json(serde_json::json!({ "deleted": key })).into_response())
+    Ok(Json(Deleted { deleted: key }).into_response())
 }
 
 async fn v1_revoke(
@@ -1016,9 +918,9 @@ async fn v1_revoke(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Reply {
-    let req: ActorBody = json_body(&body)?;
+    let req: FlagActorRequest = json_body(&body)?;
     svc.revoke_key(&name, &req.by)?;
-    Ok(Json(serde_json::json!({ "revoked": name })).into_response())
+    Ok(Json(Revoked { revoked: name }).into_response())
 }
 
 #[cfg(test)]
