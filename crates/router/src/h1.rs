@@ -457,17 +457,7 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
                 Sending::AsIs
             };
             let mut out = BytesMut::with_capacity(512);
-            out.put_slice(b"HTTP/1.1 ");
-            out.put_slice(head.status.as_str().as_bytes());
-            out.put_u8(b' ');
-            out.put_slice(head.reason());
-            out.put_slice(b"\r\n");
-            for (name, value) in head.fields() {
-                out.put_slice(name);
-                out.put_slice(b": ");
-                out.put_slice(value);
-                out.put_slice(b"\r\n");
-            }
+            put_head(&mut out, &head);
             if sending == Sending::Chunked {
                 out.put_slice(b"transfer-encoding: chunked\r\n");
             }
@@ -488,15 +478,7 @@ async fn respond(client: &mut Conn, request: Request, shared: &Shared) -> io::Re
 /// follow the split); a draining router ends it at its drain deadline.
 async fn tunnel(client: &mut Conn, head: UpstreamHead, body: PooledBody) -> io::Result<()> {
     let mut out = BytesMut::with_capacity(256);
-    out.put_slice(b"HTTP/1.1 101 ");
-    out.put_slice(head.reason());
-    out.put_slice(b"\r\n");
-    for (name, value) in head.fields() {
-        out.put_slice(name);
-        out.put_slice(b": ");
-        out.put_slice(value);
-        out.put_slice(b"\r\n");
-    }
+    put_head(&mut out, &head);
     out.put_slice(b"connection: upgrade\r\n\r\n");
     let Some(mut upstream) = body.into_conn() else {
         return Ok(());
@@ -538,6 +520,21 @@ async fn unless_client_leaves<F: Future>(
         Poll::Pending
     })
     .await
+}
+
+/// The status line and the upstream's end-to-end fields, as they came.
+fn put_head(out: &mut BytesMut, head: &UpstreamHead) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(head.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(head.reason());
+    out.put_slice(b"\r\n");
+    for (name, value) in head.fields() {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(value);
+        out.put_slice(b"\r\n");
+    }
 }
 
 fn put_connection(out: &mut BytesMut, keep_alive: bool, http10: bool) {

@@ -410,12 +410,19 @@ where
     let now_ms = shared.now_ms();
     let mut tried = 0u64;
     let mut retried_without_response = false;
-    let mut last = (
+    // Why the last attempt failed: what the client is told, and whether the request
+    // certainly never reached an upstream.
+    const UNREACHABLE: (StatusCode, &str, ErrorSource) = (
         StatusCode::BAD_GATEWAY,
         "liftoff: upstream unreachable\n",
         ErrorSource::Connect,
-        true,
     );
+    const TIMED_OUT: (StatusCode, &str, ErrorSource) = (
+        StatusCode::GATEWAY_TIMEOUT,
+        "liftoff: upstream timed out\n",
+        ErrorSource::Timeout,
+    );
+    let mut last = (UNREACHABLE, true);
     while let Some(i) = version.choose(now_ms, tried) {
         if tried != 0 && !version.retry_budget.withdraw() {
             break;
@@ -452,43 +459,23 @@ where
         let retry = match &e {
             SendError::Connect(e) => {
                 tracing::debug!(upstream = %upstream.url, error = %e, "cannot connect to upstream");
-                last = (
-                    StatusCode::BAD_GATEWAY,
-                    "liftoff: upstream unreachable\n",
-                    ErrorSource::Connect,
-                    true,
-                );
+                last = (UNREACHABLE, true);
                 true
             }
             SendError::NoResponse(e) => {
                 tracing::debug!(upstream = %upstream.url, error = %e, "upstream closed without answering");
-                last = (
-                    StatusCode::BAD_GATEWAY,
-                    "liftoff: upstream unreachable\n",
-                    ErrorSource::Connect,
-                    false,
-                );
+                last = (UNREACHABLE, false);
                 let once = out.resendable && !retried_without_response;
                 retried_without_response = true;
                 once
             }
             SendError::Exchange(e) => {
                 tracing::debug!(upstream = %upstream.url, error = %e, "upstream request failed");
-                last = (
-                    StatusCode::BAD_GATEWAY,
-                    "liftoff: upstream unreachable\n",
-                    ErrorSource::Connect,
-                    false,
-                );
+                last = (UNREACHABLE, false);
                 false
             }
             SendError::Timeout => {
-                last = (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "liftoff: upstream timed out\n",
-                    ErrorSource::Timeout,
-                    false,
-                );
+                last = (TIMED_OUT, false);
                 false
             }
             SendError::Client(_) => unreachable!("answered above"),
@@ -497,7 +484,7 @@ where
             break;
         }
     }
-    let (status, message, source, never_sent) = last;
+    let ((status, message, source), never_sent) = last;
     flight.finish(Some(status.as_u16()), Some(source));
     Err(Failure::Upstream(status, message, never_sent))
 }
