@@ -12,8 +12,7 @@ use liftoff_analysis::{
 use liftoff_engine::{Event, Outcome, StepRef, StepResult};
 use liftoff_plan::condition::Version;
 use liftoff_plan::{
-    AnalyzeStep, Gate, MonitorStep, OnInconclusive, QueryGate, RollbackSpec, TriggerAction,
-    defaults,
+    AnalyzeStep, Gate, MonitorStep, OnInconclusive, QueryGate, RollbackSpec, defaults,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -327,7 +326,8 @@ fn version_sample(version: Version, s: &Sample) -> liftoff_engine::VersionSample
 /// candidate weight to the end of the launch): evaluate each at every `check_every`,
 /// and carry out what its episode ([`TriggerEpisodes`], pure) decides: journal a
 /// crossing, a clearing, a source failure, a held-back evaluation, or fire it (the
-/// window it judged first, then the firing, which the engine acts on).
+/// window it judged first, then the firing, which the engine acts on: it rolls back,
+/// holds, or has a flag turned off once the firing is journaled).
 pub async fn watch_triggers(
     sources: Sources,
     rollback: RollbackSpec,
@@ -403,12 +403,6 @@ pub async fn watch_triggers(
                     "{detail}, crossed for {}",
                     liftoff_plan::human::duration(crossed_for)
                 );
-                let detail = match &trigger.action {
-                    TriggerAction::DisableFlag(flag) => {
-                        disable_flag(&sources, flag, &subject, detail).await
-                    }
-                    _ => detail,
-                };
                 report(Event::TriggerFired {
                     trigger: subject.clone(),
                     action: trigger.action.clone(),
@@ -419,23 +413,18 @@ pub async fn watch_triggers(
     }
 }
 
-/// The kill switch acts here, at once; the engine only records it.
-async fn disable_flag(sources: &Sources, flag: &str, subject: &str, mut detail: String) -> String {
-    let outcome = match &sources.flags {
+/// Turn a fired `disable_flag` trigger's flag off (the engine's `Effect::DisableFlag`,
+/// once the firing is journaled): the flag service's line, or why not.
+pub async fn disable_flag(sources: &Sources, flag: &str, cause: &str) -> Result<String, String> {
+    match &sources.flags {
         Some(flags) => {
-            let cause = format!("trigger `{subject}` fired: {detail}");
             flags
                 .control
-                .change(flag, FlagChange::Enabled(false), &flags.actor, &cause)
+                .change(flag, FlagChange::Enabled(false), &flags.actor, cause)
                 .await
         }
         None => Err("this daemon has no flag service".into()),
-    };
-    match outcome {
-        Ok(done) => detail.push_str(&format!("; {done}")),
-        Err(e) => detail.push_str(&format!("; could not turn flag `{flag}` off: {e}")),
     }
-    detail
 }
 
 /// Journal what each version served, from the launch's start to its end, for reports:

@@ -700,6 +700,16 @@ impl Actor {
                         token.cancel();
                     }
                 }
+                Effect::DisableFlag(f) => {
+                    // At once, before the next event: a kill switch does not queue.
+                    let result = analysis::disable_flag(&self.ctx.sources, &f.flag, &f.cause).await;
+                    let event = Event::FlagDisabled {
+                        trigger: f.trigger,
+                        flag: f.flag,
+                        result,
+                    };
+                    let _ = self.tx.send(Msg { event, reply: None });
+                }
             }
         }
         Ok(())
@@ -940,3 +950,6 @@ fn new_launch_id() -> String {
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -221,6 +221,32 @@ pub struct Launch {
     pub(crate) held: Option<String>,
     /// A non-zero candidate weight was applied at some point.
     pub(crate) armed: bool,
+    /// A `disable_flag` trigger fired and its flag change has no outcome journaled yet.
+    pub(crate) disabling: Option<FlagToDisable>,
+}
+
+/// The flag a fired `disable_flag` trigger turns off, and why (for the flag's audit log).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlagToDisable {
+    pub trigger: String,
+    pub flag: String,
+    pub cause: String,
+}
+
+impl FlagToDisable {
+    /// The flag `trigger` turns off, if the plan has it as a `disable_flag` trigger.
+    pub(crate) fn of(plan: &Plan, trigger: &str, detail: &str) -> Option<Self> {
+        plan.rollback.triggers.iter().find_map(|t| match &t.action {
+            liftoff_plan::TriggerAction::DisableFlag(flag) if t.gate.text() == trigger => {
+                Some(Self {
+                    trigger: trigger.to_string(),
+                    flag: flag.clone(),
+                    cause: format!("trigger `{trigger}` fired: {detail}"),
+                })
+            }
+            _ => None,
+        })
+    }
 }
 
 impl Launch {
@@ -249,6 +275,7 @@ impl Launch {
             weight: None,
             held: None,
             armed: false,
+            disabling: None,
         }
     }
 
@@ -605,8 +632,18 @@ impl Launch {
                 self.decision = None;
                 self.held = None;
             }
+            Record::TriggerFired {
+                trigger,
+                action,
+                detail,
+                ..
+            } => {
+                if action == "disable_flag" {
+                    self.disabling = FlagToDisable::of(&self.plan, trigger, detail);
+                }
+            }
+            Record::FlagDisabled { .. } => self.disabling = None,
             Record::Evaluated { .. }
-            | Record::TriggerFired { .. }
             | Record::FollowUpScheduled { .. }
             | Record::Sampled { .. }
             | Record::Notified { .. } => {}
@@ -819,6 +856,18 @@ impl Launch {
                 detail,
                 ..
             } => format!("trigger `{trigger}` fired ({action}): {detail}"),
+            Record::FlagDisabled {
+                flag,
+                ok: true,
+                detail,
+                ..
+            } => format!("flag `{flag}` turned off: {detail}"),
+            Record::FlagDisabled {
+                flag,
+                ok: false,
+                detail,
+                ..
+            } => format!("could not turn flag `{flag}` off: {detail}"),
             Record::Held { reason, .. } => format!("holding: {reason}; resume or abort"),
             Record::Released { by, .. } => format!("released by {by}"),
         }

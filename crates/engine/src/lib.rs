@@ -12,7 +12,7 @@ mod launch;
 mod machine;
 mod record;
 
-pub use launch::{Action, Approval, Launch, Status, StepState, StepStatus};
+pub use launch::{Action, Approval, FlagToDisable, Launch, Status, StepState, StepStatus};
 pub use machine::{Effect, Event, Rejection, Transition, decide, decide_draining};
 pub use record::{
     BackupInfo, Cause, CheckResult, Decision, EndStatus, Outcome, Record, StepRef, StepResult,

@@ -65,6 +65,13 @@ pub enum Event {
         action: liftoff_plan::TriggerAction,
         detail: String,
     },
+    /// What came of turning a `disable_flag` trigger's flag off ([`Effect::DisableFlag`]):
+    /// the flag service's line, or why it could not.
+    FlagDisabled {
+        trigger: String,
+        flag: String,
+        result: Result<String, String>,
+    },
     /// An attempt judged one checklist item, smoke request or verify query. For
     /// checklists, the last result decides the step (GO or NO-GO).
     Checked {
@@ -114,6 +121,10 @@ pub enum Effect {
     /// Stop an attempt in flight; it reports back as `Cancelled` (or not at all if it
     /// had already finished: a report for an attempt no longer in flight is ignored).
     Cancel { step: StepRef, attempt: u32 },
+    /// Turn a flag off for a fired `disable_flag` trigger (after its `TriggerFired` is
+    /// journaled); report back with `Event::FlagDisabled`. Idempotent: `Recover` asks
+    /// again when no outcome was journaled.
+    DisableFlag(crate::launch::FlagToDisable),
 }
 
 /// A request the launch cannot take in its current state. Not a failure of liftoff.
@@ -251,6 +262,9 @@ fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
             }
             if let Some((step, attempt)) = launch.in_flight {
                 recover_in_flight(&mut t, step, attempt, now);
+            }
+            if let Some(flag) = &launch.disabling {
+                t.effects.push(Effect::DisableFlag(flag.clone()));
             }
         }
         Event::StepFinished {
@@ -465,6 +479,24 @@ fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                 });
             }
         }
+        Event::FlagDisabled {
+            trigger,
+            flag,
+            result,
+        } => {
+            // Also after the end: the launch may have ended while the flag changed.
+            let (ok, detail) = match result {
+                Ok(done) => (true, done),
+                Err(e) => (false, e),
+            };
+            t.record(Record::FlagDisabled {
+                at: now,
+                trigger,
+                flag,
+                ok,
+                detail,
+            });
+        }
         Event::Hold { reason } => {
             if status.is_terminal() || launch.rolling_back.is_some() || launch.held.is_some() {
                 return Ok(t);
@@ -485,6 +517,10 @@ fn decide_inner(launch: &Launch, event: Event, now: Timestamp) -> Result<Transit
                 action: action.label().to_string(),
                 detail: detail.clone(),
             });
+            // The kill switch acts once its firing is journaled: an effect, like a step.
+            if let Some(flag) = &t.state.disabling {
+                t.effects.push(Effect::DisableFlag(flag.clone()));
+            }
             match action {
                 liftoff_plan::TriggerAction::Rollback => {
                     start_rollback(&mut t, launch, Cause::Trigger { trigger, detail }, now)?;

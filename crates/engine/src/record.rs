@@ -266,6 +266,16 @@ pub enum Record {
         action: String,
         detail: String,
     },
+    /// What came of a `disable_flag` trigger's flag change, journaled after the
+    /// `TriggerFired` that started it (record before effect): `ok`, or why not.
+    FlagDisabled {
+        at: Timestamp,
+        trigger: String,
+        flag: String,
+        ok: bool,
+        /// The flag service's line ("flag `x`: enabled true → false"), or the error.
+        detail: String,
+    },
     /// The launch holds: no new step starts (traffic stays) until a human resumes it.
     Held {
         at: Timestamp,
@@ -367,6 +377,7 @@ impl Record {
             | Record::LaunchEnded { at, .. }
             | Record::Evaluated { at, .. }
             | Record::TriggerFired { at, .. }
+            | Record::FlagDisabled { at, .. }
             | Record::Held { at, .. }
             | Record::Released { at, .. }
             | Record::Checked { at, .. }
@@ -394,6 +405,7 @@ impl Record {
             Record::LaunchEnded { .. } => "launch_ended",
             Record::Evaluated { .. } => "evaluated",
             Record::TriggerFired { .. } => "trigger_fired",
+            Record::FlagDisabled { .. } => "flag_disabled",
             Record::Held { .. } => "held",
             Record::Released { .. } => "released",
             Record::Checked { .. } => "checked",

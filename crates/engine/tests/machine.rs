@@ -12,6 +12,8 @@ struct Sim {
     journal: Vec<Record>,
     executed: Vec<StepRef>,
     cancelled: Vec<StepRef>,
+    /// Flags it was asked to turn off, with the journal's length at that moment.
+    disabled: Vec<(FlagToDisable, usize)>,
     now: Timestamp,
 }
 
@@ -24,6 +26,7 @@ impl Sim {
             journal: Vec::new(),
             executed: Vec::new(),
             cancelled: Vec::new(),
+            disabled: Vec::new(),
             now: "2026-11-21T10:00:00Z".parse().unwrap(),
         }
     }
@@ -49,6 +52,7 @@ impl Sim {
             match effect {
                 Effect::Execute { step, .. } => self.executed.push(step),
                 Effect::Cancel { step, .. } => self.cancelled.push(step),
+                Effect::DisableFlag(f) => self.disabled.push((f, self.journal.len())),
             }
         }
         Ok(())
@@ -629,5 +633,80 @@ fn a_rollback_restores_migration_backups_newest_first_before_the_rollback_steps(
     assert!(
         reason.contains("the rollback failed at `restore backup of `migrate ./m1.sh``"),
         "{reason}"
+    );
+}
+
+fn kill_switch_plan() -> &'static str {
+    "version: 1\nname: t\nservice: svc\n\
+     router: { kind: builtin, listen: 127.0.0.1:9, stable: http://127.0.0.1:1, candidate: http://127.0.0.1:2 }\n\
+     steps:\n  - traffic: 10%\n  - pause: 1h\n\
+     rollback:\n  on:\n    - { when: \"error_rate > 10% over 1s\", disable_flag: new_checkout }\n"
+}
+
+fn kill_switch_fired() -> Event {
+    Event::TriggerFired {
+        trigger: "error_rate > 10% over 1s".into(),
+        action: liftoff_plan::TriggerAction::DisableFlag("new_checkout".into()),
+        detail: "candidate error_rate 30.00%".into(),
+    }
+}
+
+#[test]
+fn a_disable_flag_trigger_turns_its_flag_off_only_after_its_firing_is_journaled() {
+    let mut sim = Sim::new(kill_switch_plan());
+    sim.start();
+    sim.ok(); // 10%
+    sim.send(kill_switch_fired()).unwrap();
+    let [(flag, journaled)] = sim.disabled.as_slice() else {
+        panic!("one flag change: {:?}", sim.disabled);
+    };
+    assert_eq!(flag.flag, "new_checkout");
+    assert_eq!(
+        flag.cause,
+        "trigger `error_rate > 10% over 1s` fired: candidate error_rate 30.00%"
+    );
+    assert!(
+        matches!(&sim.journal[*journaled - 1], Record::TriggerFired { action, .. } if action == "disable_flag"),
+        "the firing is in the journal the effect follows: {:?}",
+        sim.journal
+    );
+    sim.send(Event::FlagDisabled {
+        trigger: flag.trigger.clone(),
+        flag: flag.flag.clone(),
+        result: Err("the flag service is down".into()),
+    })
+    .unwrap();
+    let Some(Record::FlagDisabled { ok, detail, .. }) = sim.journal.last() else {
+        panic!("{:?}", sim.journal);
+    };
+    assert!(!ok);
+    assert_eq!(detail, "the flag service is down");
+    assert!(
+        sim.state.rollback_cause().is_none() && sim.state.in_flight().is_some(),
+        "a kill switch instead of a rollback: the launch goes on"
+    );
+}
+
+#[test]
+fn a_restart_between_a_disable_flag_firing_and_its_outcome_turns_the_flag_off_again() {
+    let mut sim = Sim::new(kill_switch_plan());
+    sim.start();
+    sim.ok();
+    sim.send(kill_switch_fired()).unwrap();
+    sim.restart(); // kill -9 before the flag service answered
+    assert_eq!(sim.disabled.len(), 2, "asked again: {:?}", sim.disabled);
+    assert_eq!(sim.disabled[0].0, sim.disabled[1].0);
+    sim.send(Event::FlagDisabled {
+        trigger: "error_rate > 10% over 1s".into(),
+        flag: "new_checkout".into(),
+        result: Ok("flag `new_checkout`: enabled true → false".into()),
+    })
+    .unwrap();
+    sim.restart();
+    assert_eq!(
+        sim.disabled.len(),
+        2,
+        "done once journaled: {:?}",
+        sim.disabled
     );
 }

@@ -159,6 +159,27 @@ fn evaluations(snap: &Snapshot, last: usize) -> Vec<api::EvaluationView> {
                 reason: detail.clone(),
                 dry_run: false,
             }),
+            // What came of its kill switch, journaled after the firing.
+            Record::FlagDisabled {
+                at,
+                trigger,
+                flag,
+                ok,
+                detail,
+            } => Some(api::EvaluationView {
+                at: at.to_string(),
+                step: None,
+                subject: trigger.clone(),
+                verdict: if *ok {
+                    "flag off"
+                } else {
+                    "flag not turned off"
+                }
+                .to_string(),
+                value: None,
+                reason: format!("`{flag}`: {detail}"),
+                dry_run: false,
+            }),
             _ => None,
         })
         .collect();
