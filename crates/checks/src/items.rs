@@ -21,12 +21,11 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::task::JoinSet;
 
+use crate::prometheus::{InstantQuery, QueryError};
 use crate::{Env, ItemResult, REDACTED};
 
 /// How much of an HTTP body is read and judged.
 const BODY_LIMIT_BYTES: usize = 1 << 20;
-/// How much of a Prometheus answer is read (many series make long answers).
-const PROMETHEUS_LIMIT_BYTES: usize = 16 << 20;
 /// How much of each of a command's output streams is kept (the end of it).
 const OUTPUT_LIMIT_BYTES: usize = 1 << 20;
 /// Longest excerpt of outside text (a body, an output line, a value) in a result.
@@ -613,38 +612,17 @@ async fn run_prometheus(check: &PromCheck, env: &Env) -> ItemResult {
         return ItemResult::fail("the plan has no metrics: { kind: prometheus }");
     };
     let query = clip(check.query.template(), 80);
-    let url = format!("{}/api/v1/query", base.trim_end_matches('/'));
-    let sent = crate::http_client()
-        .get(url)
-        .query(&[("query", check.query.expose())])
-        .timeout(*timeout)
-        .send()
+    let asked = InstantQuery::new(base, *timeout)
+        .value(check.query.expose())
         .await;
-    let answer = match sent {
-        Ok(answer) => answer,
-        Err(e) => {
-            return ItemResult::fail(format!(
-                "Prometheus: {}",
-                outside(env, &http_error(e), &check.query)
-            ));
+    match asked {
+        Err(QueryError::Unavailable(why)) => {
+            ItemResult::fail(outside(env, &why.to_string(), &check.query))
         }
-    };
-    let status = answer.status();
-    let body = match read_capped(answer, PROMETHEUS_LIMIT_BYTES).await {
-        Ok(body) => body,
-        Err(e) => {
-            return ItemResult::fail(format!(
-                "Prometheus: {}",
-                outside(env, &http_error(e), &check.query)
-            ));
-        }
-    };
-    let value = match serde_json::from_slice(&body) {
-        Ok(json) => prometheus_value(&json),
-        Err(_) => Err(format!("Prometheus answered {status} without JSON")),
-    };
-    match value {
-        Err(why) => ItemResult::fail(format!("{query}: {}", outside(env, &why, &check.query))),
+        Err(QueryError::Rejected(why)) => ItemResult::fail(format!(
+            "{query}: {}",
+            outside(env, &why.to_string(), &check.query)
+        )),
         Ok(None) => ItemResult::fail(format!("{query}: no data")),
         Ok(Some(value)) => {
             let evidence = format!(
@@ -659,34 +637,6 @@ async fn run_prometheus(check: &PromCheck, env: &Env) -> ItemResult {
             }
         }
     }
-}
-
-/// The value of an instant query's answer (Prometheus HTTP API JSON): the first series
-/// of a vector, or a scalar. `Ok(None)`: the vector is empty.
-fn prometheus_value(answer: &serde_json::Value) -> Result<Option<f64>, String> {
-    if answer["status"] != "success" {
-        let error = answer["error"].as_str().unwrap_or("no reason given");
-        return Err(format!("Prometheus error: {error}"));
-    }
-    let data = &answer["data"];
-    let sample = match data["resultType"].as_str() {
-        Some("vector") => match data["result"].get(0) {
-            Some(series) => &series["value"],
-            None => return Ok(None),
-        },
-        Some("scalar") => &data["result"],
-        Some("matrix") => {
-            return Err("the query gives a range vector; give an instant query".to_string());
-        }
-        other => return Err(format!("unexpected result type {other:?}")),
-    };
-    // [unix time, "value"]; the value is a string so that NaN and ±Inf survive JSON.
-    sample
-        .get(1)
-        .and_then(serde_json::Value::as_str)
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(Some)
-        .ok_or_else(|| format!("a sample is not [time, \"value\"]: {sample}"))
 }
 
 // --- file ---------------------------------------------------------------------------
@@ -869,57 +819,6 @@ fn bytes(n: u64) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn prometheus_vector_takes_the_first_series() {
-        let answer = json!({
-            "status": "success",
-            "data": {"resultType": "vector", "result": [
-                {"metric": {"job": "a"}, "value": [1700000000.5, "0.25"]},
-                {"metric": {"job": "b"}, "value": [1700000000.5, "9"]}
-            ]}
-        });
-        assert_eq!(prometheus_value(&answer), Ok(Some(0.25)));
-    }
-
-    #[test]
-    fn prometheus_scalar() {
-        let answer = json!({
-            "status": "success",
-            "data": {"resultType": "scalar", "result": [1700000000, "42"]}
-        });
-        assert_eq!(prometheus_value(&answer), Ok(Some(42.0)));
-    }
-
-    #[test]
-    fn prometheus_empty_vector_is_no_data() {
-        let answer = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
-        assert_eq!(prometheus_value(&answer), Ok(None));
-    }
-
-    #[test]
-    fn prometheus_nan_survives() {
-        let answer = json!({
-            "status": "success",
-            "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1, "NaN"]}]}
-        });
-        assert!(prometheus_value(&answer).unwrap().unwrap().is_nan());
-    }
-
-    #[test]
-    fn prometheus_error_and_range_vector_are_errors() {
-        let error =
-            json!({"status": "error", "errorType": "bad_data", "error": "parse error at char 3"});
-        assert_eq!(
-            prometheus_value(&error),
-            Err("Prometheus error: parse error at char 3".to_string())
-        );
-        let matrix = json!({"status": "success", "data": {"resultType": "matrix", "result": []}});
-        assert!(prometheus_value(&matrix).is_err());
-        let garbled =
-            json!({"status": "success", "data": {"resultType": "scalar", "result": [1, 2]}});
-        assert!(prometheus_value(&garbled).is_err());
-    }
 
     #[test]
     fn literal_passwords_are_masked_and_variables_kept() {

@@ -9,6 +9,7 @@
 
 mod items;
 pub mod migrate;
+pub mod prometheus;
 mod redact;
 mod tls;
 

@@ -43,6 +43,14 @@ fn plan(p1: u16, p2: u16, prom: &str, analyze: &str) -> String {
     )
 }
 
+/// Launch `plan` (written to `work/plan.yaml`); its id.
+fn launch(daemon: &Daemon, work: &std::path::Path, plan: &str) -> String {
+    std::fs::write(work.join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work, &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// Launch, then once it waits for approval call `ready` (with its status), give
 /// Prometheus `warm_up` to scrape its traffic, approve, and wait for the outcome.
 fn run(
@@ -52,10 +60,7 @@ fn run(
     warm_up: Duration,
     ready: impl FnOnce(&serde_json::Value),
 ) -> serde_json::Value {
-    std::fs::write(work.join("plan.yaml"), plan).unwrap();
-    let out = daemon.cli(work, &["launch", "plan.yaml"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let id = launch(daemon, work, plan);
     let s = daemon.wait_for(work, &id, Duration::from_secs(10), |s| {
         s["status"] == "waiting-approval"
     });
@@ -155,10 +160,7 @@ fn a_promql_trigger_rolls_back_when_its_query_crosses() {
     let plan = format!(
         "version: 1\nname: promql-trigger\nservice: shop\nrouter: {{ kind: builtin, listen: '127.0.0.1:0', stable: 'http://127.0.0.1:{p1}', candidate: 'http://127.0.0.1:{p2}', sticky: {{ header: X-User-Id }} }}\nmetrics: {{ kind: prometheus, url: '{prom_url}', timeout: 2s }}\nsteps:\n  - traffic: 50%\n  - approve: {{ role: go }}\nrollback:\n  on:\n    - {{ name: candidate error ratio, query: '{GATE}', condition: '> 0.05', for: 1s }}\n  check_every: 250ms\n"
     );
-    std::fs::write(work.path().join("plan.yaml"), plan).unwrap();
-    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let id = launch(&daemon, work.path(), &plan);
     let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
         s["status"] == "waiting-approval"
     });
@@ -182,4 +184,34 @@ fn a_promql_trigger_rolls_back_when_its_query_crosses() {
         "{reason}"
     );
     assert_eq!(s["traffic"]["weight"], 0.0);
+}
+
+/// One client, one rule: a query that returns several series fails the checklist item
+/// and makes the gate inconclusive with the same words (the item used to take the
+/// first series, an arbitrary one).
+#[test]
+fn several_series_are_refused_alike_by_the_checklist_and_by_gates() {
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let prom_dir = tempfile::tempdir().unwrap();
+    let (_prom, prom_url) = prometheus(prom_dir.path(), daemon.url.trim_start_matches("http://"));
+    // Two series, whatever Prometheus has scraped.
+    let query = r#"label_replace(vector(1), "copy", "a", "", "") or vector(2)"#;
+    let plan = format!(
+        "version: 1\nname: several\nservice: shop\nmetrics: {{ kind: prometheus, url: '{prom_url}', timeout: 2s }}\nchecklist:\n  - {{ prometheus: '{query}', condition: '< 5', critical: false }}\nsteps:\n  - analyze: {{ for: 1s, interval: 500ms, inconclusive_limit: 0, on_inconclusive: fail, gates: [{{ name: many, query: '{query}', condition: '< 5' }}] }}\n"
+    );
+    let id = launch(&daemon, work.path(), &plan);
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
+        s["terminal"] == true
+    });
+    const SEVERAL: &str = "the query returned 2 series; aggregate it to one (e.g. with sum())";
+    let item = &s["checklist"]["checks"][0];
+    assert_eq!(item["result"], "failed", "{s:#}");
+    let evidence = item["evidence"].as_str().unwrap();
+    assert!(evidence.ends_with(&format!(": {SEVERAL}")), "{evidence}");
+    let gate = &s["evaluations"][0];
+    assert_eq!(gate["verdict"], "inconclusive", "{s:#}");
+    assert_eq!(gate["reason"], format!("query failed: {SEVERAL}"), "{s:#}");
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
 }
