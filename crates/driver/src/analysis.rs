@@ -322,8 +322,14 @@ fn version_sample(version: Version, s: &Sample) -> liftoff_engine::VersionSample
     }
 }
 
+/// The shortest time between two evaluations of the triggers when observations come
+/// faster (each router reports every 100 ms).
+pub const MIN_TRIGGER_GAP: Duration = Duration::from_millis(100);
+
 /// Watch the plan's rollback triggers while `armed` says so (from the first non-zero
-/// candidate weight to the end of the launch): evaluate each at every `check_every`,
+/// candidate weight to the end of the launch): evaluate each as new observations
+/// arrive from the routers (at most every [`MIN_TRIGGER_GAP`]) and at least every
+/// `check_every`,
 /// and carry out what its episode ([`TriggerEpisodes`], pure) decides: journal a
 /// crossing, a clearing, a source failure, a held-back evaluation, or fire it (the
 /// window it judged first, then the firing, which the engine acts on: it rolls back,
@@ -353,9 +359,26 @@ pub async fn watch_triggers(
     let mut armed_at: Option<Instant> = None;
     let mut tick = tokio::time::interval(rollback.check_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut observed = sources.metrics.as_ref().and_then(|m| m.observed());
+    let mut last_evaluation: Option<tokio::time::Instant> = None;
     loop {
+        let new_observations = async {
+            match &mut observed {
+                Some(rx) => {
+                    if rx.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                    // Evaluations stay at least MIN_TRIGGER_GAP apart.
+                    if let Some(at) = last_evaluation {
+                        tokio::time::sleep_until(at + MIN_TRIGGER_GAP).await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {}
+            () = new_observations => {}
             changed = armed.changed() => {
                 if changed.is_err() {
                     return; // the actor is gone: the launch ended
@@ -363,6 +386,7 @@ pub async fn watch_triggers(
                 continue;
             }
         }
+        last_evaluation = Some(tokio::time::Instant::now());
         if !*armed.borrow() {
             episodes.disarm();
             armed_at = None;

@@ -251,6 +251,10 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         let health = self.fleet.health(&self.route, role);
         Ok(sample(&w, health.map_or(0, |h| h.consecutive_failures)))
     }
+
+    fn observed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.fleet.observed())
+    }
 }
 
 /// A window as analysis sees it. Requests the client botched or left are the client's:

@@ -37,6 +37,8 @@ pub struct Fleet {
     inner: Mutex<Inner>,
     published: watch::Sender<Arc<Snapshot>>,
     contact: Notify,
+    /// Counts the reports that brought observations: triggers are judged as they come.
+    observed: watch::Sender<u64>,
     /// Random per daemon process: a router resends all it holds to a new one.
     pub daemon: String,
 }
@@ -143,6 +145,7 @@ impl Fleet {
             }),
             published,
             contact: Notify::new(),
+            observed: watch::channel(0).0,
             daemon: id.iter().map(|b| format!("{b:02x}")).collect(),
         }
     }
@@ -153,6 +156,11 @@ impl Fleet {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.published.borrow().clone()
+    }
+
+    /// Changes with every router report: new observations to judge.
+    pub fn observed(&self) -> watch::Receiver<u64> {
+        self.observed.subscribe()
     }
 
     /// For the long poll: changes as snapshots are published.
@@ -275,6 +283,7 @@ impl Fleet {
             member.listening = report.listening;
         }
         self.contact.notify_waiters();
+        self.observed.send_modify(|n| *n += 1);
     }
 
     /// Wait until every live router serves `version` (or a newer one), at most

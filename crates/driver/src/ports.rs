@@ -38,6 +38,12 @@ pub trait MetricSource: Send + Sync {
         window: Duration,
         since: std::time::Instant,
     ) -> Result<liftoff_analysis::Sample, String>;
+
+    /// Changes when new observations arrive, if the source can tell: rollback
+    /// triggers are then judged at once rather than at their next `check_every`.
+    fn observed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        None
+    }
 }
 
 /// Instant queries against a metric provider (Prometheus). `Ok(None)`: no data.

@@ -388,3 +388,61 @@ async fn the_sampler_samples_when_a_rollback_disarms_the_triggers() {
     assert_eq!(versions[0].version, "candidate");
     assert!(versions[0].requests > 0);
 }
+
+/// A source whose routers report every 100 ms: it says so through `observed`.
+struct Reporting {
+    traffic: SteadyTraffic,
+    reports: tokio::sync::watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl MetricSource for Reporting {
+    async fn sample(
+        &self,
+        version: Version,
+        window: Duration,
+        since: std::time::Instant,
+    ) -> Result<Sample, String> {
+        self.traffic.sample(version, window, since).await
+    }
+
+    fn observed(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.reports.clone())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn triggers_are_judged_as_observations_arrive_not_only_at_check_every() {
+    let mut caught_after = Vec::new();
+    for launch in 0..20 {
+        let (tx, reports) = tokio::sync::watch::channel(0u64);
+        let reporter = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        let traffic = Reporting {
+            traffic: SteadyTraffic::new(2000 + launch, 40.0, 0.30, 11),
+            reports,
+        };
+        // A check every 10 s: only the routers' reports can make it fast.
+        let events = watch(
+            Arc::new(traffic),
+            rollback("error_rate > 5% over 2s", Duration::from_secs(10)),
+            5.0,
+        )
+        .await;
+        reporter.abort();
+        let (at, _) = fired(&events)
+            .first()
+            .cloned()
+            .unwrap_or_else(|| panic!("launch {launch}: not caught in 5 s: {events:#?}"));
+        caught_after.push(at.as_secs_f64());
+    }
+    caught_after.sort_by(f64::total_cmp);
+    let (median, worst) = (caught_after[10], caught_after[19]);
+    println!("judged on each report: median {median:.1}s, worst {worst:.1}s");
+    assert!(median <= 0.6, "median {median}s: {caught_after:?}");
+    assert!(worst <= 2.0, "worst {worst}s: {caught_after:?}");
+}
