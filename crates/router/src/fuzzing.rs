@@ -106,3 +106,56 @@ impl Idle {
         }
     }
 }
+
+/// What the request-head parser made of some bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HeadVerdict {
+    /// A complete head, `len` bytes long, acted on (forwarded or answered by liftoff).
+    Complete { len: usize },
+    /// Not complete yet: the parser waits for more.
+    Incomplete,
+    /// Refused: liftoff answers with this status and closes.
+    Refused(u16),
+}
+
+/// Parse `bytes` as the start of a client's request head, as `h1` does for each
+/// request, routed by a table with one route (sticky by header, an override allowed
+/// from loopback with a secret, a maintenance page off) on a router that never sends a
+/// byte anywhere.
+///
+/// Panics if the router cannot start (once, on the first call).
+pub fn request_head(bytes: &[u8]) -> HeadVerdict {
+    static ROUTER: std::sync::OnceLock<(crate::Router, std::net::SocketAddr)> =
+        std::sync::OnceLock::new();
+    let (router, listen) = ROUTER.get_or_init(|| {
+        let router = crate::Router::start(crate::Limits::default(), 1).expect("a router");
+        let listen = router
+            .upsert_route(crate::RouteSpec {
+                name: "fuzz".into(),
+                listen: "127.0.0.1:0".parse().expect("an address"),
+                host: None,
+                stable: "http://127.0.0.1:9".into(),
+                candidate: Some("http://127.0.0.1:10".into()),
+                sticky: crate::Sticky::Header(http::HeaderName::from_static("x-user-id")),
+                version_override: Some(
+                    crate::VersionOverride::new(
+                        "x-liftoff-version",
+                        Some("s3cret"),
+                        &["127.0.0.1".into()],
+                        false,
+                    )
+                    .expect("an override"),
+                ),
+                health: None,
+                salt: Some(1),
+            })
+            .expect("a route");
+        (router, listen)
+    });
+    let conn = crate::proxy::ConnInfo::new(*listen, "127.0.0.1:40000".parse().expect("a peer"));
+    match crate::h1::parse(bytes, &conn, &router.shared) {
+        Ok(Some(request)) => HeadVerdict::Complete { len: request.len },
+        Ok(None) => HeadVerdict::Incomplete,
+        Err(ours) => HeadVerdict::Refused(ours.status.as_u16()),
+    }
+}

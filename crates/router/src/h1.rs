@@ -121,9 +121,9 @@ async fn linger(client: &mut Conn) {
 }
 
 /// A request head, parsed and acted on: what is left to do once it is consumed.
-struct Request {
+pub(crate) struct Request {
     /// Head bytes to consume from the buffer.
-    len: usize,
+    pub(crate) len: usize,
     act: Act,
     /// The client's body, if any, as it frames it.
     body: Option<Framing>,
@@ -223,7 +223,7 @@ fn bad(message: &'static str) -> Ours {
 
 /// Parse the head at the start of `buf`: `None` while incomplete. Most heads fit the
 /// small table of fields; only a long one pays for the large.
-fn parse(buf: &[u8], conn: &ConnInfo, shared: &Shared) -> Result<Option<Request>, Ours> {
+pub(crate) fn parse(buf: &[u8], conn: &ConnInfo, shared: &Shared) -> Result<Option<Request>, Ours> {
     let mut small = [httparse::EMPTY_HEADER; 32];
     match parse_with(buf, &mut small, conn, shared) {
         Err(ParseError::TooMany) => {
