@@ -400,16 +400,7 @@ impl Fleet {
                 if std::mem::take(&mut first[k]) {
                     acc.health = seen.health.clone();
                 } else {
-                    acc.health.checked |= seen.health.checked;
-                    acc.health.healthy &= seen.health.healthy;
-                    acc.health.consecutive_failures = acc
-                        .health
-                        .consecutive_failures
-                        .max(seen.health.consecutive_failures);
-                    acc.health.total_failures += seen.health.total_failures;
-                    if acc.health.last_error.is_none() {
-                        acc.health.last_error = seen.health.last_error.clone();
-                    }
+                    merge_health(&mut acc.health, &seen.health);
                 }
             }
         }
@@ -425,20 +416,10 @@ impl Fleet {
             if r != route || *ro != role || !live_instance(&inner, &s.router, instance) {
                 continue;
             }
-            let h = &s.health;
-            out = Some(match out {
-                None => h.clone(),
-                Some(mut acc) => {
-                    acc.checked |= h.checked;
-                    acc.healthy &= h.healthy;
-                    acc.consecutive_failures = acc.consecutive_failures.max(h.consecutive_failures);
-                    acc.total_failures += h.total_failures;
-                    if acc.last_error.is_none() {
-                        acc.last_error = h.last_error.clone();
-                    }
-                    acc
-                }
-            });
+            match &mut out {
+                None => out = Some(s.health.clone()),
+                Some(acc) => merge_health(acc, &s.health),
+            }
         }
         out
     }
@@ -619,6 +600,18 @@ impl Fleet {
             self.snapshot().version
         ));
         out
+    }
+}
+
+/// One health over several routers' checks: unhealthy if any router sees it so; the
+/// longest failure streak; failures added up; the first error given.
+fn merge_health(acc: &mut HealthReport, h: &HealthReport) {
+    acc.checked |= h.checked;
+    acc.healthy &= h.healthy;
+    acc.consecutive_failures = acc.consecutive_failures.max(h.consecutive_failures);
+    acc.total_failures += h.total_failures;
+    if acc.last_error.is_none() {
+        acc.last_error = h.last_error.clone();
     }
 }
 

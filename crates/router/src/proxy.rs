@@ -407,7 +407,11 @@ where
     B::Error: Into<ClientFault>,
 {
     let mut flight = InFlight::new(shared, version, judged);
-    let now_ms = shared.now_ms();
+    // The request's own clock reading, not another one.
+    let now_ms = flight
+        .started
+        .saturating_duration_since(shared.epoch)
+        .as_millis() as u64;
     let mut tried = 0u64;
     let mut retried_without_response = false;
     // Why the last attempt failed: what the client is told, and whether the request
