@@ -59,30 +59,43 @@ impl Sources {
         queries.query(&promql).await
     }
 
-    /// Judge a gate over `window` (not before `since`).
+    /// Judge a gate over `window` (not before `since`); `None` when the builtin
+    /// router's observations since `since` span less than `defer_below` (see
+    /// [`too_early`]).
     async fn evaluate(
         &self,
         gate: &Gate,
         window: Duration,
         since: Instant,
         min_requests: u64,
-    ) -> Evaluation {
+        defer_below: Duration,
+    ) -> Option<Evaluation> {
         match gate {
-            Gate::Query(q) => evaluate_query(q, self.run_query(q).await),
+            Gate::Query(q) => Some(evaluate_query(q, self.run_query(q).await)),
             Gate::Builtin(c) => {
                 let Some(metrics) = &self.metrics else {
-                    return inconclusive("no builtin router observations".into());
+                    return Some(inconclusive("no builtin router observations".into()));
                 };
                 match metrics
                     .sample(c.version, c.window.unwrap_or(window), since)
                     .await
                 {
-                    Ok(sample) => evaluate(c, &sample, min_requests),
-                    Err(e) => inconclusive(format!("metric source failed: {e}")),
+                    Ok(sample) if too_early(&sample, defer_below) => None,
+                    Ok(sample) => Some(evaluate(c, &sample, min_requests)),
+                    Err(e) => Some(inconclusive(format!("metric source failed: {e}"))),
                 }
             }
         }
     }
+}
+
+/// The router counts in whole seconds and only seconds begun after a step started are
+/// its step's: an evaluation due before they span `defer_below` would judge next to no
+/// time and be "too little data" by construction (an `analyze` with a 500 ms interval,
+/// half a second in). It is put off to the next interval instead of counting against
+/// `inconclusive_limit`; the step's last evaluation is never put off.
+fn too_early(sample: &Sample, defer_below: Duration) -> bool {
+    sample.window_secs < defer_below.as_secs_f64()
 }
 
 fn inconclusive(reason: String) -> Evaluation {
@@ -103,7 +116,9 @@ pub async fn analyze(
     if sources.is_empty() {
         return Outcome::new(StepResult::Failed, "no metric source for analysis");
     }
-    let started = Instant::now();
+    // Timed on tokio's clock (a paused test drives it); sources take the std instant.
+    let clock = tokio::time::Instant::now();
+    let started = clock.into_std();
     let (mut evaluations, mut failures, mut inconclusives) = (0u32, 0u32, 0u32);
     let mut last_failure = String::new();
     loop {
@@ -111,53 +126,28 @@ pub async fn analyze(
             () = tokio::time::sleep(a.interval) => {}
             () = cancel.cancelled() => return Outcome::new(StepResult::Cancelled, "cancelled"),
         }
-        evaluations += 1;
+        // Half an interval of observed time (at most a second) makes an evaluation.
+        let defer_below = if clock.elapsed() >= a.duration {
+            Duration::ZERO
+        } else {
+            (a.interval / 2).min(Duration::from_secs(1))
+        };
         let mut results: Vec<(String, Verdict, f64, String)> = Vec::new();
         for gate in &a.gates {
-            let e = sources
-                .evaluate(gate, a.interval, started, a.min_requests)
-                .await;
-            results.push((gate.text().to_string(), e.verdict, e.value, e.reason));
+            if let Some(e) = sources
+                .evaluate(gate, a.interval, started, a.min_requests, defer_below)
+                .await
+            {
+                results.push((gate.text().to_string(), e.verdict, e.value, e.reason));
+            }
         }
-        if let Some(spec) = &a.compare {
-            let cfg = Compare {
-                latency_tolerance: spec.latency_tolerance,
-                error_tolerance: spec.error_tolerance,
-                confidence: spec.confidence,
-                min_requests: a.min_requests,
-                critical_errors: spec.critical_errors,
-                critical_latency: spec.critical_latency,
-                pass_score: spec.pass_score,
-                marginal_score: spec.marginal_score,
-            };
-            let (verdict, score, reason) = match &sources.metrics {
-                None => (
-                    Verdict::Inconclusive,
-                    f64::NAN,
-                    "no builtin router observations".to_string(),
-                ),
-                Some(m) => match (
-                    m.sample(Version::Candidate, a.interval, started).await,
-                    m.sample(Version::Stable, a.interval, started).await,
-                ) {
-                    (Ok(c), Ok(s)) => {
-                        let j = judge(&c, &s, &cfg);
-                        let verdict = match j.outcome {
-                            JudgeOutcome::Pass => Verdict::Successful,
-                            JudgeOutcome::Fail => Verdict::Failed,
-                            // Marginal is a question for a human, like too little data.
-                            _ => Verdict::Inconclusive,
-                        };
-                        (verdict, j.score, j.summary)
-                    }
-                    (Err(e), _) | (_, Err(e)) => (
-                        Verdict::Inconclusive,
-                        f64::NAN,
-                        format!("metric source failed: {e}"),
-                    ),
-                },
-            };
-            results.push(("compare: stable".to_string(), verdict, score, reason));
+        if let Some(spec) = &a.compare
+            && let Some(e) = compare(sources, spec, a, started, defer_below).await
+        {
+            results.push(("compare: stable".to_string(), e.verdict, e.value, e.reason));
+        }
+        if !results.is_empty() {
+            evaluations += 1;
         }
         for (subject, verdict, value, reason) in results {
             match verdict {
@@ -203,7 +193,7 @@ pub async fn analyze(
                 };
             }
         }
-        if started.elapsed() >= a.duration {
+        if clock.elapsed() >= a.duration {
             let shadow = if a.dry_run {
                 " (dry run: nothing enforced)"
             } else {
@@ -217,6 +207,54 @@ pub async fn analyze(
             );
         }
     }
+}
+
+/// The candidate judged against stable over the last interval; `None` when put off
+/// ([`too_early`]).
+async fn compare(
+    sources: &Sources,
+    spec: &liftoff_plan::CompareSpec,
+    a: &AnalyzeStep,
+    started: Instant,
+    defer_below: Duration,
+) -> Option<Evaluation> {
+    let Some(m) = &sources.metrics else {
+        return Some(inconclusive("no builtin router observations".into()));
+    };
+    let (c, s) = match (
+        m.sample(Version::Candidate, a.interval, started).await,
+        m.sample(Version::Stable, a.interval, started).await,
+    ) {
+        (Ok(c), Ok(s)) => (c, s),
+        (Err(e), _) | (_, Err(e)) => {
+            return Some(inconclusive(format!("metric source failed: {e}")));
+        }
+    };
+    if too_early(&c, defer_below) || too_early(&s, defer_below) {
+        return None;
+    }
+    let cfg = Compare {
+        latency_tolerance: spec.latency_tolerance,
+        error_tolerance: spec.error_tolerance,
+        confidence: spec.confidence,
+        min_requests: a.min_requests,
+        critical_errors: spec.critical_errors,
+        critical_latency: spec.critical_latency,
+        pass_score: spec.pass_score,
+        marginal_score: spec.marginal_score,
+    };
+    let j = judge(&c, &s, &cfg);
+    let verdict = match j.outcome {
+        JudgeOutcome::Pass => Verdict::Successful,
+        JudgeOutcome::Fail => Verdict::Failed,
+        // Marginal is a question for a human, like too little data.
+        _ => Verdict::Inconclusive,
+    };
+    Some(Evaluation {
+        verdict,
+        value: j.score,
+        reason: j.summary,
+    })
 }
 
 /// What a trigger read: its state, the line with its numbers, and the window it judged
@@ -534,9 +572,13 @@ pub async fn monitor(
         let mut failed = Vec::new();
         let mut inconclusive = Vec::new();
         for gate in &m.gates {
-            let e = sources
-                .evaluate(gate, m.window, started, m.min_requests)
-                .await;
+            // A checkpoint judges what there is: never put off.
+            let Some(e) = sources
+                .evaluate(gate, m.window, started, m.min_requests, Duration::ZERO)
+                .await
+            else {
+                continue;
+            };
             let subject = gate.text().to_string();
             match e.verdict {
                 Verdict::Failed => failed.push(format!("`{subject}`: {}", e.reason)),

@@ -345,10 +345,8 @@ impl Fleet {
             return None;
         }
         if available == 0 {
-            return Some(Window {
-                seconds: 1,
-                ..Window::default()
-            });
+            // No second begun since: nothing covered yet.
+            return Some(Window::default());
         }
         let buckets = secs.saturating_add(1).min(available).min(WINDOW_SECS - 1);
         let mut w = sum(&inner, route, role, current + 1 - buckets, current);

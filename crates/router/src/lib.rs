@@ -646,10 +646,8 @@ impl Router {
         let into_current = Duration::from_nanos(u64::from(elapsed.subsec_nanos()));
         let available = (now + 1).saturating_sub(first);
         if available == 0 {
-            return Ok(self.window(route, role, 1)?.map(|_| Window {
-                seconds: 1,
-                ..Window::default()
-            }));
+            // No second begun since: nothing covered yet.
+            return Ok(self.window(route, role, 1)?.map(|_| Window::default()));
         }
         let buckets = secs.saturating_add(1).min(available);
         Ok(self.window(route, role, buckets)?.map(|w| Window {

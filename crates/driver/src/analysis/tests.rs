@@ -446,3 +446,115 @@ async fn triggers_are_judged_as_observations_arrive_not_only_at_check_every() {
     assert!(median <= 0.6, "median {median}s: {caught_after:?}");
     assert!(worst <= 2.0, "worst {worst}s: {caught_after:?}");
 }
+
+/// Counts like the builtin router: in whole seconds from `t0`, only those begun after
+/// `since`, the current one so far; `rps` good requests a second to either version.
+struct WholeSeconds {
+    t0: Instant,
+    rps: f64,
+}
+
+#[async_trait]
+impl MetricSource for WholeSeconds {
+    async fn sample(
+        &self,
+        _: Version,
+        window: Duration,
+        since: std::time::Instant,
+    ) -> Result<Sample, String> {
+        let t0 = self.t0.into_std();
+        let now = Instant::now().into_std().duration_since(t0).as_secs_f64();
+        let first = since.duration_since(t0).as_secs() + 1;
+        let available = (now as u64 + 1).saturating_sub(first);
+        if available == 0 {
+            return Ok(Sample {
+                window_secs: 0.001,
+                ..Sample::default()
+            });
+        }
+        let buckets = (window.as_secs().max(1) + 1).min(available);
+        let covered = (buckets - 1) as f64 + now.fract();
+        Ok(Sample {
+            window_secs: covered,
+            requests: (covered * self.rps) as u64,
+            latency: vec![(0.01, (covered * self.rps) as u64)],
+            ..Sample::default()
+        })
+    }
+}
+
+/// Issue 18's CI failure: an `analyze` with a 500 ms interval begun 30 ms into a
+/// second judged nothing at its first evaluation (no whole second had begun since)
+/// and 30 ms at its second, so two "too little data" rounds of two subjects
+/// each held a healthy launch for a human. Evaluations due before the router's seconds
+/// cover half an interval are put off; the step still ends with a judged evaluation.
+#[tokio::test(start_paused = true)]
+async fn an_analyze_step_puts_off_evaluations_due_before_the_routers_seconds_cover_them() {
+    let source = WholeSeconds {
+        t0: Instant::now(),
+        rps: 200.0,
+    };
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let report: Report = {
+        let events = events.clone();
+        Arc::new(move |e| events.lock().unwrap().push(e))
+    };
+    let sources = Sources {
+        metrics: Some(Arc::new(source)),
+        queries: None,
+        service: "shop".into(),
+        flags: None,
+    };
+    let step = liftoff_plan::AnalyzeStep {
+        duration: Duration::from_secs(2),
+        interval: Duration::from_millis(500),
+        gates: vec![Gate::Builtin(
+            parse_condition("error_rate < 2%", false).unwrap(),
+        )],
+        min_requests: 5,
+        failure_limit: 0,
+        inconclusive_limit: 0,
+        on_inconclusive: liftoff_plan::OnInconclusive::Fail,
+        dry_run: false,
+        compare: Some(liftoff_plan::CompareSpec::default()),
+    };
+    let outcome = super::analyze(
+        &sources,
+        liftoff_engine::StepRef::Forward(2),
+        &step,
+        &report,
+        &tokio_util::sync::CancellationToken::new(),
+    )
+    .await;
+    let events = events.lock().unwrap();
+    assert_eq!(
+        outcome.result,
+        liftoff_engine::StepResult::Succeeded,
+        "{outcome:?} {events:#?}"
+    );
+    let judged: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Observed {
+                subject, verdict, ..
+            } => Some((subject.as_str(), verdict.as_str())),
+            _ => None,
+        })
+        .collect();
+    // Put off at 0.53 s (nothing covered) and 1.03 s (30 ms); judged at 1.53 and 2.03 s.
+    assert_eq!(
+        judged,
+        [
+            ("error_rate < 2%", "successful"),
+            ("compare: stable", "successful"),
+            ("error_rate < 2%", "successful"),
+            ("compare: stable", "successful"),
+        ],
+        "{events:#?}"
+    );
+    assert_eq!(
+        outcome.message.as_deref(),
+        Some("2 evaluations, 0 failed, 0 inconclusive")
+    );
+}
