@@ -621,6 +621,25 @@ pub(crate) fn parse_reference(s: &str) -> Option<(&str, usize)> {
     valid.then_some((name, end + 3))
 }
 
+/// An `http://` or `https://` URL (https verified against the system's roots).
+pub(crate) fn check_http_url(
+    dec: &mut Decoder<'_>,
+    node: &Node<'_>,
+    what: &str,
+    url: &Text,
+    example: &str,
+) -> bool {
+    if url.known().may_start_with(crate::checks::HTTP_SCHEMES) {
+        return true;
+    }
+    dec.error_hint(
+        location(node),
+        format!("{what}: `{url}` is not an http or https URL"),
+        format!("e.g. `{example}`"),
+    );
+    false
+}
+
 /// `"5"` → 500, `"0.5"` → 50, `"12.25"` → 1225; at most two decimals.
 fn parse_basis_points(number: &str) -> Option<u16> {
     let (whole, frac) = number.split_once('.').unwrap_or((number, ""));

@@ -1,0 +1,140 @@
+//! What one section asks of another, checked once every section is decoded. A gate is
+//! never half-enforced: one that reads the builtin router's observations needs
+//! `router: { kind: builtin }`; a PromQL gate, trigger or checklist item needs
+//! `metrics: { kind: prometheus }`; a `traffic` step or a trigger needs a router.
+
+use crate::checks;
+use crate::decode::Decoder;
+use crate::model::{Gate, Location, MetricsSpec, RollbackSpec, RouterSpec, Step, StepKind};
+
+/// Every requirement the plan's sections put on each other; `rollback_at` is where an
+/// unmet one of `rollback.on` is reported.
+pub(crate) fn check(
+    dec: &mut Decoder<'_>,
+    router: &Option<RouterSpec>,
+    metrics: &Option<MetricsSpec>,
+    checklist: &Option<checks::Checklist>,
+    steps: &[Step],
+    rollback: &RollbackSpec,
+    rollback_at: Location,
+) {
+    let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
+    let prometheus = matches!(metrics, Some(MetricsSpec::Prometheus { .. }));
+    for step in steps {
+        let StepKind::Analyze(a) = &step.kind else {
+            continue;
+        };
+        let reads_router =
+            a.compare.is_some() || a.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
+        if reads_router && !builtin {
+            dec.error_hint(
+                step.location,
+                format!("step `{}` needs observations: its conditions and `compare` read the builtin router's", step.name),
+                "use `router: { kind: builtin }`, or PromQL gates (`{ query, condition }`) with `metrics: { kind: prometheus }`",
+            );
+        }
+        if a.gates.iter().any(|g| matches!(g, Gate::Query(_))) && !prometheus {
+            dec.error_hint(
+                step.location,
+                format!(
+                    "step `{}` has PromQL gates but the plan has no Prometheus",
+                    step.name
+                ),
+                "add `metrics: { kind: prometheus, url: http://... }`",
+            );
+        }
+    }
+    if rollback
+        .triggers
+        .iter()
+        .any(|t| matches!(t.gate, Gate::Builtin(_)))
+        && !builtin
+    {
+        dec.error_hint(
+            rollback_at,
+            "rollback.on: condition triggers read the builtin router's observations",
+            "use `router: { kind: builtin }`, or PromQL triggers (`{ query, condition }`) with `metrics: { kind: prometheus }`",
+        );
+    }
+    if !rollback.triggers.is_empty() && router.is_none() {
+        dec.error_hint(
+            rollback_at,
+            "rollback.on: triggers are watched from the first non-zero candidate weight, and this plan has no router",
+            "add a `router`, or drop the triggers (they would never be armed)",
+        );
+    }
+    if rollback
+        .triggers
+        .iter()
+        .any(|t| matches!(t.gate, Gate::Query(_)))
+        && !prometheus
+    {
+        dec.error_hint(
+            rollback_at,
+            "rollback.on: PromQL triggers need `metrics: { kind: prometheus }`",
+            "add `metrics: { kind: prometheus, url: http://... }`",
+        );
+    }
+    let prometheus_items = |list: &checks::Checklist| {
+        list.items
+            .iter()
+            .filter(|i| matches!(i.kind, checks::CheckKind::Prometheus(_)))
+            .map(|i| i.location)
+            .collect::<Vec<_>>()
+    };
+    let mut needs_prometheus: Vec<Location> = checklist.iter().flat_map(prometheus_items).collect();
+    for step in steps.iter().chain(&rollback.steps) {
+        if let StepKind::Check(list) = &step.kind {
+            needs_prometheus.extend(prometheus_items(list));
+        }
+    }
+    if !prometheus {
+        for at in needs_prometheus {
+            dec.error_hint(
+                at,
+                "checklist item: `prometheus` items need `metrics: { kind: prometheus }`",
+                "add `metrics: { kind: prometheus, url: http://... }`",
+            );
+        }
+    }
+    // `maintenance` steps also work without the builtin router: they switch the
+    // daemon's `maintenance_mode` flag, which applications read.
+    for step in steps.iter().chain(&rollback.steps) {
+        if let StepKind::Monitor(m) = &step.kind {
+            let reads_router = m.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
+            if reads_router && !builtin {
+                dec.error_hint(
+                    step.location,
+                    format!(
+                        "step `{}` has conditions that read the builtin router's observations",
+                        step.name
+                    ),
+                    "use `router: { kind: builtin }`, or PromQL gates with `metrics: { kind: prometheus }`",
+                );
+            }
+            if m.gates.iter().any(|g| matches!(g, Gate::Query(_))) && !prometheus {
+                dec.error_hint(
+                    step.location,
+                    format!(
+                        "step `{}` has PromQL gates but the plan has no Prometheus",
+                        step.name
+                    ),
+                    "add `metrics: { kind: prometheus, url: http://... }`",
+                );
+            }
+        }
+    }
+    let needs_router = steps
+        .iter()
+        .find(|s| matches!(s.kind, StepKind::Traffic(_)));
+    if let (Some(step), None) = (needs_router, &router) {
+        dec.error_hint(
+            step.location,
+            format!(
+                "step `{}` sets traffic, but the plan has no `router`",
+                step.name
+            ),
+            "add e.g. `router: { kind: command, command: \"./set-weight.sh {weight}\" }`",
+        );
+    }
+}

@@ -1,0 +1,441 @@
+//! `router:`: what moves traffic. A command that sets the weight, or liftoff's builtin
+//! router: its address, each version's instances, stickiness, the override header,
+//! health checks, timeouts and the maintenance page. Decoding only; routing is
+//! `liftoff-router`'s job.
+
+use crate::decode::{Decoder, Fields, Node, location};
+use crate::model::{
+    BuiltinRouter, HealthSpec, Known, MaintenanceSpec, OverrideSpec, RouteTimeouts, RouterSpec,
+    Sticky, Text, defaults,
+};
+use crate::schema;
+
+pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouterSpec> {
+    let mut f = dec.fields(node, &schema::ROUTER)?;
+    let kind_node = f.require(dec, "kind");
+    let kind = kind_node.and_then(|k| dec.string(k, "router.kind"));
+    // Keys of the other kind are mistakes, not options.
+    for key in schema::ROUTER.keys.iter().filter(|k| **k != "kind") {
+        let for_command = schema::COMMAND_ROUTER_KEYS.contains(key);
+        let wrong = match kind.as_deref() {
+            Some("command") => !for_command,
+            Some("builtin") => for_command,
+            _ => false,
+        };
+        if wrong && f.take(key).is_some() {
+            let owner = if for_command { "command" } else { "builtin" };
+            dec.error(
+                f.key_location(key).unwrap_or(f.at),
+                format!("router: `{key}` applies to `kind: {owner}` routers only"),
+            );
+        }
+    }
+    let spec = match kind.as_deref() {
+        Some("command") => {
+            let command = f
+                .require(dec, "command")
+                .and_then(|c| dec.text(c, "router.command"));
+            let timeout = match f.take("timeout") {
+                Some(t) => dec.duration(t, "router.timeout"),
+                None => Some(defaults::ROUTER_COMMAND_TIMEOUT),
+            };
+            if let Some(c) = &command
+                && !c.template().contains("{weight}")
+            {
+                dec.error_hint(
+                        kind_node.map_or(f.at, location),
+                        "router.command never mentions `{weight}`",
+                        "the command must receive the weight, as `{weight}` or by reading $LIFTOFF_WEIGHT; add `{weight}` to make that explicit",
+                    );
+            }
+            Some(RouterSpec::Command {
+                command: command?,
+                timeout: timeout?,
+            })
+        }
+        Some("builtin") => decode_builtin(dec, &mut f).map(|b| RouterSpec::Builtin(Box::new(b))),
+        Some(other @ ("nginx" | "haproxy" | "kubernetes")) => {
+            dec.error_hint(
+                kind_node.map_or(f.at, location),
+                format!("router.kind `{other}` is not available in this version of liftoff"),
+                "use `kind: builtin` (liftoff's own router) or `kind: command` with a script",
+            );
+            None
+        }
+        Some(other) => {
+            dec.error_hint(
+                kind_node.map_or(f.at, location),
+                format!("router.kind: unknown router kind `{other}`"),
+                "known kinds: builtin, command",
+            );
+            None
+        }
+        None => None,
+    };
+    f.finish(dec);
+    spec
+}
+
+fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<BuiltinRouter> {
+    let listen = f.require(dec, "listen").and_then(|n| {
+        let text = dec.string(n, "router.listen")?;
+        match text.parse::<std::net::SocketAddr>() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                dec.error_hint(
+                    location(n),
+                    format!("router.listen: `{text}` is not an address:port"),
+                    "e.g. `127.0.0.1:8080` or `0.0.0.0:80`",
+                );
+                None
+            }
+        }
+    });
+    let host = f.take("host").and_then(|n| dec.string(n, "router.host"));
+    // One URL, or a list of them: the version's instances.
+    let mut upstream = |key: &'static str| {
+        let node = f.require(dec, key)?;
+        let nodes = match &node.data {
+            saphyr::YamlData::Sequence(_) => dec.sequence(node, key)?,
+            _ => std::slice::from_ref(node),
+        };
+        if nodes.is_empty() {
+            dec.error_hint(
+                location(node),
+                format!("router.{key}: an empty list"),
+                "give at least one instance, e.g. `[http://10.0.0.11:9000, http://10.0.0.12:9000]`",
+            );
+            return None;
+        }
+        let mut urls: Vec<Text> = Vec::with_capacity(nodes.len());
+        let mut ok = true;
+        for n in nodes {
+            let Some(url) = dec.text(n, key) else {
+                ok = false;
+                continue;
+            };
+            if let Err(why) = check_upstream_url(&url) {
+                dec.error_hint(
+                    location(n),
+                    format!("router.{key}: `{url}` {why}"),
+                    "e.g. `http://127.0.0.1:9001`",
+                );
+                ok = false;
+            } else if urls.iter().any(|u| same_instance(u, &url)) {
+                dec.error(
+                    location(n),
+                    format!("router.{key}: `{url}` is listed twice"),
+                );
+                ok = false;
+            }
+            urls.push(url);
+        }
+        ok.then_some(urls)
+    };
+    let stable = upstream("stable");
+    let candidate = upstream("candidate");
+    let sticky = match f.take("sticky") {
+        None => Some(Sticky::None),
+        Some(n) => decode_sticky(dec, n),
+    };
+    let version_override = match f.take("override") {
+        None => Some(None),
+        Some(n) => decode_override(dec, n).map(Some),
+    };
+    let health = f.take("health").map(|n| decode_health(dec, n));
+    let timeouts = match f.take("timeouts") {
+        None => Some(RouteTimeouts::default()),
+        Some(n) => decode_timeouts(dec, n),
+    };
+    let maintenance = match f.take("maintenance") {
+        Some(n) => decode_maintenance(dec, n),
+        None => Some(MaintenanceSpec::default()),
+    };
+    Some(BuiltinRouter {
+        listen: listen?,
+        host,
+        stable: stable?,
+        candidate: candidate?,
+        sticky: sticky?,
+        version_override: version_override?,
+        health: match health {
+            Some(h) => Some(h?),
+            None => None,
+        },
+        maintenance: maintenance?,
+        timeouts: timeouts?,
+    })
+}
+
+fn decode_maintenance(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MaintenanceSpec> {
+    let mut f = dec.fields(node, &schema::MAINTENANCE)?;
+    let retry_after = match f.take("retry_after") {
+        Some(n) => dec.duration(n, "router.maintenance.retry_after"),
+        None => Some(defaults::MAINTENANCE_RETRY_AFTER),
+    };
+    let page = match f.take("page") {
+        Some(n) => dec.string(n, "router.maintenance.page"),
+        None => Some(defaults::MAINTENANCE_PAGE.to_string()),
+    };
+    let allow = match f.take("allow") {
+        Some(n) => decode_networks(dec, n, "router.maintenance.allow"),
+        None => Some(Vec::new()),
+    };
+    let bypass_header = match f.take("bypass_header") {
+        None => Some(None),
+        Some(n) => dec.fields(n, &schema::BYPASS_HEADER).and_then(|mut b| {
+            let name = b.require(dec, "name").and_then(|h| {
+                let name = dec.string(h, "router.maintenance.bypass_header.name")?;
+                header_name(dec, h, name)
+            });
+            let value = b
+                .require(dec, "value")
+                .and_then(|v| dec.text(v, "router.maintenance.bypass_header.value"));
+            b.finish(dec);
+            Some(Some((name?, value?)))
+        }),
+    };
+    f.finish(dec);
+    Some(MaintenanceSpec {
+        retry_after: retry_after?,
+        page: page?,
+        allow: allow?,
+        bypass_header: bypass_header?,
+    })
+}
+
+/// `router.override`: who may pick a version by header.
+fn decode_override(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<OverrideSpec> {
+    let mut f = dec.fields(node, &schema::OVERRIDE)?;
+    let header = match f.take("header") {
+        Some(n) => dec
+            .string(n, "router.override.header")
+            .and_then(|h| header_name(dec, n, h)),
+        None => Some(defaults::OVERRIDE_HEADER.to_string()),
+    };
+    let secret = match f.take("secret") {
+        None => Some(None),
+        Some(n) => dec.text(n, "router.override.secret").and_then(|secret| {
+            // Never quoted in the message: it is a secret.
+            let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+            let valid = match secret.known() {
+                Known::All(s) => !s.is_empty() && visible(s),
+                Known::Prefix(s) => visible(s),
+            };
+            if !valid {
+                dec.error_hint(
+                    location(n),
+                    "router.override.secret: must be non-empty visible ASCII, without spaces",
+                    "it is sent in a header value, after `candidate;`",
+                );
+                return None;
+            }
+            Some(Some(secret))
+        }),
+    };
+    let allow = match f.take("allow") {
+        Some(n) => decode_networks(dec, n, "router.override.allow"),
+        None => Some(Vec::new()),
+    };
+    let count = match f.take("count") {
+        Some(n) => dec.boolean(n, "router.override.count"),
+        None => Some(false),
+    };
+    let neither = matches!(secret, Some(None)) && allow.as_ref().is_some_and(Vec::is_empty);
+    if neither {
+        dec.error_hint(
+            f.at,
+            "router.override: give `secret`, `allow` or both",
+            "without either, any client could send its requests to the candidate; e.g. `secret: \"${TESTER_TOKEN}\"`, and testers send `X-Liftoff-Version: candidate;<secret>`",
+        );
+    }
+    f.finish(dec);
+    if neither {
+        return None;
+    }
+    Some(OverrideSpec {
+        header: header?,
+        secret: secret?,
+        allow: allow?,
+        count: count?,
+    })
+}
+
+/// A list of client addresses or CIDR networks (an `allow`).
+fn decode_networks(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<Vec<String>> {
+    let items = dec.sequence(node, what)?;
+    let mut nets = Some(Vec::new());
+    for item in items {
+        match dec.string(item, what) {
+            Some(net) if valid_network(&net) => {
+                if let Some(nets) = nets.as_mut() {
+                    nets.push(net);
+                }
+            }
+            Some(net) => {
+                dec.error_hint(
+                    location(item),
+                    format!("{what}: `{net}` is not an address or CIDR network"),
+                    "e.g. `10.0.0.0/8` or `192.168.1.20`",
+                );
+                nets = None;
+            }
+            None => nets = None,
+        }
+    }
+    nets
+}
+
+fn valid_network(s: &str) -> bool {
+    let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+}
+
+/// Two instance URLs that name one address (a trailing slash aside). Unresolved ones
+/// (linting without variables) are never the same.
+fn same_instance(a: &Text, b: &Text) -> bool {
+    match (a.known(), b.known()) {
+        (Known::All(a), Known::All(b)) => a.trim_end_matches('/') == b.trim_end_matches('/'),
+        _ => false,
+    }
+}
+
+fn check_upstream_url(url: &Text) -> Result<(), &'static str> {
+    let url = match url.known() {
+        Known::All(s) => s,
+        Known::Prefix(_) if url.known().may_start_with(&["http://"]) => return Ok(()),
+        Known::Prefix(s) => s,
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or("is not an http:// URL (https upstreams are not supported)")?;
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    if rest.contains('/') {
+        return Err("has a path; give only scheme, host and port");
+    }
+    let port = rest.rsplit_once(':').map(|(_, p)| p).ok_or("has no port")?;
+    port.parse::<u16>()
+        .map(|_| ())
+        .map_err(|_| "has no valid port")
+}
+
+fn header_name(dec: &mut Decoder<'_>, node: &Node<'_>, name: String) -> Option<String> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if valid {
+        Some(name.to_ascii_lowercase())
+    } else {
+        dec.error(
+            location(node),
+            format!("`{name}` is not a valid HTTP header name"),
+        );
+        None
+    }
+}
+
+fn decode_sticky(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Sticky> {
+    let mut f = dec.fields(node, &schema::STICKY)?;
+    let header = f.take("header");
+    let cookie = f.take("cookie");
+    let client_ip = f.take("client_ip");
+    let given = [header.is_some(), cookie.is_some(), client_ip.is_some()]
+        .iter()
+        .filter(|g| **g)
+        .count();
+    let at = f.at;
+    f.finish(dec);
+    if given != 1 {
+        dec.error_hint(
+            at,
+            "router.sticky: give exactly one of `header`, `cookie`, `client_ip`",
+            "e.g. `sticky: { header: X-User-Id }`",
+        );
+        return None;
+    }
+    if let Some(n) = header {
+        let name = dec.string(n, "router.sticky.header")?;
+        return header_name(dec, n, name).map(Sticky::Header);
+    }
+    if let Some(n) = cookie {
+        return dec.string(n, "router.sticky.cookie").map(Sticky::Cookie);
+    }
+    match client_ip.and_then(|n| dec.boolean(n, "router.sticky.client_ip")) {
+        Some(true) => Some(Sticky::ClientIp),
+        Some(false) => Some(Sticky::None),
+        None => None,
+    }
+}
+
+fn decode_timeouts(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<RouteTimeouts> {
+    let mut f = dec.fields(node, &schema::TIMEOUTS)?;
+    let defaults = RouteTimeouts::default();
+    let mut duration = |key: &'static str, what: &str| match f.take(key) {
+        Some(n) => dec.duration(n, what).map(Some),
+        None => Some(None),
+    };
+    let connect = duration("connect", "router.timeouts.connect");
+    let response = duration("response", "router.timeouts.response");
+    let idle = duration("idle", "router.timeouts.idle");
+    f.finish(dec);
+    Some(RouteTimeouts {
+        connect: connect?.unwrap_or(defaults.connect),
+        response: response?.unwrap_or(defaults.response),
+        idle: idle?,
+    })
+}
+
+fn decode_health(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<HealthSpec> {
+    let mut f = dec.fields(node, &schema::HEALTH)?;
+    let path = match f.take("path") {
+        Some(n) => dec.string(n, "router.health.path").and_then(|p| {
+            if p.starts_with('/') {
+                Some(p)
+            } else {
+                dec.error(
+                    location(n),
+                    format!("router.health.path: `{p}` must start with `/`"),
+                );
+                None
+            }
+        }),
+        None => Some(defaults::HEALTH_PATH.to_string()),
+    };
+    let mut duration = |key: &'static str, what: &str, default| match f.take(key) {
+        Some(n) => dec.duration(n, what),
+        None => Some(default),
+    };
+    let interval = duration(
+        "interval",
+        "router.health.interval",
+        defaults::HEALTH_INTERVAL,
+    );
+    let timeout = duration("timeout", "router.health.timeout", defaults::HEALTH_TIMEOUT);
+    let mut threshold = |key: &'static str, what: &str, default| match f.take(key) {
+        Some(n) => dec.integer(n, what, 1, 100).map(|v| v as u32),
+        None => Some(default),
+    };
+    let healthy_threshold = threshold(
+        "healthy_threshold",
+        "router.health.healthy_threshold",
+        defaults::HEALTHY_THRESHOLD,
+    );
+    let unhealthy_threshold = threshold(
+        "unhealthy_threshold",
+        "router.health.unhealthy_threshold",
+        defaults::UNHEALTHY_THRESHOLD,
+    );
+    f.finish(dec);
+    Some(HealthSpec {
+        path: path?,
+        interval: interval?,
+        timeout: timeout?,
+        healthy_threshold: healthy_threshold?,
+        unhealthy_threshold: unhealthy_threshold?,
+    })
+}
