@@ -670,6 +670,7 @@ mod tests {
             health: None,
             maintenance: None,
             timeouts: None,
+            tls: None,
         }
     }
 

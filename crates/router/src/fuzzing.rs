@@ -96,7 +96,7 @@ impl Idle {
                 let listener = TcpListener::bind("127.0.0.1:0").await?;
                 let client = TcpStream::connect(listener.local_addr()?).await?;
                 let (peer, _) = listener.accept().await?;
-                io::Result::Ok((Conn::new(client), peer))
+                io::Result::Ok((Conn::new(crate::stream::Stream::Tcp(client)), peer))
             })
             .expect("a loopback connection");
         Idle {
@@ -152,7 +152,8 @@ pub fn request_head(bytes: &[u8]) -> HeadVerdict {
             .expect("a route");
         (router, listen)
     });
-    let conn = crate::proxy::ConnInfo::new(*listen, "127.0.0.1:40000".parse().expect("a peer"));
+    let conn =
+        crate::proxy::ConnInfo::new(*listen, "127.0.0.1:40000".parse().expect("a peer"), false);
     match crate::h1::parse(bytes, &conn, &router.shared) {
         Ok(Some(request)) => HeadVerdict::Complete { len: request.len },
         Ok(None) => HeadVerdict::Incomplete,

@@ -32,13 +32,13 @@ use http::StatusCode;
 use hyper::body::{Body, Frame};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use crate::Shared;
 use crate::pool::{Outgoing, PooledBody, Upstreamed};
 use crate::proxy::{self, Answer, ConnInfo, Ours, Picked, encode_request, pick};
+use crate::stream::Stream;
 use crate::wire::{
     Chunked, ClientFault, Conn, Framing, Hop, MAX_HEADERS, RequestBody, Sending, UpstreamHead,
     add_length, hop_by_hop, write_message,
@@ -52,7 +52,7 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Serve one client connection until it closes, errs or times out.
-pub(crate) async fn serve(io: TcpStream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
+pub(crate) async fn serve(io: Stream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
     let mut client = Conn::new(io);
     let timeout = shared.limits.header_read_timeout;
     let deadline = tokio::time::sleep(timeout);
@@ -546,7 +546,7 @@ fn put_connection(out: &mut BytesMut, keep_alive: bool, http10: bool) {
 }
 
 async fn write_ours(
-    io: &mut TcpStream,
+    io: &mut Stream,
     ours: &Ours,
     keep_alive: bool,
     head_request: bool,
@@ -654,7 +654,7 @@ async fn serve_h2(
 /// A socket whose first bytes were already read into `read`.
 struct Prefixed {
     read: BytesMut,
-    io: TcpStream,
+    io: Stream,
 }
 
 impl AsyncRead for Prefixed {

@@ -86,7 +86,9 @@ mod proxy;
 pub mod snapshot;
 pub mod split;
 pub mod stats;
+mod stream;
 pub mod table;
+pub mod tls;
 mod wire;
 
 use std::collections::HashMap;
@@ -135,6 +137,11 @@ pub enum RouterError {
     BadHeader(String),
     #[error("cannot start the data-plane runtime: {0}")]
     Runtime(std::io::Error),
+    #[error("route `{route}`: {source}")]
+    Tls {
+        route: String,
+        source: tls::TlsError,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -197,6 +204,10 @@ pub(crate) struct Shared {
     drain: tokio_util::sync::CancellationToken,
     /// Client connections open now.
     open_connections: std::sync::atomic::AtomicI64,
+    /// The listeners that terminate TLS, and with what.
+    tls: ArcSwap<HashMap<SocketAddr, Arc<tls::Terminator>>>,
+    /// Client connections that never finished their TLS handshake.
+    tls_handshake_failures: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -339,6 +350,8 @@ impl Router {
             draining: std::sync::atomic::AtomicBool::new(false),
             drain: tokio_util::sync::CancellationToken::new(),
             open_connections: std::sync::atomic::AtomicI64::new(0),
+            tls: ArcSwap::default(),
+            tls_handshake_failures: std::sync::atomic::AtomicU64::new(0),
         });
         runtime.spawn(tick(shared.clone()));
         let driver = if single {
@@ -820,6 +833,10 @@ async fn tick(shared: Arc<Shared>) {
             for pool in pools {
                 pool.sweep(shared.limits.upstream_idle_timeout);
             }
+            // Certificates replaced on disk serve the next handshakes.
+            for terminator in shared.tls.load().values() {
+                terminator.reload();
+            }
         }
         let next = shared.second() + 1;
         for route in &shared.table.load().routes {
@@ -849,12 +866,40 @@ async fn accept_loop(listener: tokio::net::TcpListener, local: SocketAddr, share
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         shared.open_connections.fetch_add(1, Relaxed);
+        let terminator = shared.tls.load().get(&local).cloned();
         tokio::spawn(async move {
-            let conn = Arc::new(proxy::ConnInfo::new(local, peer));
-            h1::serve(stream, conn, shared.clone()).await;
+            let conn = Arc::new(proxy::ConnInfo::new(local, peer, terminator.is_some()));
+            if let Some(stream) = handshake(stream, terminator, &shared).await {
+                h1::serve(stream, conn, shared.clone()).await;
+            }
             shared.open_connections.fetch_sub(1, Relaxed);
             drop(permit);
         });
+    }
+}
+
+/// The connection as HTTP is served on it: TLS terminated first where the listener
+/// has certificates (within the header timeout). `None` if the handshake failed.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    terminator: Option<Arc<tls::Terminator>>,
+    shared: &Shared,
+) -> Option<stream::Stream> {
+    let Some(terminator) = terminator else {
+        return Some(stream::Stream::Tcp(stream));
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(terminator.config.clone());
+    match tokio::time::timeout(shared.limits.header_read_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => Some(stream::Stream::TlsIn(Box::new(tls))),
+        Ok(Err(e)) => {
+            shared.tls_handshake_failures.fetch_add(1, Relaxed);
+            tracing::debug!(error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            shared.tls_handshake_failures.fetch_add(1, Relaxed);
+            None
+        }
     }
 }
 

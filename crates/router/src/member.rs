@@ -2,7 +2,7 @@
 //! (applied with one table swap), tells what it saw per Unix second, hands its sockets
 //! to a successor and drains.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::export::{RouteReport, SecondCounts, VersionReport};
-use crate::snapshot::{RouteConfig, Snapshot};
+use crate::snapshot::{CertificateConfig, RouteConfig, Snapshot};
 use crate::split::Role;
 use crate::table::{Route, Table, VersionOverride};
+use crate::tls::Terminator;
 use crate::{Router, RouterError, forget_unused_versions, version};
 
 /// What a router keeps on disk and gives its successor: the snapshot, and the address
@@ -95,9 +96,13 @@ impl Router {
                 }),
             }));
         }
+        // Certificates are loaded before anything changes; new listeners accept (after
+        // the table swap) with theirs in place.
+        let tls = self.terminators(snapshot, &routes)?;
         let table = Table { routes };
         forget_unused_versions(&mut control, &table);
         let used: Vec<SocketAddr> = table.routes.iter().map(|r| r.listen).collect();
+        self.shared.tls.store(Arc::new(tls));
         self.shared.table.store(Arc::new(table));
         Self::start_listeners(&mut control);
 
@@ -124,6 +129,53 @@ impl Router {
             .retain(|name, _| snapshot.routes.iter().any(|r| r.name == *name));
         control.served = Some(snapshot.clone());
         Ok(())
+    }
+
+    /// Each listener's TLS certificates: the pairs of every route on it, loaded and
+    /// checked (a listener whose pairs did not change keeps its terminator, which
+    /// reloads replaced files itself). The routes sharing a listener all terminate
+    /// TLS, or none does.
+    fn terminators(
+        &self,
+        snapshot: &Snapshot,
+        routes: &[Arc<Route>],
+    ) -> Result<HashMap<SocketAddr, Arc<Terminator>>, RouterError> {
+        /// A listener's pairs, and its routes with whether each terminates TLS.
+        type Wanted<'a> = (Vec<CertificateConfig>, Vec<(&'a str, bool)>);
+        let mut wanted: BTreeMap<SocketAddr, Wanted<'_>> = BTreeMap::new();
+        for (config, route) in snapshot.routes.iter().zip(routes) {
+            let (pairs, names) = wanted.entry(route.listen).or_default();
+            names.push((&config.name, config.tls.is_some()));
+            for pair in config.tls.iter().flat_map(|t| &t.certificates) {
+                if !pairs.contains(pair) {
+                    pairs.push(pair.clone());
+                }
+            }
+        }
+        let current = self.shared.tls.load();
+        let mut out = HashMap::new();
+        for (listen, (pairs, names)) in wanted {
+            let Some((route, _)) = names.iter().find(|(_, tls)| *tls) else {
+                continue;
+            };
+            if let Some((plain, _)) = names.iter().find(|(_, tls)| !*tls) {
+                return Err(RouterError::Tls {
+                    route: route.to_string(),
+                    source: crate::tls::TlsError::Config(format!(
+                        "it terminates TLS on {listen}, which route `{plain}` serves without"
+                    )),
+                });
+            }
+            let terminator = match current.get(&listen) {
+                Some(t) if t.sources == pairs => t.clone(),
+                _ => Arc::new(Terminator::load(&pairs).map_err(|source| RouterError::Tls {
+                    route: route.to_string(),
+                    source,
+                })?),
+            };
+            out.insert(listen, terminator);
+        }
+        Ok(out)
     }
 
     /// What this router serves, for its state file and its successor.

@@ -30,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::stream::Stream;
 use crate::wire::{
     ClientFault, Conn, Failed, Framing, MessageError, RequestBody, Sending, UpstreamHead,
     protocol_error, read_head, write_message,
@@ -99,7 +100,7 @@ impl Pool {
     /// The warmest idle connection that is still open and younger than `idle_timeout`.
     fn checkout(&self, idle_timeout: Duration) -> Option<Conn> {
         loop {
-            let Idle { conn, since } = self.idle().pop()?;
+            let Idle { mut conn, since } = self.idle().pop()?;
             if since.elapsed() < idle_timeout && conn.is_open() {
                 return Some(conn);
             }
@@ -120,10 +121,14 @@ impl Pool {
     pub fn sweep(&self, idle_timeout: Duration) {
         let stale: Vec<Idle> = {
             let mut idle = self.idle();
-            let (keep, stale) = std::mem::take(&mut *idle)
-                .into_iter()
-                .partition(|i| i.since.elapsed() < idle_timeout && i.conn.is_open());
-            *idle = keep;
+            let mut stale = Vec::new();
+            for mut i in std::mem::take(&mut *idle) {
+                if i.since.elapsed() < idle_timeout && i.conn.is_open() {
+                    idle.push(i);
+                } else {
+                    stale.push(i);
+                }
+            }
             stale
         };
         drop(stale); // closes their sockets outside the lock
@@ -248,23 +253,25 @@ impl Pool {
         let progress = Progress::default();
         let (outcome, body_sent) = {
             let Conn { io, buf } = &mut conn;
-            let (mut rd, wr) = io.split();
-            let mut wr = Watched {
-                inner: wr,
-                progress: &progress,
-            };
-            let mut body = Watched {
-                inner: body,
-                progress: &progress,
-            };
-            let write = write_message(
-                &mut wr,
-                BytesMut::from(head),
-                Some(Pin::new(&mut body)),
+            let send = Sent {
+                head,
+                body,
                 sending,
-            );
-            let read = read_head(&mut rd, buf, limits, out.head_only, out.upgrade);
-            exchange(write, read, &progress, limits).await
+                out,
+                progress: &progress,
+                limits,
+            };
+            match io {
+                // Borrowed halves: no lock between the reader and the writer.
+                Stream::Tcp(tcp) => {
+                    let (rd, wr) = tcp.split();
+                    send.exchange(rd, wr, buf).await
+                }
+                tls => {
+                    let (rd, wr) = tokio::io::split(tls);
+                    send.exchange(rd, wr, buf).await
+                }
+            }
         };
         match outcome {
             Exchanged::Head((head, framing, keep_alive)) => {
@@ -382,6 +389,51 @@ struct Progress {
     waiting_on_client: AtomicBool,
 }
 
+/// A request with a body, to send on one connection while its answer is read.
+struct Sent<'a, B> {
+    head: &'a [u8],
+    body: B,
+    sending: Sending,
+    out: &'a Outgoing,
+    progress: &'a Progress,
+    limits: &'a crate::Limits,
+}
+
+impl<B> Sent<'_, B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<ClientFault>,
+{
+    async fn exchange<Rd, Wr>(self, mut rd: Rd, wr: Wr, buf: &mut BytesMut) -> (Exchanged, bool)
+    where
+        Rd: AsyncRead + Unpin,
+        Wr: AsyncWrite + Unpin,
+    {
+        let mut wr = Watched {
+            inner: wr,
+            progress: self.progress,
+        };
+        let mut body = Watched {
+            inner: self.body,
+            progress: self.progress,
+        };
+        let write = write_message(
+            &mut wr,
+            BytesMut::from(self.head),
+            Some(Pin::new(&mut body)),
+            self.sending,
+        );
+        let read = read_head(
+            &mut rd,
+            buf,
+            self.limits,
+            self.out.head_only,
+            self.out.upgrade,
+        );
+        exchange(write, read, self.progress, self.limits).await
+    }
+}
+
 /// The client's body, or the upstream's socket, reporting to a [`Progress`].
 struct Watched<'p, T> {
     inner: T,
@@ -470,7 +522,7 @@ async fn connect(
         })?
         .map_err(SendError::Connect)?;
     let _ = io.set_nodelay(true);
-    Ok(Conn::new(io))
+    Ok(Conn::new(Stream::Tcp(io)))
 }
 
 /// An upstream's response body, read from the connection as the client reads it.

@@ -37,6 +37,8 @@ pub type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
 pub struct ConnInfo {
     pub listen: SocketAddr,
     pub peer: SocketAddr,
+    /// Over TLS terminated here: `X-Forwarded-Proto: https`.
+    pub tls: bool,
     /// The client address as `X-Forwarded-For` carries it.
     client: Bytes,
     /// `for=<client>;proto=http`, the start of our `Forwarded` element.
@@ -44,16 +46,19 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(listen: SocketAddr, peer: SocketAddr) -> Self {
+    /// `tls`: the client connected over TLS (terminated here).
+    pub fn new(listen: SocketAddr, peer: SocketAddr, tls: bool) -> Self {
         let ip = peer.ip().to_canonical();
+        let proto = if tls { "https" } else { "http" };
         let forwarded_for = if ip.is_ipv6() {
-            format!("for=\"[{ip}]\";proto=http")
+            format!("for=\"[{ip}]\";proto={proto}")
         } else {
-            format!("for={ip};proto=http")
+            format!("for={ip};proto={proto}")
         };
         Self {
             listen,
             peer,
+            tls,
             client: Bytes::from(ip.to_string()),
             forwarded_for: Bytes::from(forwarded_for),
         }
@@ -612,7 +617,11 @@ where
         h.put_slice(b", ");
     }
     h.put_slice(&conn.client);
-    h.put_slice(b"\r\nx-forwarded-proto: http\r\n");
+    h.put_slice(if conn.tls {
+        b"\r\nx-forwarded-proto: https\r\n".as_slice()
+    } else {
+        b"\r\nx-forwarded-proto: http\r\n".as_slice()
+    });
     h.put_slice(b"forwarded: ");
     for v in prior(prior_forwarded, b"forwarded") {
         h.put_slice(v);
@@ -748,7 +757,11 @@ mod tests {
     use super::*;
 
     fn conn(peer: &str) -> ConnInfo {
-        ConnInfo::new("127.0.0.1:80".parse().unwrap(), peer.parse().unwrap())
+        ConnInfo::new(
+            "127.0.0.1:80".parse().unwrap(),
+            peer.parse().unwrap(),
+            false,
+        )
     }
 
     fn head(

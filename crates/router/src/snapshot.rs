@@ -51,6 +51,24 @@ pub struct RouteConfig {
     /// The route's own timeouts; the router's defaults where absent.
     #[serde(default)]
     pub timeouts: Option<TimeoutsConfig>,
+    /// Terminate TLS on the route's listener (every route sharing it must).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+}
+
+/// A listener's certificates: the client's SNI picks one ([`crate::tls`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub certificates: Vec<CertificateConfig>,
+}
+
+/// PEM files on the router's host: a certificate chain (leaf first) and its key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub cert: String,
+    pub key: String,
 }
 
 /// Per-route timeouts: connecting to an instance, waiting for the response head (or

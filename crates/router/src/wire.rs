@@ -9,12 +9,12 @@ use std::ops::Range;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use crate::stream::Stream;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use hyper::body::Body;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// The hop-by-hop fields (RFC 9110 §7.6.1): they concern one connection and are
 /// never forwarded.
@@ -65,7 +65,7 @@ pub(crate) const COALESCE: usize = 16 * 1024;
 
 /// One open connection and the bytes read from it but not yet used.
 pub struct Conn {
-    pub(crate) io: TcpStream,
+    pub(crate) io: Stream,
     pub(crate) buf: BytesMut,
 }
 
@@ -296,7 +296,7 @@ where
 }
 
 impl Conn {
-    pub(crate) fn new(io: TcpStream) -> Self {
+    pub(crate) fn new(io: Stream) -> Self {
         Conn {
             io,
             buf: BytesMut::with_capacity(READ_CHUNK),
@@ -306,9 +306,8 @@ impl Conn {
     /// Without waiting: false if the upstream closed the connection (or sent
     /// something unasked, which makes it unusable). Costs a system call only when
     /// the socket turned readable since the last read.
-    pub(crate) fn is_open(&self) -> bool {
-        let mut probe = [0u8; 1];
-        matches!(self.io.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    pub(crate) fn is_open(&mut self) -> bool {
+        self.io.is_open()
     }
 
     /// Read into the buffer; 0 at the end of the stream. (A short read clears the
@@ -756,7 +755,7 @@ mod tests {
             out
         });
         let mut conn = Conn {
-            io: TcpStream::connect(addr).await.unwrap(),
+            io: Stream::Tcp(tokio::net::TcpStream::connect(addr).await.unwrap()),
             buf: BytesMut::new(),
         };
         let mut body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()));

@@ -117,6 +117,7 @@ fn route(stable: Instances, candidate: Instances, weight_bp: u16) -> RouteConfig
         health: None,
         maintenance: None,
         timeouts: None,
+        tls: None,
     }
 }
 

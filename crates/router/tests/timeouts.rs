@@ -50,6 +50,7 @@ fn router_for(upstream: &str) -> (Router, std::net::SocketAddr) {
                     response_ms: Some(300),
                     idle_ms: Some(300),
                 }),
+                tls: None,
             }],
         })
         .unwrap();
