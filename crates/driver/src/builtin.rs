@@ -102,6 +102,7 @@ pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<Route
             idle_ms: b.timeouts.idle.map(|d| d.as_millis() as u64),
         }),
         tls: None,
+        upstreams: None,
         health: b.health.as_ref().map(|h: &HealthSpec| HealthConfig {
             path: h.path.clone(),
             interval_ms: h.interval.as_millis() as u64,

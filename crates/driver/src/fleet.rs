@@ -671,6 +671,7 @@ mod tests {
             maintenance: None,
             timeouts: None,
             tls: None,
+            upstreams: None,
         }
     }
 

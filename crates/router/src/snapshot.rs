@@ -54,6 +54,33 @@ pub struct RouteConfig {
     /// Terminate TLS on the route's listener (every route sharing it must).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// How the router talks to the route's instances; the defaults where absent.
+    #[serde(default)]
+    pub upstreams: Option<UpstreamsConfig>,
+}
+
+/// How the router talks to a route's instances: `https://` ones are verified against
+/// `ca` (PEM, on the router's host) or the system's roots; `host` says what `Host`
+/// they are sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamsConfig {
+    #[serde(default)]
+    pub ca: Option<String>,
+    #[serde(default)]
+    pub host: HostPolicy,
+}
+
+/// The `Host` an instance is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostPolicy {
+    /// The client's, as it came (the instance serves the public name).
+    #[default]
+    Client,
+    /// The instance's own `host[:port]` from its URL (a PaaS routes by it); the
+    /// client's goes in `X-Forwarded-Host`.
+    Instance,
 }
 
 /// A listener's certificates: the client's SNI picks one ([`crate::tls`]).

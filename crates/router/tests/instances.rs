@@ -118,6 +118,7 @@ fn route(stable: Instances, candidate: Instances, weight_bp: u16) -> RouteConfig
         maintenance: None,
         timeouts: None,
         tls: None,
+        upstreams: None,
     }
 }
 

@@ -51,6 +51,7 @@ fn router_for(upstream: &str) -> (Router, std::net::SocketAddr) {
                     idle_ms: Some(300),
                 }),
                 tls: None,
+                upstreams: None,
             }],
         })
         .unwrap();

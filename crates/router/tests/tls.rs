@@ -128,6 +128,7 @@ fn route(
         maintenance: None,
         timeouts: None,
         tls: tls.map(|certificates| TlsConfig { certificates }),
+        upstreams: None,
     }
 }
 
