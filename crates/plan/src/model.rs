@@ -238,6 +238,40 @@ pub struct BuiltinRouter {
     pub health: Option<HealthSpec>,
     pub maintenance: MaintenanceSpec,
     pub timeouts: RouteTimeouts,
+    /// `router.tls`: terminate TLS with these certificates (SNI picks one); plain
+    /// HTTP when empty.
+    pub tls: Vec<TlsPair>,
+    pub upstreams: UpstreamsSpec,
+}
+
+/// A certificate chain and its private key: PEM files on the router's host, by
+/// absolute path; where each was written in the plan, for the problems the files have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsPair {
+    pub cert: String,
+    pub key: String,
+    pub cert_at: Location,
+    pub key_at: Location,
+}
+
+/// `router.upstreams`: how the router talks to the instances.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpstreamsSpec {
+    /// `https://` instances are verified against this CA (PEM; absolute path, and where
+    /// it is written) instead of the system's roots.
+    pub ca: Option<(String, Location)>,
+    pub host: UpstreamHost,
+}
+
+/// The `Host` an instance is sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamHost {
+    /// The client's (the instance serves the public name).
+    #[default]
+    Client,
+    /// The instance's own, from its URL (a PaaS routes by it); the client's goes in
+    /// `X-Forwarded-Host`.
+    Instance,
 }
 
 /// `router.timeouts`: how long the router waits on an instance of this route.

@@ -6,7 +6,7 @@
 use crate::decode::{Decoder, Fields, Node, location};
 use crate::model::{
     BuiltinRouter, HealthSpec, Known, MaintenanceSpec, OverrideSpec, RouteTimeouts, RouterSpec,
-    Sticky, Text, defaults,
+    Sticky, Text, TlsPair, UpstreamHost, UpstreamsSpec, defaults,
 };
 use crate::schema;
 
@@ -151,6 +151,14 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         Some(n) => decode_maintenance(dec, n),
         None => Some(MaintenanceSpec::default()),
     };
+    let tls = match f.take("tls") {
+        Some(n) => decode_tls(dec, n),
+        None => Some(Vec::new()),
+    };
+    let upstreams = match f.take("upstreams") {
+        Some(n) => decode_upstreams(dec, n),
+        None => Some(UpstreamsSpec::default()),
+    };
     Some(BuiltinRouter {
         listen: listen?,
         host,
@@ -164,7 +172,94 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
         },
         maintenance: maintenance?,
         timeouts: timeouts?,
+        tls: tls?,
+        upstreams: upstreams?,
     })
+}
+
+/// `router.tls`: one `{ cert, key }`, or a list of them (SNI picks one).
+fn decode_tls(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Vec<TlsPair>> {
+    let items = match &node.data {
+        saphyr::YamlData::Sequence(_) => dec.sequence(node, "router.tls")?,
+        _ => std::slice::from_ref(node),
+    };
+    if items.is_empty() {
+        dec.error_hint(
+            location(node),
+            "router.tls: an empty list",
+            "give `{ cert: /etc/liftoff/tls/shop.pem, key: /etc/liftoff/tls/shop.key }`, or leave `tls` out for plain HTTP",
+        );
+        return None;
+    }
+    let mut pairs = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for item in items {
+        let Some(mut f) = dec.fields(item, &schema::TLS) else {
+            ok = false;
+            continue;
+        };
+        let cert = f
+            .require(dec, "cert")
+            .and_then(|n| Some((absolute_path(dec, n, "router.tls.cert")?, location(n))));
+        let key = f
+            .require(dec, "key")
+            .and_then(|n| Some((absolute_path(dec, n, "router.tls.key")?, location(n))));
+        f.finish(dec);
+        match (cert, key) {
+            (Some((cert, cert_at)), Some((key, key_at))) => pairs.push(TlsPair {
+                cert,
+                key,
+                cert_at,
+                key_at,
+            }),
+            _ => ok = false,
+        }
+    }
+    ok.then_some(pairs)
+}
+
+fn decode_upstreams(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<UpstreamsSpec> {
+    let mut f = dec.fields(node, &schema::UPSTREAMS)?;
+    let ca = match f.take("ca") {
+        None => Some(None),
+        Some(n) => absolute_path(dec, n, "router.upstreams.ca").map(|p| Some((p, location(n)))),
+    };
+    let host = match f.take("host") {
+        None => Some(UpstreamHost::Client),
+        Some(n) => match dec.string(n, "router.upstreams.host").as_deref() {
+            Some("client") => Some(UpstreamHost::Client),
+            Some("instance") => Some(UpstreamHost::Instance),
+            Some(other) => {
+                dec.error_hint(
+                    location(n),
+                    format!("router.upstreams.host: unknown policy `{other}`"),
+                    "`client` sends the client's Host (the default); `instance` sends each instance's own host, as PaaS platforms route by it",
+                );
+                None
+            }
+            None => None,
+        },
+    };
+    f.finish(dec);
+    Some(UpstreamsSpec {
+        ca: ca?,
+        host: host?,
+    })
+}
+
+/// A file the router process reads on its own host (which may not be where the plan
+/// is): an absolute path.
+fn absolute_path(dec: &mut Decoder<'_>, node: &Node<'_>, what: &str) -> Option<String> {
+    let path = dec.string(node, what)?;
+    if !path.starts_with('/') {
+        dec.error_hint(
+            location(node),
+            format!("{what}: `{path}` is not an absolute path"),
+            "the router process reads it on its own host, whatever the plan's directory; e.g. `/etc/liftoff/tls/shop.pem`",
+        );
+        return None;
+    }
+    Some(path)
 }
 
 fn decode_maintenance(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<MaintenanceSpec> {
@@ -307,17 +402,27 @@ fn same_instance(a: &Text, b: &Text) -> bool {
 fn check_upstream_url(url: &Text) -> Result<(), &'static str> {
     let url = match url.known() {
         Known::All(s) => s,
-        Known::Prefix(_) if url.known().may_start_with(&["http://"]) => return Ok(()),
+        Known::Prefix(_) if url.known().may_start_with(&["http://", "https://"]) => return Ok(()),
         Known::Prefix(s) => s,
     };
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or("is not an http:// URL (https upstreams are not supported)")?;
+    let (rest, https) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+        (Some(rest), _) => (rest, false),
+        (_, Some(rest)) => (rest, true),
+        _ => return Err("is not an http:// or https:// URL"),
+    };
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') {
         return Err("has a path; give only scheme, host and port");
     }
-    let port = rest.rsplit_once(':').map(|(_, p)| p).ok_or("has no port")?;
+    if rest.is_empty() {
+        return Err("has no host");
+    }
+    // https instances (a PaaS service's URL) are on 443 unless they say otherwise.
+    let port = match rest.rsplit_once(':') {
+        Some((_, p)) if !p.ends_with(']') => p,
+        _ if https => return Ok(()),
+        _ => return Err("has no port"),
+    };
     port.parse::<u16>()
         .map(|_| ())
         .map_err(|_| "has no valid port")

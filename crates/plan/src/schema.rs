@@ -42,7 +42,22 @@ pub const ROUTER: Section = Section {
         "health",
         "maintenance",
         "timeouts",
+        "tls",
+        "upstreams",
     ],
+};
+
+/// One certificate of `router.tls` (the key alone, or each item of its list).
+pub const TLS: Section = Section {
+    name: "tls",
+    path: "router.tls.",
+    keys: &["cert", "key"],
+};
+
+pub const UPSTREAMS: Section = Section {
+    name: "upstreams",
+    path: "router.upstreams.",
+    keys: &["ca", "host"],
 };
 
 pub const TIMEOUTS: Section = Section {
@@ -402,6 +417,8 @@ pub const SECTIONS: &[&Section] = &[
     &OVERRIDE,
     &HEALTH,
     &TIMEOUTS,
+    &TLS,
+    &UPSTREAMS,
     &MAINTENANCE,
     &BYPASS_HEADER,
     &ROLLBACK,

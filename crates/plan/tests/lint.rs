@@ -196,7 +196,7 @@ fn a_typed_value_is_checked_on_the_text_before_its_first_variable() {
         r#"version: 1
 name: n
 service: s
-router: { kind: builtin, listen: 127.0.0.1:8080, stable: "https://${HOST}:9000", candidate: "http://${HOST}:9001" }
+router: { kind: builtin, listen: 127.0.0.1:8080, stable: "ftp://${HOST}:9000", candidate: "http://${HOST}:9001" }
 checklist:
   - { http: "ftp://${HOST}/health" }
   - { http: "${SCHEME}://${HOST}/health" }
@@ -216,7 +216,7 @@ notify:
     assert_reports(
         &e,
         &[
-            "p:4:58: router.stable: `https://${HOST}:9000` is not an http:// URL",
+            "p:4:58: router.stable: `ftp://${HOST}:9000` is not an http:// or https:// URL",
             "p:6:13: http: `ftp://${HOST}/health` is not an http or https URL",
             "p:10:21: wait.http: `localhost:${PORT}/ready` is not an http or https URL",
             "p:11:26: migrate.database: neither a `postgres://` URL nor `sqlite:PATH`",

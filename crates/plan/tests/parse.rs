@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use liftoff_plan::checks::{CheckKind, DbEngine, DiskFree, Expected, PassRule, Value};
 use liftoff_plan::condition::Op;
-use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind, Sticky, Weight, parse};
+use liftoff_plan::{Plan, PlanErrors, RouterSpec, StepKind, Sticky, UpstreamHost, Weight, parse};
 
 fn env(name: &str) -> Option<String> {
     match name {
@@ -301,6 +301,51 @@ fn builtin_router_with_every_option() {
 }
 
 #[test]
+fn tls_termination_and_https_upstreams() {
+    let plan = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 0.0.0.0:443\n  tls:\n    - { cert: /etc/tls/a.pem, key: /etc/tls/a.key }\n    - { cert: /etc/tls/b.pem, key: /etc/tls/b.key }\n  stable: https://shop-blue.run.app\n  candidate: [https://10.0.0.2:8443, 'https://[::1]']\n  upstreams: { ca: /etc/tls/ca.pem, host: instance }\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &plan.router else {
+        panic!("{:?}", plan.router)
+    };
+    assert_eq!(b.tls.len(), 2);
+    assert_eq!(
+        (
+            b.tls[1].key.as_str(),
+            b.tls[1].key_at.line,
+            b.tls[1].key_at.col
+        ),
+        ("/etc/tls/b.key", 9, 36)
+    );
+    assert_eq!(
+        b.upstreams.ca.as_ref().map(|(p, at)| (p.as_str(), at.line)),
+        Some(("/etc/tls/ca.pem", 12))
+    );
+    assert_eq!(b.upstreams.host, UpstreamHost::Instance);
+    let one = ok(
+        "version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 0.0.0.0:443\n  tls: { cert: /c.pem, key: /k.pem }\n  stable: http://a:1\n  candidate: http://b:2\nsteps:\n  - traffic: 5%\n",
+    );
+    let Some(RouterSpec::Builtin(b)) = &one.router else {
+        panic!()
+    };
+    assert_eq!((b.tls.len(), b.upstreams.host), (1, UpstreamHost::Client));
+    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 0.0.0.0:443\n  tls: { cert: certs/a.pem, keys: /k.pem }\n  stable: http://a:1\n  candidate: http://b\n  upstreams: { host: public }\nsteps:\n  - traffic: 5%\n").render("p");
+    assert!(
+        e.contains("p:7:16: router.tls.cert: `certs/a.pem` is not an absolute path"),
+        "{e}"
+    );
+    assert!(e.contains("p:7:29: tls: unknown key `keys`"), "{e}");
+    assert!(
+        e.contains("p:10:22: router.upstreams.host: unknown policy `public`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("router.candidate: `http://b` has no port"),
+        "{e}"
+    );
+}
+
+#[test]
 fn the_version_override_needs_a_secret_or_client_networks() {
     let router = |o: &str| {
         format!(
@@ -358,13 +403,13 @@ fn override_header_is_an_error_that_points_at_the_new_form() {
 
 #[test]
 fn builtin_router_mistakes() {
-    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: localhost\n  stable: https://a:1\n  candidate: http://b\n  command: ./x.sh {weight}\n  sticky: { header: X-User, cookie: c }\nsteps:\n  - traffic: 5%\n").render("p");
+    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: localhost\n  stable: ftp://a:1\n  candidate: http://b\n  command: ./x.sh {weight}\n  sticky: { header: X-User, cookie: c }\nsteps:\n  - traffic: 5%\n").render("p");
     assert!(
         e.contains("p:6:11: router.listen: `localhost` is not an address:port"),
         "{e}"
     );
     assert!(
-        e.contains("p:7:11: router.stable: `https://a:1` is not an http:// URL"),
+        e.contains("p:7:11: router.stable: `ftp://a:1` is not an http:// or https:// URL"),
         "{e}"
     );
     assert!(
@@ -1058,10 +1103,12 @@ fn a_version_is_one_instance_or_a_list_of_them() {
     );
     assert_eq!(urls(&b.candidate), ["http://10.0.0.3:9000"]);
 
-    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: []\n  candidate:\n    - http://10.0.0.3:9000\n    - https://10.0.0.4:9000\n    - http://10.0.0.3:9000/\nsteps:\n  - traffic: 5%\n").render("p");
+    let e = errors("version: 1\nname: n\nservice: s\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:8080\n  stable: []\n  candidate:\n    - http://10.0.0.3:9000\n    - ftp://10.0.0.4:9000\n    - http://10.0.0.3:9000/\nsteps:\n  - traffic: 5%\n").render("p");
     assert!(e.contains("p:7:11: router.stable: an empty list"), "{e}");
     assert!(
-        e.contains("p:10:7: router.candidate: `https://10.0.0.4:9000` is not an http:// URL"),
+        e.contains(
+            "p:10:7: router.candidate: `ftp://10.0.0.4:9000` is not an http:// or https:// URL"
+        ),
         "{e}"
     );
     assert!(
