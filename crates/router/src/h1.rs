@@ -371,6 +371,7 @@ fn act_on(
                     .map(|f| (f.name.as_bytes(), f.value))
                     .filter(|(name, _)| picked.passed_on(name)),
                 host,
+                picked.route.host_policy,
                 body,
                 conn,
             );

@@ -1,4 +1,6 @@
-//! Active health checks: a GET to each instance at an interval, off the request path.
+//! Active health checks: a GET to each instance at an interval, off the request path,
+//! sent on the instance's own connections (TLS and all), so a check fails for the
+//! reasons a request would (`connection refused`, `TLS: invalid peer certificate: ...`).
 //! An instance its checks find unhealthy leaves its version's balancer until they find
 //! it healthy again (the version keeps its share of traffic; see `table::Version`).
 

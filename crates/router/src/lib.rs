@@ -16,9 +16,13 @@
 //! Map:
 //! - the request path: `h1` (HTTP/1 from clients, served by liftoff itself; a
 //!   connection that opens with the h2c preface goes to hyper's HTTP/2 server), `proxy`
-//!   (what both front ends share), `pool` (liftoff's own HTTP/1.1 client to upstreams),
-//!   `wire` (HTTP/1 framing and heads, both directions; no pool, no routing),
-//!   [`split`], [`table`], [`stats`], [`health`];
+//!   (what both front ends share), `pool` (liftoff's own HTTP/1.1 client to upstreams,
+//!   over TCP or TLS; health checks use it too), `wire` (HTTP/1 framing and heads, both
+//!   directions; no pool, no routing), `stream` (a connection's bytes: TCP, or TLS
+//!   from a client or to an `https://` instance), [`split`], [`table`], [`stats`],
+//!   [`health`];
+//! - TLS: [`tls`] (listeners' certificates, and the client settings that verify
+//!   `https://` instances against a route's `ca` or the system's roots);
 //! - what a router serves and tells: [`snapshot`] (the routes, applied whole by
 //!   [`Router::apply`]), [`export`] (per-second reports to the daemon), [`metrics`];
 //! - the process: [`process`], [`control`] (the link to the daemon), [`handoff`]
@@ -34,6 +38,16 @@
 //! `proxy::encode_request` writes the upstream's head in one pass (hop-by-hop fields and
 //! those `Connection` names dropped, `Host` set, `X-Forwarded-*` and `Forwarded`
 //! extended) and `proxy::forward` sends it to one instance of the chosen version.
+//! `Host` is the client's, or with the route's `upstreams.host: instance` the
+//! instance's own `host[:port]` (a PaaS routes by it), set per attempt; the client's is
+//! in `X-Forwarded-Host` either way.
+//!
+//! An instance is `http://host:port` or `https://host[:port]` (443 by default). An
+//! `https://` one is verified against its route's `ca` (read when the snapshot is
+//! applied; one that cannot be read refuses it) or the system's roots, by its URL's
+//! host (sent as SNI unless it is an IP address); its connections are pooled like any
+//! other, apart from the same URL trusted through another `ca`. A TLS handshake that
+//! fails is a connection that could not be made.
 //!
 //! A version is a pool of instances (`table::Version`). The split chooses the version
 //! (sticky users keep theirs whatever happens to an instance); within it, power of two
@@ -45,7 +59,8 @@
 //!
 //! Who is to blame is recorded per request, because analysis judges versions by it:
 //! - an upstream 5xx passes through and counts as `upstream_5xx`;
-//! - no connection, or one broken before the answer: 502, `connect`;
+//! - no connection (a TLS handshake that failed included), or one broken before the
+//!   answer: 502, `connect`;
 //! - no answer within `request_timeout`: 504, `timeout`;
 //! - the client's fault (a malformed, oversized or stalled body, or leaving early):
 //!   400, 413, 408 or nothing, `client_abort`, never the version's error.
@@ -189,9 +204,8 @@ impl Default for Limits {
 pub(crate) struct Shared {
     table: ArcSwap<Table>,
     limits: Limits,
-    /// For health checks; requests use the upstreams' own pools.
-    client: proxy::UpstreamClient,
-    /// Every upstream's connection pool, for the idle sweep.
+    /// Every upstream's connection pool, for the idle sweep. Health checks use them
+    /// too: an instance is reached one way, whoever asks.
     pools: Mutex<Vec<Arc<pool::Pool>>>,
     epoch: Instant,
     /// Unix seconds at `epoch`: the stats clock counts Unix seconds, so the daemon can
@@ -251,12 +265,39 @@ pub struct RouteSpec {
 type VersionKey = (String, String);
 /// A route's name and one instance URL.
 type InstanceKey = (String, String);
+/// An instance URL and, for `https://`, the CA file it is verified against: routes
+/// share an upstream's connections only if they trust its certificate alike.
+type UpstreamKey = (String, Option<String>);
+
+/// How a route's `https://` instances are verified: its `ca` (`None`: the system's
+/// roots) and the client settings loaded from it.
+pub(crate) struct ClientTls {
+    ca: Option<String>,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl ClientTls {
+    /// A route's `ca`, read now: a file that cannot be read or holds no certificate
+    /// refuses the snapshot, naming the route and the file.
+    pub(crate) fn load(route: &str, ca: &str) -> Result<ClientTls, RouterError> {
+        let config = tls::client_config(Some(std::path::Path::new(ca))).map_err(|source| {
+            RouterError::Tls {
+                route: route.to_string(),
+                source,
+            }
+        })?;
+        Ok(ClientTls {
+            ca: Some(ca.to_string()),
+            config,
+        })
+    }
+}
 
 /// Control-plane state: only touched by route changes, never by requests.
 #[derive(Default)]
 struct Control {
-    /// By URL: connection pools are shared by every route naming the upstream.
-    upstreams: HashMap<String, Arc<Upstream>>,
+    /// By URL (and CA): connection pools are shared by every route naming the upstream.
+    upstreams: HashMap<UpstreamKey, Arc<Upstream>>,
     /// The versions the current table holds: a route's figures of an upstream follow
     /// it through weight changes, swaps and updates of the route, and are dropped with
     /// it when the route no longer names the upstream.
@@ -265,7 +306,11 @@ struct Control {
     /// state when its version's list changes around it.
     instances: HashMap<InstanceKey, Arc<Instance>>,
     listeners: HashMap<SocketAddr, Listening>,
-    health: HashMap<InstanceKey, (HealthCheck, tokio::task::JoinHandle<()>)>,
+    /// Each instance's checks: the instance they record on, and their task.
+    health: HashMap<InstanceKey, (HealthCheck, Arc<Instance>, tokio::task::JoinHandle<()>)>,
+    /// The client settings with the system's roots, loaded the first time a route
+    /// without a `ca` names an `https://` instance.
+    system_tls: Option<Arc<rustls::ClientConfig>>,
     /// Sockets inherited from a predecessor, not yet claimed by a route.
     adopted: HashMap<SocketAddr, std::net::TcpListener>,
     /// Where each route on port 0 was bound, so it keeps its port across snapshots,
@@ -327,10 +372,6 @@ impl Router {
                 .build()
                 .map_err(RouterError::Runtime)?,
         );
-        let client = {
-            let _enter = runtime.enter();
-            proxy::upstream_client(&limits)
-        };
         // The epoch falls on a Unix second's boundary, so this router's seconds are the
         // same seconds as every other router's.
         let unix = std::time::SystemTime::now()
@@ -343,7 +384,6 @@ impl Router {
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(Table::default()),
             limits,
-            client,
             pools: Mutex::default(),
             epoch,
             epoch_unix: unix.as_secs(),
@@ -390,11 +430,19 @@ impl Router {
     /// maintenance state are kept. Returns the address it listens on.
     pub fn upsert_route(&self, spec: RouteSpec) -> Result<SocketAddr, RouterError> {
         let mut control = self.control();
-        let stable = version(&self.shared, &mut control, &spec.name, &[&spec.stable])?;
+        let urls = std::iter::once(spec.stable.as_str()).chain(spec.candidate.as_deref());
+        let tls = self.client_tls(&mut control, &spec.name, urls, None)?;
+        let stable = version(
+            &self.shared,
+            &mut control,
+            &spec.name,
+            &[&spec.stable],
+            tls.as_ref(),
+        )?;
         let candidate = spec
             .candidate
             .as_deref()
-            .map(|u| version(&self.shared, &mut control, &spec.name, &[u]))
+            .map(|u| version(&self.shared, &mut control, &spec.name, &[u], tls.as_ref()))
             .transpose()?;
         let table = self.shared.table.load();
         let existing = table.routes.iter().find(|r| r.name == spec.name).cloned();
@@ -425,6 +473,7 @@ impl Router {
             version_override: spec.version_override.clone().map(Arc::new),
             maintenance: existing.as_ref().and_then(|r| r.maintenance.clone()),
             limits: Arc::new(self.shared.limits.clone()),
+            host_policy: table::HostPolicy::Client,
         };
         let mut routes: Vec<Arc<Route>> = table
             .routes
@@ -499,11 +548,14 @@ impl Router {
         for instance in &version.instances {
             let key = (route.to_string(), instance.upstream.url.clone());
             if let Some(check) = check
-                && control.health.get(&key).is_some_and(|(c, _)| c == check)
+                && control
+                    .health
+                    .get(&key)
+                    .is_some_and(|(c, i, _)| c == check && Arc::ptr_eq(i, instance))
             {
                 continue;
             }
-            if let Some((_, old)) = control.health.remove(&key) {
+            if let Some((_, _, old)) = control.health.remove(&key) {
                 old.abort();
             }
             if let Some(check) = check {
@@ -512,9 +564,38 @@ impl Router {
                     instance.clone(),
                     check.clone(),
                 ));
-                control.health.insert(key, (check.clone(), task));
+                control
+                    .health
+                    .insert(key, (check.clone(), instance.clone(), task));
             }
         }
+    }
+
+    /// How a route's `https://` instances are verified: its `ca`, already loaded
+    /// ([`ClientTls::load`]), or else the system's roots, loaded once. `None` when it
+    /// names no `https://` instance and no `ca`.
+    fn client_tls<'u>(
+        &self,
+        control: &mut Control,
+        route: &str,
+        mut urls: impl Iterator<Item = &'u str>,
+        ca: Option<ClientTls>,
+    ) -> Result<Option<ClientTls>, RouterError> {
+        if ca.is_some() || !urls.any(|u| u.starts_with("https://")) {
+            return Ok(ca);
+        }
+        let config = match &control.system_tls {
+            Some(config) => config.clone(),
+            None => {
+                let config = tls::client_config(None).map_err(|source| RouterError::Tls {
+                    route: route.to_string(),
+                    source,
+                })?;
+                control.system_tls = Some(config.clone());
+                config
+            }
+        };
+        Ok(Some(ClientTls { ca: None, config }))
     }
 
     fn change(
@@ -600,8 +681,9 @@ impl Router {
         {
             return Err(RouterError::NoSuchRoute(route.to_string()));
         }
+        let tls = self.client_tls(&mut control, route, url.into_iter(), None)?;
         let candidate = url
-            .map(|u| version(&self.shared, &mut control, route, &[u]))
+            .map(|u| version(&self.shared, &mut control, route, &[u], tls.as_ref()))
             .transpose()?;
         self.change_locked(&mut control, route, |r| {
             Ok(r.with(|f| {
@@ -742,12 +824,14 @@ pub struct VersionStatus {
 
 /// The version of `route` on the instances at `urls`: the one the route already has,
 /// or a new one (with no figures yet) whose instances are the route's own where it
-/// already had them, on each upstream's shared connections.
+/// already had them, on each upstream's shared connections. `tls` verifies the
+/// `https://` ones (given whenever there is one).
 fn version(
     shared: &Shared,
     control: &mut Control,
     route: &str,
     urls: &[&str],
+    tls: Option<&ClientTls>,
 ) -> Result<Arc<Version>, RouterError> {
     let mut probes = Vec::with_capacity(urls.len());
     for url in urls {
@@ -768,26 +852,48 @@ fn version(
     }
     let label: Vec<&str> = probes.iter().map(|p| p.url.as_str()).collect();
     let key = (route.to_string(), label.join(","));
-    if let Some(v) = control.versions.get(&key) {
-        return Ok(v.clone());
-    }
-    let mut instances = Vec::with_capacity(probes.len());
+    let mut upstreams = Vec::with_capacity(probes.len());
     for probe in probes {
-        let url = probe.url.clone();
+        let ca = tls
+            .filter(|_| probe.tls.is_some())
+            .and_then(|t| t.ca.clone());
         let upstream = control
             .upstreams
-            .entry(url.clone())
+            .entry((probe.url.clone(), ca))
             .or_insert_with(|| {
                 let up = Arc::new(probe);
                 shared.pools().push(up.pool.clone());
                 up
             })
             .clone();
-        let instance = control
-            .instances
-            .entry((route.to_string(), url))
-            .or_insert_with(|| Arc::new(Instance::new(upstream)))
-            .clone();
+        if let Some(tls) = tls {
+            upstream.set_tls(&tls.config);
+        }
+        upstreams.push(upstream);
+    }
+    // The route's version, unless it now reaches an instance another way (its `ca`).
+    let on = |instances: &[Arc<Instance>]| {
+        instances
+            .iter()
+            .zip(&upstreams)
+            .all(|(i, u)| Arc::ptr_eq(&i.upstream, u))
+    };
+    if let Some(v) = control.versions.get(&key)
+        && on(&v.instances)
+    {
+        return Ok(v.clone());
+    }
+    let mut instances = Vec::with_capacity(upstreams.len());
+    for upstream in upstreams {
+        let key = (route.to_string(), upstream.url.clone());
+        let instance = match control.instances.get(&key) {
+            Some(i) if Arc::ptr_eq(&i.upstream, &upstream) => i.clone(),
+            _ => {
+                let i = Arc::new(Instance::new(upstream));
+                control.instances.insert(key, i.clone());
+                i
+            }
+        };
         instances.push(instance);
     }
     let v = Arc::new(Version::new(instances));
@@ -813,7 +919,7 @@ fn forget_unused_versions(control: &mut Control, table: &Table) {
         versions(table, route).any(|v| v.instances.iter().any(|i| i.upstream.url == *url))
     };
     control.instances.retain(|key, _| held(key));
-    control.health.retain(|key, (_, task)| {
+    control.health.retain(|key, (_, _, task)| {
         let keep = held(key);
         if !keep {
             task.abort();
@@ -904,25 +1010,67 @@ async fn handshake(
 }
 
 async fn health_loop(shared: Arc<Shared>, instance: Arc<Instance>, check: HealthCheck) {
-    let url = format!("{}{}", instance.upstream.url, check.path);
+    let request = health_request(&check.path);
     loop {
-        let result = probe(&shared, &url, check.timeout).await;
+        let result = probe(&shared, &instance.upstream, &request, check.timeout).await;
         instance.health.record(&check, result);
         tokio::time::sleep(check.interval).await;
     }
 }
 
-async fn probe(shared: &Shared, url: &str, timeout: Duration) -> Result<(), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("bad health URL {url}"))?;
-    let req = http::Request::get(uri)
-        .header(http::header::USER_AGENT, "liftoff-health-check")
-        .body(http_body_util::Empty::new())
-        .map_err(|e| e.to_string())?;
-    match tokio::time::timeout(timeout, shared.client.request(req)).await {
-        Ok(Ok(resp)) if resp.status().is_success() => Ok(()),
-        Ok(Ok(resp)) => Err(format!("status {}", resp.status().as_u16())),
-        Ok(Err(e)) if e.is_connect() => Err("connection refused".into()),
-        Ok(Err(e)) => Err(format!("request failed: {e}")),
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+/// A health check's request; the instance's own Host is added when it is sent.
+fn health_request(path: &str) -> pool::Outgoing {
+    let head = format!("GET {path} HTTP/1.1\r\nuser-agent: liftoff-health-check\r\n\r\n");
+    pool::Outgoing {
+        head: bytes::Bytes::from(head),
+        body: wire::RequestBody::None,
+        head_only: false,
+        resendable: true,
+        needs_host: true,
+        upgrade: false,
+    }
+}
+
+/// One check, sent the way requests are (the instance's pool, TLS and all), so it
+/// fails for the reasons they would: a certificate that does not verify shows as
+/// `TLS: invalid peer certificate: ...`.
+async fn probe(
+    shared: &Shared,
+    upstream: &Upstream,
+    request: &pool::Outgoing,
+    timeout: Duration,
+) -> Result<(), String> {
+    use http_body_util::BodyExt;
+    /// Read of a check's answer, at most: the connection is reused after it.
+    const MAX_BODY_BYTES: usize = 64 * 1024;
+    let exchange = async {
+        let none = &mut None::<http_body_util::Empty<bytes::Bytes>>;
+        let resp = upstream
+            .pool
+            .send(upstream, request, none, &shared.limits)
+            .await?;
+        let status = resp.head.status;
+        // Read to its end, so the connection goes back to the pool.
+        let _ = http_body_util::Limited::new(resp.body, MAX_BODY_BYTES)
+            .collect()
+            .await;
+        Ok::<_, pool::SendError>(status)
+    };
+    match tokio::time::timeout(timeout, exchange).await {
+        Ok(Ok(status)) if status.is_success() => Ok(()),
+        Ok(Ok(status)) => Err(format!("status {}", status.as_u16())),
+        Ok(Err(pool::SendError::Connect(e)))
+            if e.kind() == std::io::ErrorKind::ConnectionRefused =>
+        {
+            Err("connection refused".into())
+        }
+        Ok(Err(pool::SendError::Connect(e))) => Err(e.to_string()),
+        Ok(Err(pool::SendError::Timeout)) | Err(_) => {
+            Err(format!("no answer within {} ms", timeout.as_millis()))
+        }
+        Ok(Err(pool::SendError::NoResponse(e) | pool::SendError::Exchange(e))) => {
+            Err(format!("request failed: {e}"))
+        }
+        Ok(Err(pool::SendError::Client(_))) => Err("request failed".into()),
     }
 }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::export::{RouteReport, SecondCounts, VersionReport};
-use crate::snapshot::{CertificateConfig, RouteConfig, Snapshot};
+use crate::snapshot::{CertificateConfig, HostPolicy, RouteConfig, Snapshot};
 use crate::split::Role;
 use crate::table::{Route, Table, VersionOverride};
 use crate::tls::Terminator;
-use crate::{Router, RouterError, forget_unused_versions, version};
+use crate::{ClientTls, Router, RouterError, forget_unused_versions, version};
 
 /// What a router keeps on disk and gives its successor: the snapshot, and the address
 /// each route listening on port 0 got, so a restarted router listens where clients
@@ -39,11 +39,20 @@ impl Router {
             sticky: crate::split::Sticky,
             version_override: Option<Arc<VersionOverride>>,
             maintenance: Option<Arc<crate::table::Maintenance>>,
+            host_policy: HostPolicy,
+            /// Its `ca`, read before anything changes.
+            ca: Option<ClientTls>,
         }
         let mut prepared = Vec::with_capacity(snapshot.routes.len());
         for config in &snapshot.routes {
             config.check()?;
+            let upstreams = config.upstreams.as_ref();
             prepared.push(Prepared {
+                host_policy: upstreams.map(|u| u.host).unwrap_or_default(),
+                ca: upstreams
+                    .and_then(|u| u.ca.as_deref())
+                    .map(|ca| ClientTls::load(&config.name, ca))
+                    .transpose()?,
                 config,
                 sticky: config.sticky.to_sticky()?,
                 version_override: config
@@ -73,11 +82,22 @@ impl Router {
             if c.listen.port() == 0 {
                 control.bound.insert(c.name.clone(), listen);
             }
-            let stable = version(&self.shared, &mut control, &c.name, &c.stable.urls())?;
+            let urls = c
+                .stable
+                .iter()
+                .chain(c.candidate.iter().flat_map(|v| v.iter()));
+            let tls = self.client_tls(&mut control, &c.name, urls, p.ca)?;
+            let stable = version(
+                &self.shared,
+                &mut control,
+                &c.name,
+                &c.stable.urls(),
+                tls.as_ref(),
+            )?;
             let candidate = c
                 .candidate
                 .as_ref()
-                .map(|u| version(&self.shared, &mut control, &c.name, &u.urls()))
+                .map(|u| version(&self.shared, &mut control, &c.name, &u.urls(), tls.as_ref()))
                 .transpose()?;
             routes.push(Arc::new(Route {
                 name: c.name.clone(),
@@ -94,6 +114,7 @@ impl Router {
                     Some(t) => t.apply(&self.shared.limits),
                     None => self.shared.limits.clone(),
                 }),
+                host_policy: p.host_policy,
             }));
         }
         // Certificates are loaded before anything changes; new listeners accept (after

@@ -1,5 +1,12 @@
 //! Keep-alive HTTP/1.1 connections to one upstream, and the exchange on them (the
-//! wire format itself is `wire`'s).
+//! wire format itself is `wire`'s): requests and the health checks alike reach an
+//! instance this way.
+//!
+//! A connection to an `https://` instance is TLS over TCP ([`Stream::TlsOut`]): the
+//! handshake (SNI and verification against its route's roots) is part of connecting,
+//! within the connect timeout, so a certificate that does not verify is a connection
+//! that could not be made, like a refused one. A pooled connection keeps its TLS
+//! session; a plain `http://` connection pays nothing for TLS (one enum branch).
 //!
 //! A general-purpose client (hyper's) puts a dispatcher between the request and its
 //! connection (channels, a callback, a parsed-then-rebuilt head) and needs a task or
@@ -34,6 +41,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::stream::Stream;
+use crate::table::Upstream;
 use crate::wire::{
     ClientFault, Conn, Failed, Framing, MessageError, RequestBody, Sending, UpstreamHead,
     protocol_error, read_head, write_message,
@@ -80,7 +88,8 @@ pub(crate) struct Outgoing {
     pub head_only: bool,
     /// Without a body and idempotent: may be sent again.
     pub resendable: bool,
-    /// The client gave no Host: the upstream's authority is added per attempt.
+    /// No Host in `head`: the instance's own is added per attempt (the client gave
+    /// none, or the route sends instances their own names).
     pub needs_host: bool,
     /// The client asks to switch protocols (WebSocket): a `101` answer is its tunnel.
     pub upgrade: bool,
@@ -145,7 +154,7 @@ impl Pool {
     /// there, for another instance.
     pub(crate) async fn send<B>(
         self: &Arc<Self>,
-        authority: &http::uri::Authority,
+        to: &Upstream,
         out: &Outgoing,
         body: &mut Option<B>,
         limits: &crate::Limits,
@@ -155,17 +164,17 @@ impl Pool {
         B::Error: Into<ClientFault>,
     {
         let head = if out.needs_host {
-            with_host(&out.head, authority)
+            with_host(&out.head, &to.host)
         } else {
             out.head.clone()
         };
         match body {
             Some(_) if out.body != RequestBody::None => {
-                self.send_body(authority, &head, out, body, limits).await
+                self.send_body(to, &head, out, body, limits).await
             }
             _ => tokio::time::timeout(
                 limits.request_timeout,
-                self.send_head(authority, &head, out, limits),
+                self.send_head(to, &head, out, limits),
             )
             .await
             .unwrap_or(Err(SendError::Timeout)),
@@ -176,7 +185,7 @@ impl Pool {
     /// out to have been closed and the request may be repeated.
     async fn send_head(
         self: &Arc<Self>,
-        authority: &http::uri::Authority,
+        to: &Upstream,
         head: &[u8],
         out: &Outgoing,
         limits: &crate::Limits,
@@ -184,7 +193,7 @@ impl Pool {
         loop {
             let (mut conn, reused) = match self.checkout(limits.upstream_idle_timeout) {
                 Some(c) => (c, true),
-                None => (connect(authority, limits).await?, false),
+                None => (connect(to, limits).await?, false),
             };
             let response = match conn.io.write_all(head).await {
                 Ok(()) => {
@@ -224,7 +233,7 @@ impl Pool {
     /// after it).
     async fn send_body<B>(
         self: &Arc<Self>,
-        authority: &http::uri::Authority,
+        to: &Upstream,
         head: &[u8],
         out: &Outgoing,
         body: &mut Option<B>,
@@ -236,7 +245,7 @@ impl Pool {
     {
         let mut conn = match self.checkout(limits.upstream_idle_timeout) {
             Some(c) => c,
-            None => connect(authority, limits).await?,
+            None => connect(to, limits).await?,
         };
         let Some(body) = body.take() else {
             return Err(SendError::Exchange(protocol_error(
@@ -495,34 +504,48 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for Watched<'_, W> {
     }
 }
 
-/// `head` with a Host field for `authority` before its empty line.
-fn with_host(head: &[u8], authority: &http::uri::Authority) -> Bytes {
+/// `head` with a Host field for `host` before its empty line.
+fn with_host(head: &[u8], host: &[u8]) -> Bytes {
     let end = head.len().saturating_sub(2);
-    let mut h = BytesMut::with_capacity(head.len() + authority.as_str().len() + 8);
+    let mut h = BytesMut::with_capacity(head.len() + host.len() + 8);
     h.put_slice(&head[..end]);
     h.put_slice(b"host: ");
-    h.put_slice(authority.as_str().as_bytes());
+    h.put_slice(host);
     h.put_slice(b"\r\n\r\n");
     h.freeze()
 }
 
-async fn connect(
-    authority: &http::uri::Authority,
-    limits: &crate::Limits,
-) -> Result<Conn, SendError> {
-    let host = authority
+/// A new connection to `to`: TCP, then for `https://` the TLS handshake, both within
+/// the connect timeout. A handshake that fails (a certificate that does not verify,
+/// no common protocol) is a failure to connect, its reason prefixed `TLS:`.
+async fn connect(to: &Upstream, limits: &crate::Limits) -> Result<Conn, SendError> {
+    let host = to
+        .authority
         .host()
         .trim_start_matches('[')
         .trim_end_matches(']');
-    let port = authority.port_u16().unwrap_or(80);
-    let io = tokio::time::timeout(limits.connect_timeout, TcpStream::connect((host, port)))
+    let connecting = async {
+        let tcp = TcpStream::connect((host, to.port())).await?;
+        let _ = tcp.set_nodelay(true);
+        let Some(tls) = &to.tls else {
+            return Ok(Stream::Tcp(tcp));
+        };
+        let config = tls
+            .config()
+            .ok_or_else(|| io::Error::other("TLS: no client settings for this upstream"))?;
+        let connector = tokio_rustls::TlsConnector::from(config);
+        match connector.connect(tls.name.clone(), tcp).await {
+            Ok(stream) => Ok(Stream::TlsOut(Box::new(stream))),
+            Err(e) => Err(io::Error::new(e.kind(), format!("TLS: {e}"))),
+        }
+    };
+    let io = tokio::time::timeout(limits.connect_timeout, connecting)
         .await
         .map_err(|_| {
             SendError::Connect(io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))
         })?
         .map_err(SendError::Connect)?;
-    let _ = io.set_nodelay(true);
-    Ok(Conn::new(Stream::Tcp(io)))
+    Ok(Conn::new(io))
 }
 
 /// An upstream's response body, read from the connection as the client reads it.
@@ -658,7 +681,7 @@ mod tests {
     /// Answers the first request on each connection and closes the connection,
     /// unanswered, when the next request arrives: a server whose idle timeout fires
     /// just as a pooled connection is reused.
-    async fn one_answer_per_connection_backend() -> http::uri::Authority {
+    async fn one_answer_per_connection_backend() -> Upstream {
         use tokio::io::AsyncReadExt;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -674,7 +697,7 @@ mod tests {
                 });
             }
         });
-        addr.to_string().parse().unwrap()
+        Upstream::new(&format!("http://{addr}")).unwrap()
     }
 
     fn get() -> Outgoing {
@@ -691,13 +714,13 @@ mod tests {
     #[tokio::test]
     async fn a_pooled_connection_closed_under_a_get_costs_it_nothing() {
         use http_body_util::BodyExt;
-        let authority = one_answer_per_connection_backend().await;
+        let upstream = one_answer_per_connection_backend().await;
         let pool = Arc::new(Pool::default());
         let limits = crate::Limits::default();
         for i in 0..3 {
             let resp = pool
                 .send(
-                    &authority,
+                    &upstream,
                     &get(),
                     &mut None::<http_body_util::Empty<Bytes>>,
                     &limits,

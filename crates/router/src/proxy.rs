@@ -14,23 +14,19 @@ use std::time::Instant;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use http_body_util::{Either, Empty, Full, Limited};
+use http_body_util::{Either, Full, Limited};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 
+use crate::Shared;
 use crate::pool::{Outgoing, PooledBody, SendError, Upstreamed};
 use crate::split::{self, Fields, Role, SplitRule};
 use crate::stats::{ErrorSource, Observation};
-use crate::table::{Instance, OverrideAsk, Route, Version};
+use crate::table::{HostPolicy, Instance, OverrideAsk, Route, Version};
 use crate::wire::{ClientFault, Hop, RequestBody, content_length, hop_by_hop};
-use crate::{Limits, Shared};
 
 /// What HTTP/2 clients get: the upstream's body streamed through, or one of ours. A
 /// concrete type, not a box: no allocation per response.
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
-/// For health checks, which send no body.
-pub type UpstreamClient = Client<HttpConnector, Empty<Bytes>>;
 
 /// Per connection: where it came in and from whom, and the forwarding header values
 /// that only depend on the client (formatted once, not per request).
@@ -441,10 +437,7 @@ where
         let upstream = &instance.upstream;
         let answer = {
             let _on = OnInstance::new(instance);
-            upstream
-                .pool
-                .send(&upstream.authority, out, body, limits)
-                .await
+            upstream.pool.send(upstream, out, body, limits).await
         };
         let e = match answer {
             Ok(resp) => {
@@ -547,14 +540,16 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A request as the upstream gets it, from what the client sent (either front end):
 /// its fields minus the hop-by-hop ones (and those `Connection` names), Host set to
-/// the host the request was routed by, the forwarding fields extended, and framing
-/// for its body. Field values were validated by the parser, so they are copied as
-/// they are.
+/// the host the request was routed by (or, with [`HostPolicy::Instance`], left for
+/// each attempt to set to the instance's own), the forwarding fields extended
+/// (`X-Forwarded-Host` is the client's host either way), and framing for its body.
+/// Field values were validated by the parser, so they are copied as they are.
 pub(crate) fn encode_request<'a, I>(
     method: &str,
     target: &[u8],
     fields: I,
     host: Option<&[u8]>,
+    host_policy: HostPolicy,
     body: RequestBody,
     conn: &ConnInfo,
 ) -> Outgoing
@@ -602,7 +597,8 @@ where
     h.put_u8(b' ');
     h.put_slice(target);
     h.put_slice(b" HTTP/1.1\r\n");
-    if let Some(host) = host {
+    let host_here = host.filter(|_| host_policy == HostPolicy::Client);
+    if let Some(host) = host_here {
         put_field(&mut h, b"host", host);
     }
     for (name, value) in fields.clone() {
@@ -660,7 +656,7 @@ where
         body,
         head_only: method == "HEAD",
         resendable: body == RequestBody::None && is_idempotent(method) && upgrade.is_none(),
-        needs_host: host.is_none(),
+        needs_host: host_here.is_none(),
         upgrade: upgrade.is_some(),
     }
 }
@@ -733,23 +729,12 @@ async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) ->
         target.as_bytes(),
         fields.iter().copied(),
         host.as_deref(),
+        picked.route.host_policy,
         framing,
         conn,
     );
     let body = Limited::new(body, shared.limits.max_body_bytes);
     forward(shared, &picked, &out, Some(body)).await
-}
-
-/// The connection pool for health checks: grows with concurrency (no fixed
-/// keep-alive cap).
-pub fn upstream_client(limits: &Limits) -> UpstreamClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(limits.connect_timeout));
-    connector.set_nodelay(true);
-    Client::builder(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(limits.upstream_idle_timeout)
-        .pool_timer(hyper_util::rt::TokioTimer::new())
-        .build(connector)
 }
 
 #[cfg(test)]
@@ -777,6 +762,7 @@ mod tests {
             b"/a?b=1",
             fields,
             host.map(str::as_bytes),
+            HostPolicy::Client,
             body,
             &conn(peer),
         );
@@ -841,6 +827,27 @@ mod tests {
         for once in ["host", "x-forwarded-for", "x-forwarded-proto", "forwarded"] {
             assert_eq!(h.iter().filter(|(n, _)| n == once).count(), 1, "{once}");
         }
+    }
+
+    #[test]
+    fn with_the_instance_host_policy_the_clients_host_is_only_forwarded() {
+        let fields = [(b"host".as_slice(), b"shop.example".as_slice())];
+        let out = encode_request(
+            "GET",
+            b"/",
+            fields.into_iter(),
+            Some(b"shop.example"),
+            HostPolicy::Instance,
+            RequestBody::None,
+            &conn("10.0.0.2:1"),
+        );
+        let text = String::from_utf8(out.head.to_vec()).unwrap();
+        assert!(out.needs_host, "the instance's Host is added per attempt");
+        assert!(!text.contains("\r\nhost:"), "{text}");
+        assert!(
+            text.contains("x-forwarded-host: shop.example\r\n"),
+            "{text}"
+        );
     }
 
     #[test]

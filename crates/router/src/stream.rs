@@ -1,5 +1,5 @@
 //! A connection's byte stream: plain TCP, or TLS over it (a client's connection with
-//! TLS terminated here). One enum rather than a type parameter
+//! TLS terminated here, or ours to an `https://` instance). One enum rather than a type parameter
 //! through `wire`, `h1` and `pool`: the plain path pays one branch per read or write,
 //! and the code that frames HTTP is written once.
 
@@ -14,6 +14,8 @@ pub(crate) enum Stream {
     Tcp(TcpStream),
     /// A client's connection; TLS is terminated here.
     TlsIn(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// A connection to an `https://` instance.
+    TlsOut(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -47,6 +49,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::TlsIn(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::TlsOut(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -60,6 +63,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::TlsIn(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::TlsOut(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -71,6 +75,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::TlsIn(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Stream::TlsOut(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -78,6 +83,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Tcp(s) => s.is_write_vectored(),
             Stream::TlsIn(s) => s.is_write_vectored(),
+            Stream::TlsOut(s) => s.is_write_vectored(),
         }
     }
 
@@ -85,6 +91,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::TlsIn(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::TlsOut(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
@@ -92,6 +99,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::TlsIn(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::TlsOut(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }

@@ -5,31 +5,58 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64};
 
+use arc_swap::ArcSwapOption;
+use bytes::Bytes;
 use http::HeaderName;
 use http::uri::Authority;
+use rustls::pki_types::ServerName;
 
+pub use crate::snapshot::HostPolicy;
 use crate::split::{Fields, Role, Sticky};
 use crate::stats::{Totals, VersionStats};
 
 /// A deployed version's address and its keep-alive connections, shared by every route
-/// that names the URL (and kept across table swaps).
+/// that names the URL (and, for `https://`, the same `ca`), kept across table swaps.
 pub struct Upstream {
-    /// `http://host:port`, as configured.
+    /// `http://host:port` or `https://host[:port]`, as configured.
     pub url: String,
     pub authority: Authority,
+    /// The `Host` that names it: its authority without the scheme's default port.
+    pub host: Bytes,
+    /// For `https://`: how its connections are secured.
+    pub tls: Option<UpstreamTls>,
     /// Idle keep-alive connections to it.
     pub pool: Arc<crate::pool::Pool>,
 }
 
+/// TLS to an `https://` instance: the name its certificate must carry (sent as SNI
+/// unless it is an IP address), and the client settings of its routes' `ca`, set when
+/// a snapshot is applied (read once per new connection, never per request).
+pub struct UpstreamTls {
+    pub name: ServerName<'static>,
+    config: ArcSwapOption<rustls::ClientConfig>,
+}
+
+impl UpstreamTls {
+    pub fn config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.config.load_full()
+    }
+}
+
 impl Upstream {
+    /// From a URL as configured: `http://host:port`, or `https://host` (port 443
+    /// unless given). An `https://` one connects once given its TLS settings
+    /// ([`Upstream::set_tls`]).
     pub fn new(url: &str) -> Result<Self, crate::RouterError> {
         let bad = |why: &str| crate::RouterError::BadUpstream {
             url: url.to_string(),
             why: why.to_string(),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// upstreams are supported"))?;
+        let (https, rest) = match (url.strip_prefix("http://"), url.strip_prefix("https://")) {
+            (Some(rest), _) => (false, rest),
+            (_, Some(rest)) => (true, rest),
+            _ => return Err(bad("an upstream is http:// or https://")),
+        };
         let authority_text = rest.trim_end_matches('/');
         if authority_text.contains('/') {
             return Err(bad(
@@ -37,14 +64,52 @@ impl Upstream {
             ));
         }
         let authority: Authority = authority_text.parse().map_err(|_| bad("not a host:port"))?;
-        if authority.port_u16().is_none() {
+        if authority.as_str().contains('@') {
+            return Err(bad("an upstream carries no user information"));
+        }
+        let default_port = if https { 443 } else { 80 };
+        if !https && authority.port_u16().is_none() {
             return Err(bad("give the port explicitly, e.g. http://127.0.0.1:9000"));
         }
+        let host = match authority.port_u16() {
+            Some(p) if p != default_port => authority.as_str(),
+            _ => authority.host(),
+        };
+        let tls = if https {
+            let name = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let name = ServerName::try_from(name.to_string())
+                .map_err(|_| bad("not a host name or IP address TLS can verify"))?;
+            Some(UpstreamTls {
+                name,
+                config: ArcSwapOption::empty(),
+            })
+        } else {
+            None
+        };
         Ok(Self {
-            url: format!("http://{authority}"),
+            url: format!("{}://{authority}", if https { "https" } else { "http" }),
+            host: Bytes::copy_from_slice(host.as_bytes()),
             authority,
+            tls,
             pool: Arc::default(),
         })
+    }
+
+    /// The client settings new connections to an `https://` upstream use (connections
+    /// already open keep theirs); nothing for `http://`.
+    pub fn set_tls(&self, config: &Arc<rustls::ClientConfig>) {
+        if let Some(tls) = &self.tls {
+            tls.config.store(Some(config.clone()));
+        }
+    }
+
+    /// The port connections go to.
+    pub fn port(&self) -> u16 {
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        self.authority.port_u16().unwrap_or(default_port)
     }
 }
 
@@ -497,6 +562,8 @@ pub struct Route {
     pub maintenance: Option<Arc<Maintenance>>,
     /// The router's limits with this route's timeouts.
     pub limits: Arc<crate::Limits>,
+    /// The `Host` its instances are sent.
+    pub host_policy: HostPolicy,
 }
 
 impl Route {
@@ -528,6 +595,7 @@ impl Route {
             version_override: self.version_override.clone(),
             maintenance: f.maintenance,
             limits: self.limits.clone(),
+            host_policy: self.host_policy,
         }
     }
 }
@@ -675,6 +743,7 @@ mod tests {
                 version_override: None,
                 maintenance: None,
                 limits: Arc::default(),
+                host_policy: HostPolicy::Client,
             })
         };
         let t = Table {
@@ -685,8 +754,64 @@ mod tests {
         assert_eq!(t.find(at, Some("SHOP.example")).unwrap().name, "shop");
         assert_eq!(t.find(at, Some("other")).unwrap().name, "any");
         assert!(t.find("127.0.0.1:1".parse().unwrap(), None).is_none());
-        assert!(Upstream::new("https://x:1").is_err());
+        assert!(Upstream::new("ftp://x:1").is_err());
         assert!(Upstream::new("http://x").is_err());
         assert!(Upstream::new("http://x:1/path").is_err());
+        assert!(Upstream::new("https://u@x").is_err());
+    }
+
+    #[test]
+    fn https_upstreams_default_to_port_443_and_name_themselves_without_it() {
+        let host = |url: &str| {
+            let up = Upstream::new(url).unwrap();
+            (
+                up.url.clone(),
+                String::from_utf8(up.host.to_vec()).unwrap(),
+                up.port(),
+                up.tls.map(|t| t.name.to_str().into_owned()),
+            )
+        };
+        let own = |url: &str, host: &str, port, name: Option<&str>| {
+            (
+                url.to_string(),
+                host.to_string(),
+                port,
+                name.map(String::from),
+            )
+        };
+        assert_eq!(
+            host("https://app.run.app/"),
+            own(
+                "https://app.run.app",
+                "app.run.app",
+                443,
+                Some("app.run.app")
+            )
+        );
+        assert_eq!(
+            host("https://app.test:443"),
+            own("https://app.test:443", "app.test", 443, Some("app.test"))
+        );
+        assert_eq!(
+            host("https://127.0.0.1:8443"),
+            own(
+                "https://127.0.0.1:8443",
+                "127.0.0.1:8443",
+                8443,
+                Some("127.0.0.1")
+            )
+        );
+        assert_eq!(
+            host("https://[::1]:8443"),
+            own("https://[::1]:8443", "[::1]:8443", 8443, Some("::1"))
+        );
+        assert_eq!(
+            host("http://10.0.0.1:80"),
+            own("http://10.0.0.1:80", "10.0.0.1", 80, None)
+        );
+        assert_eq!(
+            host("http://10.0.0.1:9000"),
+            own("http://10.0.0.1:9000", "10.0.0.1:9000", 9000, None)
+        );
     }
 }

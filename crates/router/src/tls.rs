@@ -1,4 +1,5 @@
-//! TLS termination: a listener's certificates, chosen by SNI, reloaded from disk.
+//! TLS termination: a listener's certificates, chosen by SNI, reloaded from disk; and
+//! the client side for `https://` instances ([`client_config`]).
 //!
 //! A route's `tls` names certificate/key pairs (PEM files on the router's host). The
 //! routes sharing a listener share its certificates: the client's SNI picks the first
@@ -93,6 +94,53 @@ pub fn load_pair(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The client side for `https://` instances: their certificates are verified against
+/// the PEM roots in `ca`, or the system's when there is none. TLS 1.2 and 1.3; ALPN
+/// offers `http/1.1` only (upstream legs are HTTP/1.1). Read when a snapshot naming it
+/// is applied: a CA file that cannot be read or holds no certificate refuses it.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            let bad = |why: String| TlsError::BadPem {
+                path: path.to_path_buf(),
+                why,
+            };
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(TlsError::NoCertificate {
+                    path: path.to_path_buf(),
+                });
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| bad(e.to_string()))?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _unparsable) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                return Err(TlsError::Config(
+                    "no system root certificates found; give the route's upstreams a `ca`".into(),
+                ));
+            }
+        }
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// What a listener terminates TLS with.
