@@ -3,7 +3,8 @@
 //! against the route's `ca` (SNI = the instance's host name; an IP address is checked
 //! against the certificate's IP names), reuses its connections, sends it the Host the
 //! route's policy says, and treats a certificate it cannot verify as an instance it
-//! cannot reach (health check reason, 502 counted as `connect`).
+//! cannot reach (health check reason, 502 counted as `connect`, the request tried on
+//! the next instance).
 
 mod support;
 
@@ -66,11 +67,18 @@ fn ca(dir: &Path, name: &str) -> PathBuf {
 /// A certificate for `localhost` and `127.0.0.1` signed by the CA in `dir`:
 /// `instance.pem`, `instance.key`.
 fn instance_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
+    leaf(dir, "DNS:localhost,IP:127.0.0.1", "instance")
+}
+
+/// A certificate for `names` (`DNS:a.test,IP:10.0.0.1`) signed by the CA in `dir`:
+/// `<file>.pem`, `<file>.key`.
+fn leaf(dir: &Path, names: &str, file: &str) -> (PathBuf, PathBuf) {
+    std::fs::write(dir.join("san.ext"), format!("subjectAltName={names}\n")).unwrap();
+    let (key, csr, pem) = (
+        format!("{file}.key"),
+        format!("{file}.csr"),
+        format!("{file}.pem"),
+    );
     openssl(
         dir,
         &[
@@ -81,11 +89,11 @@ fn instance_cert(dir: &Path) -> (PathBuf, PathBuf) {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-keyout",
-            "instance.key",
+            &key,
             "-out",
-            "instance.csr",
+            &csr,
             "-subj",
-            "/CN=localhost",
+            "/CN=liftoff test instance",
         ],
     );
     openssl(
@@ -94,21 +102,21 @@ fn instance_cert(dir: &Path) -> (PathBuf, PathBuf) {
             "x509",
             "-req",
             "-in",
-            "instance.csr",
+            &csr,
             "-CA",
             "ca.pem",
             "-CAkey",
             "ca.key",
             "-CAcreateserial",
             "-out",
-            "instance.pem",
+            &pem,
             "-days",
             "2",
             "-extfile",
             "san.ext",
         ],
     );
-    (dir.join("instance.pem"), dir.join("instance.key"))
+    (dir.join(pem), dir.join(key))
 }
 
 /// What the HTTPS instance saw.
@@ -419,4 +427,42 @@ async fn a_snapshot_naming_a_missing_ca_is_refused_and_the_old_one_serves() {
         (200, "host=shop.example;xfh=shop.example")
     );
     assert_eq!(router.served().unwrap().snapshot.version, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_name_is_an_instance_not_reached_and_the_next_one_serves() {
+    let s = setup().await;
+    let (cert, key) = leaf(s.ca.parent().unwrap(), "DNS:other.test", "other");
+    let (other_port, other_seen, _other) = https_instance(&cert, &key).await;
+    let router = Router::start(Limits::default(), 1).unwrap();
+    let wrong = format!("https://localhost:{other_port}");
+    let right = format!("https://localhost:{}", s.port);
+    router
+        .apply(&snapshot(
+            1,
+            vec![RouteConfig {
+                stable: Instances(vec![wrong.clone(), right.clone()]),
+                ..route(&wrong, Some(&s.ca), HostPolicy::Client)
+            }],
+        ))
+        .unwrap();
+    let at = router.listening()[0];
+    let client = support::client();
+    for i in 0..20 {
+        let (status, body) = support::get(&client, at, &[]).await.unwrap();
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    assert_eq!(other_seen.requests.load(Relaxed), 0);
+    assert_eq!(s.seen.requests.load(Relaxed), 20);
+    let status = router.status();
+    let instances = &status[0].versions[0].instances;
+    let failed = instances.iter().find(|i| i.url == wrong).unwrap();
+    assert!(failed.failures > 0, "{instances:?}");
+    assert_eq!(failed.failures, failed.requests, "{instances:?}");
+    let w = router.window("shop", Role::Stable, 10).unwrap().unwrap();
+    assert_eq!(
+        w.errors.iter().sum::<u64>(),
+        0,
+        "retried, not failed: {w:?}"
+    );
 }
