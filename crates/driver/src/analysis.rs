@@ -17,7 +17,7 @@ use liftoff_plan::{
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{FlagChange, FlagControl, MetricSource, QuerySource};
+use crate::ports::{FlagChange, FlagControl, MetricSource, PortError, QuerySource};
 
 /// Hands an event to the launch's actor (which journals it in order).
 pub type Report = Arc<dyn Fn(Event) + Send + Sync>;
@@ -47,9 +47,9 @@ impl Sources {
         self.metrics.is_none() && self.queries.is_none()
     }
 
-    async fn run_query(&self, q: &QueryGate) -> Result<Option<f64>, String> {
+    async fn run_query(&self, q: &QueryGate) -> Result<Option<f64>, PortError> {
         let Some(queries) = &self.queries else {
-            return Err("no Prometheus configured".into());
+            return Err(PortError::Rejected("no Prometheus configured".into()));
         };
         let promql = q
             .query
@@ -71,7 +71,10 @@ impl Sources {
         defer_below: Duration,
     ) -> Option<Evaluation> {
         match gate {
-            Gate::Query(q) => Some(evaluate_query(q, self.run_query(q).await)),
+            Gate::Query(q) => Some(evaluate_query(
+                q,
+                self.run_query(q).await.map_err(|e| e.to_string()),
+            )),
             Gate::Builtin(c) => {
                 let Some(metrics) = &self.metrics else {
                     return Some(inconclusive("no builtin router observations".into()));
@@ -275,7 +278,7 @@ async fn trigger_state(
 ) -> Result<Reading, String> {
     match gate {
         // A PromQL value is whatever the query computed: no requests to weigh.
-        Gate::Query(q) => match sources.run_query(q).await? {
+        Gate::Query(q) => match sources.run_query(q).await.map_err(|e| e.to_string())? {
             None => Err("the query returned no data".into()),
             Some(v) if v.is_nan() => Err("the query returned NaN".into()),
             Some(v) => {
@@ -302,7 +305,10 @@ async fn trigger_state(
                 .as_ref()
                 .ok_or("no builtin router observations")?;
             let window = cond.window.unwrap_or(defaults::TRIGGER_WINDOW);
-            let sample = metrics.sample(cond.version, window, since).await?;
+            let sample = metrics
+                .sample(cond.version, window, since)
+                .await
+                .map_err(|e| e.to_string())?;
             let reading = read_trigger(cond, &sample, evidence);
             Ok(Reading {
                 state: reading.state,
@@ -477,7 +483,7 @@ pub async fn watch_triggers(
 
 /// Turn a fired `disable_flag` trigger's flag off (the engine's `Effect::DisableFlag`,
 /// once the firing is journaled): the flag service's line, or why not.
-pub async fn disable_flag(sources: &Sources, flag: &str, cause: &str) -> Result<String, String> {
+pub async fn disable_flag(sources: &Sources, flag: &str, cause: &str) -> Result<String, PortError> {
     match &sources.flags {
         Some(flags) => {
             flags
@@ -485,7 +491,9 @@ pub async fn disable_flag(sources: &Sources, flag: &str, cause: &str) -> Result<
                 .change(flag, FlagChange::Enabled(false), &flags.actor, cause)
                 .await
         }
-        None => Err("this daemon has no flag service".into()),
+        None => Err(PortError::Rejected(
+            "this daemon has no flag service".into(),
+        )),
     }
 }
 
@@ -623,4 +631,4 @@ pub async fn monitor(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

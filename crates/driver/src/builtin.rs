@@ -16,7 +16,7 @@ use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
 
 use crate::fleet::Fleet;
-use crate::ports::TrafficControl;
+use crate::ports::{PortError, TrafficControl};
 
 /// How long a change waits for the routers: every live one acknowledges in well under
 /// a second; a daemon that has just started waits for its routers to reconnect.
@@ -150,7 +150,7 @@ impl TrafficControl for BuiltinTraffic {
         &self,
         weight: Weight,
         _cancel: &CancellationToken,
-    ) -> Result<String, String> {
+    ) -> Result<String, PortError> {
         let weight_bp = weight.basis_points();
         let current = self.fleet.route(&self.config.name);
         let mut config = self.config.clone();
@@ -167,11 +167,11 @@ impl TrafficControl for BuiltinTraffic {
         if applied.acknowledged.is_empty() && weight_bp > 0 {
             // Moving users to the candidate is only done once a router does it; moving
             // them back (0%) is published and applies as routers come back.
-            return Err(format!(
+            return Err(PortError::Unavailable(format!(
                 "no router applied the split within {} s ({})",
                 APPLY_DEADLINE.as_secs(),
                 applied.describe()
-            ));
+            )));
         }
         Ok(format!(
             "candidate weight set to {weight}% (builtin router on {}; {})",
@@ -180,10 +180,10 @@ impl TrafficControl for BuiltinTraffic {
         ))
     }
 
-    async fn set_maintenance(&self, on: bool) -> Result<String, String> {
+    async fn set_maintenance(&self, on: bool) -> Result<String, PortError> {
         let settings = self
             .settings()
-            .ok_or("the plan has no builtin router")?
+            .ok_or_else(|| PortError::Rejected("the plan has no builtin router".into()))?
             .clone();
         let page = on.then(|| maintenance(&settings));
         let version = match self
@@ -240,7 +240,7 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         version: liftoff_plan::condition::Version,
         window: std::time::Duration,
         since: std::time::Instant,
-    ) -> Result<liftoff_analysis::Sample, String> {
+    ) -> Result<liftoff_analysis::Sample, PortError> {
         let role = match version {
             liftoff_plan::condition::Version::Candidate => liftoff_router::Role::Candidate,
             liftoff_plan::condition::Version::Stable => liftoff_router::Role::Stable,
@@ -249,7 +249,9 @@ impl crate::ports::MetricSource for BuiltinMetrics {
         let w = self
             .fleet
             .window_since(&self.route, role, secs, since)
-            .ok_or_else(|| format!("no route `{}` is published", self.route))?;
+            .ok_or_else(|| {
+                PortError::Rejected(format!("no route `{}` is published", self.route))
+            })?;
         let health = self.fleet.health(&self.route, role);
         Ok(sample(&w, health.map_or(0, |h| h.consecutive_failures)))
     }

@@ -163,7 +163,7 @@ async fn maintenance(ctx: &StepContext, on: bool, step: &str) -> Outcome {
     {
         match traffic.set_maintenance(on).await {
             Ok(msg) => done.push(msg),
-            Err(e) => return Outcome::new(StepResult::Failed, e),
+            Err(e) => return Outcome::new(StepResult::Failed, e.to_string()),
         }
     }
     if ctx.sources.flags.is_some() {
@@ -199,7 +199,7 @@ async fn change_flag(ctx: &StepContext, flag: &str, change: FlagChange, cause: &
         .await
     {
         Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
-        Err(e) => Outcome::new(StepResult::Failed, e),
+        Err(e) => Outcome::new(StepResult::Failed, e.to_string()),
     }
 }
 
@@ -214,7 +214,7 @@ async fn set_weight(ctx: &StepContext, weight: Weight, cancel: &CancellationToke
     match traffic.set_weight(weight, cancel).await {
         Ok(msg) => Outcome::new(StepResult::Succeeded, msg),
         Err(_) if cancel.is_cancelled() => cancelled(),
-        Err(e) => Outcome::new(StepResult::Failed, e),
+        Err(e) => Outcome::new(StepResult::Failed, e.to_string()),
     }
 }
 
@@ -321,7 +321,7 @@ async fn wait_http(
                     }
                     Err(e) => {
                         streak = 0;
-                        last_failure = ctx.redactor.redact(&e);
+                        last_failure = ctx.redactor.redact(&e.to_string());
                     }
                 }
                 tokio::time::sleep(w.interval).await;

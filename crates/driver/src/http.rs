@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::ports::HttpProbe;
+use crate::ports::{HttpProbe, PortError};
 
 pub struct ReqwestProbe {
     client: reqwest::Client,
@@ -24,15 +24,19 @@ impl Default for ReqwestProbe {
 
 #[async_trait]
 impl HttpProbe for ReqwestProbe {
-    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, String> {
+    /// Any status is an answer (the step judges it); only no answer is an error.
+    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, PortError> {
         match self.client.get(url).timeout(timeout).send().await {
             Ok(resp) => Ok(resp.status().as_u16()),
-            Err(e) if e.is_timeout() => Err(format!(
+            Err(e) if e.is_timeout() => Err(PortError::Unavailable(format!(
                 "no answer within {}",
                 crate::traffic::humantime_short(timeout)
+            ))),
+            Err(e) if e.is_connect() => Err(PortError::Unavailable(
+                "connection refused or unreachable".into(),
             )),
-            Err(e) if e.is_connect() => Err("connection refused or unreachable".into()),
-            Err(e) => Err(without_url(&e)),
+            Err(e) if e.is_builder() => Err(PortError::Rejected(without_url(&e))),
+            Err(e) => Err(PortError::Unavailable(without_url(&e))),
         }
     }
 }

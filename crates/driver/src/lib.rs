@@ -7,6 +7,7 @@
 //!   snapshots rebuilt from the journal;
 //! - step effects go through ports ([`ports`]), never directly to processes or sockets.
 
+mod adapters;
 mod analysis;
 mod builtin;
 mod checklist;
@@ -31,6 +32,8 @@ use liftoff_engine::{
     Action, Effect, Event, Launch, Record, Rejection, StepRef, decide, decide_draining,
 };
 use liftoff_plan::{BuiltinRouter, Plan, PlanErrors, RouterSpec, StepKind};
+
+pub use adapters::PlanAdapters;
 use liftoff_store::{Entry, LaunchRow, NewLaunch, ScheduleRow, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -42,7 +45,7 @@ pub use liftoff_checks::{REDACTED, Redactor};
 pub use shell::ShellRunner;
 pub use traffic::CommandRouter;
 
-use ports::{Clock, CommandRunner, HttpProbe, SystemClock, TrafficControl};
+use ports::{AdapterFactory, Clock, CommandRunner, HttpProbe, LaunchSpec, SystemClock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
@@ -64,6 +67,9 @@ pub enum DriverError {
     ShuttingDown,
     #[error("{0}")]
     Conflict(String),
+    /// The daemon failed itself (a task that panicked): no fault of the request.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl DriverError {
@@ -105,6 +111,9 @@ pub struct Ports {
     pub deployment_logs: Option<PathBuf>,
     /// Delivers the plans' notifications.
     pub notifier: Arc<liftoff_notify::Notifier>,
+    /// Makes each launch's traffic control and metric sources; `None`: what the plan
+    /// names ([`PlanAdapters`] over this daemon's store, fleet and runner).
+    pub adapters: Option<Arc<dyn AdapterFactory>>,
 }
 
 impl Default for Ports {
@@ -118,6 +127,7 @@ impl Default for Ports {
             flags: None,
             deployment_logs: None,
             notifier: Arc::new(liftoff_notify::Notifier::new()),
+            adapters: None,
         }
     }
 }
@@ -153,11 +163,20 @@ pub struct Driver {
     grace: Duration,
     /// Delivers the notices the launches' transitions put in the store's outbox.
     outbox: Arc<outbox::Outbox>,
+    adapters: Arc<dyn AdapterFactory>,
 }
 
 impl Driver {
     pub fn new(store: Arc<Store>, ports: Ports, grace: Duration) -> Arc<Self> {
+        let adapters = ports.adapters.clone().unwrap_or_else(|| {
+            Arc::new(PlanAdapters {
+                store: store.clone(),
+                fleet: ports.fleet.clone(),
+                runner: ports.runner.clone(),
+            })
+        });
         Arc::new(Self {
+            adapters,
             outbox: outbox::Outbox::new(store.clone(), ports.notifier.clone()),
             store,
             ports,
@@ -184,7 +203,7 @@ impl Driver {
             (req, plan)
         })
         .await
-        .map_err(|e| DriverError::Invalid(format!("plan decoding failed: {e}")))?;
+        .map_err(|e| DriverError::Internal(format!("plan decoding failed: {e}")))?;
         let plan = plan.map_err(DriverError::Plan)?;
         let workdir = PathBuf::from(&req.workdir);
         if !workdir.is_absolute() || !workdir.is_dir() {
@@ -522,49 +541,17 @@ impl Driver {
 
     fn step_context(&self, id: &str, plan: Arc<Plan>, workdir: PathBuf) -> StepContext {
         let redactor = Redactor::new(plan.variables.redactable_values());
-        let traffic: Option<Arc<dyn TrafficControl>> = match &plan.router {
-            Some(RouterSpec::Command { command, timeout }) => Some(Arc::new(CommandRouter {
-                command: command.clone(),
-                timeout: *timeout,
-                dir: workdir.clone(),
-                env: StepContext::base_env(&plan, id),
-                runner: self.ports.runner.clone(),
-                redactor: redactor.clone(),
-            })),
-            Some(RouterSpec::Builtin(b)) => self.ports.fleet.as_ref().and_then(|fleet| {
-                let salt = builtin::salt_for(&self.store, &plan.service);
-                match builtin::route_config(&plan.service, b, salt) {
-                    Ok(config) => Some(Arc::new(builtin::BuiltinTraffic {
-                        fleet: fleet.clone(),
-                        store: self.store.clone(),
-                        config,
-                        plan: plan.clone(),
-                        launch_id: id.to_string(),
-                    }) as Arc<dyn TrafficControl>),
-                    Err(e) => {
-                        tracing::error!(launch = %id, error = %e, "bad builtin router settings");
-                        None
-                    }
-                }
-            }),
-            None => None,
+        let env = StepContext::base_env(&plan, id);
+        let launch = LaunchSpec {
+            id,
+            plan: &plan,
+            workdir: &workdir,
+            env: &env,
+            redactor: &redactor,
         };
-        let metrics: Option<Arc<dyn ports::MetricSource>> = match (&plan.router, &self.ports.fleet)
-        {
-            (Some(RouterSpec::Builtin(_)), Some(fleet)) => {
-                Some(Arc::new(builtin::BuiltinMetrics {
-                    fleet: fleet.clone(),
-                    route: plan.service.clone(),
-                }))
-            }
-            _ => None,
-        };
-        let queries: Option<Arc<dyn ports::QuerySource>> = match &plan.metrics {
-            Some(liftoff_plan::MetricsSpec::Prometheus { url, timeout }) => Some(Arc::new(
-                prometheus::PrometheusSource::new(url.expose(), *timeout),
-            )),
-            None => None,
-        };
+        let traffic = self.adapters.traffic(&launch);
+        let metrics = self.adapters.metrics(&launch);
+        let queries = self.adapters.queries(&launch);
         let flags = self.ports.flags.clone().map(|control| analysis::Flags {
             control,
             actor: format!("launch {id}"),
@@ -577,7 +564,7 @@ impl Driver {
         };
         let checks = liftoff_checks::Env {
             workdir: workdir.clone(),
-            vars: StepContext::base_env(&plan, id),
+            vars: env,
             prometheus: plan.metrics.as_ref().map(
                 |liftoff_plan::MetricsSpec::Prometheus { url, timeout }| {
                     (url.expose().to_string(), *timeout)
@@ -702,7 +689,9 @@ impl Actor {
                 }
                 Effect::DisableFlag(f) => {
                     // At once, before the next event: a kill switch does not queue.
-                    let result = analysis::disable_flag(&self.ctx.sources, &f.flag, &f.cause).await;
+                    let result = analysis::disable_flag(&self.ctx.sources, &f.flag, &f.cause)
+                        .await
+                        .map_err(|e| e.to_string());
                     let event = Event::FlagDisabled {
                         trigger: f.trigger,
                         flag: f.flag,
@@ -933,7 +922,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, DriverError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| DriverError::Invalid(format!("store task failed: {e}")))?
+        .map_err(|e| DriverError::Internal(format!("store task failed: {e}")))?
         .map_err(DriverError::from)
 }
 

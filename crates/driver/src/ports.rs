@@ -1,13 +1,36 @@
 //! The edges of the driver. Production implementations live beside them; tests swap
 //! them to run launches without processes, networks or waiting.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use jiff::Timestamp;
-use liftoff_plan::Weight;
+use liftoff_checks::Redactor;
+use liftoff_plan::{Plan, Weight};
 use tokio_util::sync::CancellationToken;
+
+/// Why a port did not do what was asked. Callers tell a failure that asking again may
+/// cure from a refusal that it will not. The text is what the journal shows: it names
+/// what failed, never a URL (which may carry credentials).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PortError {
+    /// Nothing answered in time, or not well: connection refused, a timeout, a 5xx, a
+    /// command killed or never started, no router acknowledging a change.
+    #[error("{0}")]
+    Unavailable(String),
+    /// It answered no: a bad query, a 4xx, no such route or flag, a command that exited
+    /// non-zero, something this port cannot do.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+impl PortError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, PortError::Unavailable(_))
+    }
+}
 
 /// Applies the candidate's traffic share (the command router, or the builtin router).
 #[async_trait]
@@ -17,12 +40,14 @@ pub trait TrafficControl: Send + Sync {
         &self,
         weight: Weight,
         cancel: &CancellationToken,
-    ) -> Result<String, String>;
+    ) -> Result<String, PortError>;
 
     /// Serve the maintenance page (or stop). Only routers that serve traffic can.
-    async fn set_maintenance(&self, on: bool) -> Result<String, String> {
+    async fn set_maintenance(&self, on: bool) -> Result<String, PortError> {
         let _ = on;
-        Err("this router has no maintenance mode".into())
+        Err(PortError::Rejected(
+            "this router has no maintenance mode".into(),
+        ))
     }
 }
 
@@ -37,7 +62,7 @@ pub trait MetricSource: Send + Sync {
         version: liftoff_plan::condition::Version,
         window: Duration,
         since: std::time::Instant,
-    ) -> Result<liftoff_analysis::Sample, String>;
+    ) -> Result<liftoff_analysis::Sample, PortError>;
 
     /// Changes when new observations arrive, if the source can tell: rollback
     /// triggers are then judged at once rather than at their next `check_every`.
@@ -49,7 +74,31 @@ pub trait MetricSource: Send + Sync {
 /// Instant queries against a metric provider (Prometheus). `Ok(None)`: no data.
 #[async_trait]
 pub trait QuerySource: Send + Sync {
-    async fn query(&self, promql: &str) -> Result<Option<f64>, String>;
+    async fn query(&self, promql: &str) -> Result<Option<f64>, PortError>;
+}
+
+/// Makes each launch's traffic control and metric sources. The driver's own
+/// (`PlanAdapters`, when [`crate::Ports::adapters`] is `None`) builds what the plan
+/// names: the command or builtin router, the fleet's observations, Prometheus. Tests
+/// give fakes, so a whole launch runs without processes, sockets or waiting.
+pub trait AdapterFactory: Send + Sync {
+    /// `None`: the launch cannot move traffic (its `traffic` steps fail).
+    fn traffic(&self, launch: &LaunchSpec<'_>) -> Option<Arc<dyn TrafficControl>>;
+    /// `None`: no builtin conditions can be judged.
+    fn metrics(&self, launch: &LaunchSpec<'_>) -> Option<Arc<dyn MetricSource>>;
+    /// `None`: no PromQL gates or triggers can be judged.
+    fn queries(&self, launch: &LaunchSpec<'_>) -> Option<Arc<dyn QuerySource>>;
+}
+
+/// A launch as its adapters are made for it.
+pub struct LaunchSpec<'a> {
+    pub id: &'a str,
+    pub plan: &'a Arc<Plan>,
+    /// Where the plan's relative paths resolve and its commands run.
+    pub workdir: &'a Path,
+    /// Plan variables and `LIFTOFF_*` context, for commands.
+    pub env: &'a [(String, String)],
+    pub redactor: &'a Redactor,
 }
 
 #[derive(Clone, Debug)]
@@ -103,13 +152,13 @@ pub trait FlagControl: Send + Sync {
         change: FlagChange,
         actor: &str,
         cause: &str,
-    ) -> Result<String, String>;
+    ) -> Result<String, PortError>;
 }
 
 #[async_trait]
 pub trait HttpProbe: Send + Sync {
     /// The status of a GET, or why there was none.
-    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, String>;
+    async fn get(&self, url: &str, timeout: Duration) -> Result<u16, PortError>;
 }
 
 /// Wall-clock time. Timers sleep on tokio's clock for `deadline - now()`, so tests can

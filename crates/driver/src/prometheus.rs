@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liftoff_checks::prometheus::InstantQuery;
+use liftoff_checks::prometheus::{InstantQuery, QueryError};
 
-use crate::ports::QuerySource;
+use crate::ports::{PortError, QuerySource};
 
 pub struct PrometheusSource {
     query: InstantQuery,
@@ -23,8 +23,10 @@ impl PrometheusSource {
 
 #[async_trait]
 impl QuerySource for PrometheusSource {
-    async fn query(&self, promql: &str) -> Result<Option<f64>, String> {
-        // The port still speaks text: analysis turns any failure into Inconclusive.
-        self.query.value(promql).await.map_err(|e| e.to_string())
+    async fn query(&self, promql: &str) -> Result<Option<f64>, PortError> {
+        self.query.value(promql).await.map_err(|e| match e {
+            QueryError::Unavailable(e) => PortError::Unavailable(e.to_string()),
+            QueryError::Rejected(e) => PortError::Rejected(e.to_string()),
+        })
     }
 }

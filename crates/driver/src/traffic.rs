@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use liftoff_plan::{Text, Weight};
 use tokio_util::sync::CancellationToken;
 
-use crate::ports::{CommandRunner, CommandSpec, CommandStatus, TrafficControl};
+use crate::ports::{CommandRunner, CommandSpec, CommandStatus, PortError, TrafficControl};
 use liftoff_checks::Redactor;
 
 pub struct CommandRouter {
@@ -27,7 +27,7 @@ impl TrafficControl for CommandRouter {
         &self,
         weight: Weight,
         cancel: &CancellationToken,
-    ) -> Result<String, String> {
+    ) -> Result<String, PortError> {
         // The template, not the resolved text: variables reach the shell through its
         // environment, so their values are never spliced into (or quoted by) the command.
         let command = self
@@ -53,17 +53,21 @@ impl TrafficControl for CommandRouter {
         };
         match out.status {
             CommandStatus::Exited(0) => Ok(format!("candidate weight set to {weight}%")),
-            CommandStatus::Exited(code) => Err(format!(
+            CommandStatus::Exited(code) => Err(PortError::Rejected(format!(
                 "weight command exited with status {code}: {}",
                 last_line(&out.output)
-            )),
-            CommandStatus::Signaled(sig) => Err(format!("weight command killed by signal {sig}")),
-            CommandStatus::TimedOut => Err(format!(
+            ))),
+            CommandStatus::Signaled(sig) => Err(PortError::Unavailable(format!(
+                "weight command killed by signal {sig}"
+            ))),
+            CommandStatus::TimedOut => Err(PortError::Unavailable(format!(
                 "weight command timed out after {}",
                 humantime_short(self.timeout)
-            )),
-            CommandStatus::Cancelled => Err("weight command cancelled".into()),
-            CommandStatus::SpawnFailed(e) => Err(e),
+            ))),
+            CommandStatus::Cancelled => {
+                Err(PortError::Unavailable("weight command cancelled".into()))
+            }
+            CommandStatus::SpawnFailed(e) => Err(PortError::Unavailable(e)),
         }
     }
 }

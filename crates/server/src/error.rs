@@ -44,6 +44,17 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
     }
 
+    /// The state database could not be read or written (a full or read-only disk, a
+    /// lock held too long): the request was fine, and may succeed later. Logged here.
+    pub(crate) fn store_failed(e: &liftoff_store::StoreError) -> Self {
+        tracing::error!(error = %e, "state database failed");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            "the state database could not be read or written; see the daemon log",
+        )
+    }
+
     pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -125,7 +136,8 @@ impl From<DriverError> for ApiError {
                 };
                 ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "state_corrupt", message)
             }
-            DriverError::Store(e) => {
+            DriverError::Store(e) => ApiError::store_failed(&e),
+            DriverError::Internal(e) => {
                 tracing::error!(error = %e, "internal error");
                 ApiError::internal()
             }

@@ -37,7 +37,7 @@ use liftoff_api::flags::{
     AuditView, CreatedKey, Definition, Deleted, FlagActorRequest, FlagChangeRequest, FlagView,
     KeyView, NewKeyRequest, Revoked, admin_actor,
 };
-use liftoff_driver::ports::{FlagChange, FlagControl};
+use liftoff_driver::ports::{FlagChange, FlagControl, PortError};
 use liftoff_flags::{Change, Flag, FlagDoc, Problem, Reason};
 use liftoff_store::{FlagAudit, FlagKeyRow, FlagRow, Store, StoreError};
 use serde::Deserialize;
@@ -595,7 +595,7 @@ impl FlagControl for FlagService {
         change: FlagChange,
         actor: &str,
         cause: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, PortError> {
         let req = match change {
             FlagChange::Enabled(on) => ChangeRequest {
                 enabled: Some(on),
@@ -608,7 +608,11 @@ impl FlagControl for FlagService {
         };
         self.apply_change(flag, req, actor, cause)
             .map(|c| format!("flag {flag}: {}", c.summary))
-            .map_err(|e| e.to_string())
+            .map_err(|e| match e {
+                // The launch may ask again (a retried step); the store may be back.
+                FlagError::Random(_) | FlagError::Store(_) => PortError::Unavailable(e.to_string()),
+                _ => PortError::Rejected(e.to_string()),
+            })
     }
 }
 
@@ -780,7 +784,8 @@ impl IntoResponse for FlagError {
                 (StatusCode::NOT_FOUND, "not_found")
             }
             FlagError::KeyExists(_) => (StatusCode::CONFLICT, "key_exists"),
-            FlagError::Random(_) | FlagError::Store(_) => {
+            FlagError::Store(e) => return ApiError::store_failed(e).into_response(),
+            FlagError::Random(_) => {
                 tracing::error!(error = %self, "internal error");
                 return ApiError::internal().into_response();
             }
@@ -993,7 +998,10 @@ mod tests {
             .change("bad name", FlagChange::Enabled(true), "launch L1", "x")
             .await
             .unwrap_err();
-        assert!(err.contains("bad name"), "{err}");
+        assert!(
+            matches!(&err, PortError::Rejected(m) if m.contains("bad name")),
+            "{err}"
+        );
         assert!(
             control
                 .change("f", FlagChange::Percent(150.0), "launch L1", "x")

@@ -357,3 +357,127 @@ async fn journal(
             .collect(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use liftoff_driver::{Driver, Ports};
+    use liftoff_store::Store;
+    use tower::ServiceExt;
+
+    use super::AppState;
+
+    fn app(db: &Path) -> axum::Router {
+        let store = Arc::new(Store::open(db).unwrap());
+        let admin_hash = crate::auth::hash("admin");
+        let flags = crate::flags::FlagService::open(store.clone(), &admin_hash).unwrap();
+        let fleet = Arc::new(liftoff_driver::fleet::Fleet::new());
+        let driver = Driver::new(store, Ports::default(), Duration::from_secs(1));
+        let state = AppState {
+            driver,
+            admin_hash: Arc::from(admin_hash),
+            router_hash: Arc::from(crate::auth::hash("router")),
+            stopping: tokio_util::sync::CancellationToken::new(),
+            fleet,
+            flags,
+        };
+        super::router(
+            state,
+            crate::limits::BodyLimits {
+                max_bytes: crate::limits::MAX_BODY_BYTES,
+                timeout: Duration::from_secs(10),
+            },
+        )
+    }
+
+    /// Every insert into `tables` fails from now on, as on a full or read-only disk.
+    fn fail_writes(db: &Path, tables: &[&str]) {
+        let conn = rusqlite::Connection::open(db).unwrap();
+        for table in tables {
+            conn.execute_batch(&format!(
+                "CREATE TRIGGER fail_{table} BEFORE INSERT ON {table} \
+                 BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END;"
+            ))
+            .unwrap();
+        }
+    }
+
+    async fn post(
+        app: &axum::Router,
+        path: &str,
+        body: serde_json::Value,
+    ) -> (StatusCode, serde_json::Value) {
+        let req = Request::post(format!("{}{path}", liftoff_api::API_PREFIX))
+            .header("authorization", "Bearer admin")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let resp = app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    fn launch(plan: &str, workdir: &str) -> serde_json::Value {
+        serde_json::json!({
+            "plan": plan,
+            "plan_path": "plan.yaml",
+            "workdir": workdir,
+            "variables": {},
+        })
+    }
+
+    const PLAN: &str = "version: 1\nname: t\nservice: shop\nsteps:\n  - pause: 1h\n";
+
+    #[tokio::test]
+    async fn a_failed_store_write_is_a_503_with_a_code_and_a_bad_request_stays_a_4xx() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let app = app(&db);
+        fail_writes(&db, &["launches", "status_messages"]);
+        let workdir = dir.path().to_str().unwrap();
+
+        let (status, body) = post(&app, "/launches", launch(PLAN, workdir)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+        assert!(
+            !body.to_string().contains("disk I/O error"),
+            "internals are logged, not sent: {body}"
+        );
+        let (status, body) = post(
+            &app,
+            "/status/messages",
+            serde_json::json!({"service": "shop", "message": "slow", "by": "ops"}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+
+        // The request's own faults are still the request's.
+        let (status, body) = post(&app, "/launches", launch(PLAN, "relative/dir")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{body}");
+        let (status, body) = post(&app, "/launches", launch("version: 1\n", workdir)).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_plan", "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_launch_whose_first_record_cannot_be_journaled_is_a_503() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("state.db");
+        let app = app(&db);
+        fail_writes(&db, &["journal"]);
+        let workdir = dir.path().to_str().unwrap();
+        let (status, body) = post(&app, "/launches", launch(PLAN, workdir)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    }
+}

@@ -13,7 +13,7 @@ use liftoff_plan::{Gate, RollbackSpec, Trigger, TriggerAction};
 use tokio::time::Instant;
 
 use super::{Report, Sources, watch_triggers};
-use crate::ports::MetricSource;
+use crate::ports::{MetricSource, PortError};
 
 /// Requests reaching the candidate at a steady `rps` from the moment it is armed, each
 /// failing with probability `failing` (a seeded generator: the same every run); none
@@ -54,7 +54,7 @@ impl MetricSource for SteadyTraffic {
         version: Version,
         window: Duration,
         _since: std::time::Instant,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, PortError> {
         if version == Version::Stable {
             return Ok(Sample::default());
         }
@@ -73,7 +73,7 @@ impl MetricSource for SteadyTraffic {
 
 /// Answers the candidate with the next sample of a script at each evaluation (the last
 /// one after), and stable with 100 requests, 1 failed.
-struct Scripted(Mutex<Vec<(u64, u64)>>);
+pub(crate) struct Scripted(pub(crate) Mutex<Vec<(u64, u64)>>);
 
 #[async_trait]
 impl MetricSource for Scripted {
@@ -82,7 +82,7 @@ impl MetricSource for Scripted {
         version: Version,
         _: Duration,
         _: std::time::Instant,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, PortError> {
         if version == Version::Stable {
             return Ok(Sample {
                 window_secs: 2.0,
@@ -402,7 +402,7 @@ impl MetricSource for Reporting {
         version: Version,
         window: Duration,
         since: std::time::Instant,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, PortError> {
         self.traffic.sample(version, window, since).await
     }
 
@@ -461,7 +461,7 @@ impl MetricSource for WholeSeconds {
         _: Version,
         window: Duration,
         since: std::time::Instant,
-    ) -> Result<Sample, String> {
+    ) -> Result<Sample, PortError> {
         let t0 = self.t0.into_std();
         let now = Instant::now().into_std().duration_since(t0).as_secs_f64();
         let first = since.duration_since(t0).as_secs() + 1;
