@@ -42,6 +42,8 @@ have prometheus || apt_install prometheus
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client
 # WebSocket clients and servers drive the router's protocol upgrades.
 python3 -c 'import websockets' 2>/dev/null || pip_install websockets
+# gRPC clients and servers (grpcio) drive the router's HTTP/2 upstreams.
+python3 -c 'import grpc' 2>/dev/null || pip_install grpcio
 # Notification tests receive email with aiosmtpd.
 python3 -c 'import aiosmtpd' 2>/dev/null || pip_install aiosmtpd
 # Reports are rendered and screenshotted in headless Chromium.

@@ -17,7 +17,8 @@
 //! - the request path: `h1` (HTTP/1 from clients, served by liftoff itself; a
 //!   connection that opens with the h2c preface goes to hyper's HTTP/2 server), `proxy`
 //!   (what both front ends share), `pool` (liftoff's own HTTP/1.1 client to upstreams,
-//!   over TCP or TLS; health checks use it too), `wire` (HTTP/1 framing and heads, both
+//!   over TCP or TLS; health checks use it too), `h2up` (gRPC calls to upstreams over
+//!   HTTP/2, on hyper's client), `wire` (HTTP/1 framing and heads, both
 //!   directions; no pool, no routing), `stream` (a connection's bytes: TCP, or TLS
 //!   from a client or to an `https://` instance), [`split`], [`table`], [`stats`],
 //!   [`health`];
@@ -41,6 +42,12 @@
 //! `Host` is the client's, or with the route's `upstreams.host: instance` the
 //! instance's own `host[:port]` (a PaaS routes by it), set per attempt; the client's is
 //! in `X-Forwarded-Host` either way.
+//!
+//! A gRPC call (HTTP/2 from the client, `content-type: application/grpc...`) is routed
+//! the same way but goes to its instance over HTTP/2 (`h2up`: h2c, or ALPN `h2` over
+//! TLS), bodies and trailers streamed both ways. Its outcome is recorded when it ends:
+//! a non-zero `grpc-status` is the version's error (`upstream_5xx`), except `CANCELLED`
+//! (`client_abort`).
 //!
 //! An instance is `http://host:port` or `https://host[:port]` (443 by default). An
 //! `https://` one is verified against its route's `ca` (read when the snapshot is
@@ -91,6 +98,7 @@ pub mod export;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h1;
+mod h2up;
 pub mod handoff;
 pub mod health;
 mod member;
@@ -222,6 +230,8 @@ pub(crate) struct Shared {
     tls: ArcSwap<HashMap<SocketAddr, Arc<tls::Terminator>>>,
     /// Client connections that never finished their TLS handshake.
     tls_handshake_failures: std::sync::atomic::AtomicU64,
+    /// Every upstream's HTTP/2 connections, for gRPC calls.
+    h2: h2up::Upstreams,
 }
 
 impl Shared {
@@ -392,6 +402,7 @@ impl Router {
             open_connections: std::sync::atomic::AtomicI64::new(0),
             tls: ArcSwap::default(),
             tls_handshake_failures: std::sync::atomic::AtomicU64::new(0),
+            h2: h2up::Upstreams::default(),
         });
         runtime.spawn(tick(shared.clone()));
         let driver = if single {

@@ -669,12 +669,22 @@ fn put_field(h: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 /// The HTTP/2 front end: hyper serves the connection and calls this per request.
+/// gRPC calls go to their instances over HTTP/2 (`h2up`), the rest over HTTP/1.1.
 pub async fn handle(
     shared: Arc<Shared>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Result<Response<ProxyBody>, Infallible> {
-    Ok(h2_request(&shared, &conn, req).await.into_response())
+) -> Result<Response<Either<ProxyBody, crate::h2up::Relayed>>, Infallible> {
+    if crate::h2up::is_grpc(&req) {
+        return Ok(match crate::h2up::request(&shared, &conn, req).await {
+            Ok(resp) => resp.map(Either::Right),
+            Err(ours) => Answer::Ours(ours).into_response().map(Either::Left),
+        });
+    }
+    Ok(h2_request(&shared, &conn, req)
+        .await
+        .into_response()
+        .map(Either::Left))
 }
 
 async fn h2_request(shared: &Shared, conn: &ConnInfo, req: Request<Incoming>) -> Answer {

@@ -98,8 +98,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The client side for `https://` instances: their certificates are verified against
 /// the PEM roots in `ca`, or the system's when there is none. TLS 1.2 and 1.3; ALPN
-/// offers `http/1.1` only (upstream legs are HTTP/1.1). Read when a snapshot naming it
-/// is applied: a CA file that cannot be read or holds no certificate refuses it.
+/// offers `http/1.1` only (gRPC's `h2up` offers `h2` alone, on a copy). Read when a
+/// snapshot naming it is applied: a CA file that cannot be read or holds no
+/// certificate refuses it.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let mut roots = rustls::RootCertStore::empty();
     match ca {

@@ -1,0 +1,304 @@
+//! gRPC through the router, with Python's grpcio on both ends (tests/grpc/): calls
+//! from an HTTP/2 client go to the instances over HTTP/2 (h2c), follow the split and
+//! the sticky header, and a call's `grpc-status` decides whether it is the version's
+//! error; a server-streaming call arrives whole, and a weight change leaves it be;
+//! `https://` instances are reached over TLS with ALPN h2.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use liftoff_router::snapshot::{
+    HostPolicy, Instances, RouteConfig, Snapshot, StickyConfig, UpstreamsConfig,
+};
+use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky, Window};
+
+struct Py(Child);
+
+impl Drop for Py {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn script(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/grpc")
+        .join(name)
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn python(args: &[&str]) -> (Py, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new("python3")
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 (./test.sh installs it, with `pip install grpcio`)");
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (Py(child), out)
+}
+
+fn line(out: &mut BufReader<std::process::ChildStdout>) -> String {
+    let mut l = String::new();
+    out.read_line(&mut l).unwrap();
+    assert!(
+        !l.is_empty(),
+        "the Python side ended early (is `grpcio` installed? ./test.sh installs it)"
+    );
+    l.trim().to_string()
+}
+
+/// A gRPC server named `name` failing every `fail_every`-th unary call (0: none), on
+/// 127.0.0.1 (over TLS with `tls`: certificate and key files); its port.
+fn server(name: &str, fail_every: u32, tls: Option<(&Path, &Path)>) -> (Py, u16) {
+    let fail_every = fail_every.to_string();
+    let mut args = vec![script("server.py"), name.to_string(), fail_every];
+    if let Some((cert, key)) = tls {
+        args.extend([cert, key].map(|p| p.display().to_string()));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (py, mut out) = python(&args);
+    let port = line(&mut out).parse().unwrap();
+    (py, port)
+}
+
+/// `client.py` against the router at `at` (see there); its report, read once the
+/// stream began and `meanwhile` ran.
+fn client(
+    at: std::net::SocketAddr,
+    calls: u32,
+    users: u32,
+    stream: &str,
+    meanwhile: impl FnOnce(),
+) -> serde_json::Value {
+    let (calls, users) = (calls.to_string(), users.to_string());
+    let (script, at) = (script("client.py"), at.to_string());
+    let (_client, mut out) = python(&[&script, &at, &calls, &users, stream]);
+    assert_eq!(line(&mut out), "streaming");
+    meanwhile();
+    serde_json::from_str(&line(&mut out)).unwrap()
+}
+
+fn route(name: &str, stable: u16, candidate: u16) -> RouteSpec {
+    RouteSpec {
+        name: name.into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host: None,
+        stable: format!("http://127.0.0.1:{stable}"),
+        candidate: Some(format!("http://127.0.0.1:{candidate}")),
+        sticky: Sticky::Header("x-user-id".parse().unwrap()),
+        version_override: None,
+        health: None,
+        salt: Some(7),
+    }
+}
+
+fn last_60s(router: &Router, role: Role) -> Window {
+    let status = router.status().remove(0);
+    let v = status.versions.iter().find(|v| v.role == role).unwrap();
+    v.last_60s.clone()
+}
+
+#[test]
+fn grpc_calls_follow_the_split_and_a_non_zero_grpc_status_is_the_versions_error() {
+    let (_s, stable) = server("stable", 0, None);
+    let (_c, candidate) = server("candidate", 2, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let at = router
+        .upsert_route(route("rpc", stable, candidate))
+        .unwrap();
+    router.set_weight("rpc", 5_000).unwrap();
+
+    let report = client(at, 200, 40, "50", || {});
+    let tally = |version: &str, outcome: &str| report["versions"][version][outcome].as_u64();
+    assert_eq!(report["other"], serde_json::json!([]), "{report}");
+    assert_eq!(
+        report["mixed_users"],
+        serde_json::json!([]),
+        "sticky: {report}"
+    );
+    let (stable_ok, candidate_ok) = (tally("stable", "ok").unwrap(), tally("candidate", "ok"));
+    let candidate_failed = tally("candidate", "internal").unwrap();
+    assert!(
+        stable_ok > 20 && candidate_ok > Some(10),
+        "both answered: {report}"
+    );
+    assert_eq!(tally("stable", "internal"), Some(0), "{report}");
+    assert!(candidate_failed > 10, "{report}");
+
+    let stream = &report["stream"];
+    assert_eq!(stream["messages"], 50, "{report}");
+    assert_eq!(stream["whole"], true, "{report}");
+    let streamed_on = stream["versions"][0].as_str().unwrap();
+
+    let (s, c) = (
+        last_60s(&router, Role::Stable),
+        last_60s(&router, Role::Candidate),
+    );
+    let streamed = |name: &str| u64::from(streamed_on == name);
+    assert_eq!(s.requests, stable_ok + streamed("stable"), "{s:?}");
+    assert_eq!(s.failed(), 0, "stable's calls all succeeded: {s:?}");
+    assert_eq!(
+        c.requests,
+        candidate_ok.unwrap() + candidate_failed + streamed("candidate")
+    );
+    assert_eq!(
+        c.errors[ErrorSource::Upstream5xx as usize],
+        candidate_failed,
+        "each INTERNAL is one error of the candidate's: {c:?}"
+    );
+    assert_eq!(c.failed(), candidate_failed, "{c:?}");
+    assert_eq!(
+        c.status[1], c.requests,
+        "recorded with the HTTP status the client got (200)"
+    );
+    for (role, v) in [(Role::Stable, &s), (Role::Candidate, &c)] {
+        assert_eq!(
+            v.errors[ErrorSource::ClientAbort as usize],
+            0,
+            "{role:?}: every call recorded once, at its end"
+        );
+    }
+}
+
+#[test]
+fn an_established_grpc_stream_survives_a_weight_change_and_new_calls_follow_the_split() {
+    let (_s, stable) = server("stable", 0, None);
+    let (_c, candidate) = server("candidate", 0, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let at = router
+        .upsert_route(route("rpc", stable, candidate))
+        .unwrap();
+    router.set_weight("rpc", 10_000).unwrap();
+
+    let report = client(at, 0, 1, "40,25", || {
+        router.set_weight("rpc", 5_000).unwrap();
+        router.set_weight("rpc", 0).unwrap(); // the rollback
+    });
+    let stream = &report["stream"];
+    assert_eq!(
+        stream["versions"],
+        serde_json::json!(["candidate"]),
+        "{report}"
+    );
+    assert_eq!(stream["messages"], 40, "not cut: {report}");
+    assert_eq!(stream["whole"], true, "{report}");
+    let c = last_60s(&router, Role::Candidate);
+    assert_eq!((c.requests, c.failed()), (1, 0), "{c:?}");
+
+    let report = client(at, 10, 5, "3", || {});
+    assert_eq!(report["versions"]["stable"]["ok"], 10, "{report}");
+    assert_eq!(report["stream"]["versions"], serde_json::json!(["stable"]));
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (apt-get install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`ca.pem`) in `dir` and a certificate it signed for `localhost` and
+/// `127.0.0.1`: the CA's file, the certificate's and its key's.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        &["req", "-x509"],
+        &ec[..],
+        &["-keyout", "ca.key", "-out", "ca.pem"],
+    ];
+    openssl(
+        dir,
+        &[
+            &ca.concat()[..],
+            &["-days", "2", "-subj", "/CN=gRPC test CA"],
+        ]
+        .concat(),
+    );
+    let csr = [&["req"], &ec[..], &["-keyout", "i.key", "-out", "i.csr"]].concat();
+    openssl(
+        dir,
+        &[&csr[..], &["-subj", "/CN=gRPC test instance"]].concat(),
+    );
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "i.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "i.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ],
+    );
+    (dir.join("ca.pem"), dir.join("i.pem"), dir.join("i.key"))
+}
+
+#[test]
+fn grpc_to_an_https_instance_goes_over_tls_with_alpn_h2() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let (_s, port) = server("stable", 0, Some((&cert, &key)));
+    let router = Router::start(Limits::default(), 2).unwrap();
+    for (version, host) in [(1, HostPolicy::Client), (2, HostPolicy::Instance)] {
+        let route = RouteConfig {
+            name: "rpc".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            host: None,
+            stable: Instances::one(format!("https://localhost:{port}")),
+            candidate: None,
+            weight_bp: 0,
+            salt: 7,
+            sticky: StickyConfig::None,
+            version_override: None,
+            health: None,
+            maintenance: None,
+            timeouts: None,
+            tls: None,
+            upstreams: Some(UpstreamsConfig {
+                ca: Some(ca.display().to_string()),
+                host,
+            }),
+        };
+        router
+            .apply(&Snapshot {
+                version,
+                routes: vec![route],
+            })
+            .unwrap();
+        let report = client(router.listening()[0], 20, 4, "10", || {});
+        assert_eq!(report["other"], serde_json::json!([]), "{host:?}: {report}");
+        assert_eq!(report["versions"]["stable"]["ok"], 20, "{host:?}: {report}");
+        assert_eq!(report["stream"]["whole"], true, "{host:?}: {report}");
+    }
+    let s = last_60s(&router, Role::Stable);
+    assert_eq!((s.requests, s.failed()), (42, 0), "{s:?}");
+}
