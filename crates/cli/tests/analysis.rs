@@ -32,6 +32,32 @@ fn plan(p1: u16, p2: u16, steps: &str, rollback: &str) -> String {
     )
 }
 
+/// How many of the launch's journaled traffic samples (one each 2 s) saw the candidate
+/// serve: two mean its triggers have judged at least 2 s of its traffic.
+fn candidate_samples(daemon: &Daemon, id: &str) -> usize {
+    daemon
+        .journal(id)
+        .iter()
+        .filter(|e| {
+            e["kind"] == "sampled"
+                && e["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("candidate "))
+        })
+        .count()
+}
+
+/// Requests the candidate served in the last 10 s, as status shows them.
+fn candidate_requests(status: &serde_json::Value) -> u64 {
+    status["traffic"]["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["version"] == "candidate")
+        .filter_map(|v| v["last_10s"]["requests"].as_u64())
+        .sum()
+}
+
 fn launch(daemon: &Daemon, work: &std::path::Path, plan: &str) -> String {
     std::fs::write(work.join("plan.yaml"), plan).unwrap();
     let out = daemon.cli(work, &["launch", "plan.yaml"]);
@@ -69,7 +95,12 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
         (p1, p2),
         "  on: ['error_rate > 5% over 2s for 3s']\n  check_every: 200ms\n  steps:\n    - run: touch rolled-back\n",
     );
-    std::thread::sleep(Duration::from_millis(1500)); // healthy traffic first: no trigger
+    // Healthy traffic first, sampled while the triggers watch: no trigger.
+    support::wait_until(
+        Duration::from_secs(10),
+        "a sample of healthy traffic",
+        || candidate_samples(&daemon, &id) >= 1,
+    );
     assert_eq!(
         daemon.status_json(work.path(), &id)["status"],
         "waiting-approval"
@@ -121,7 +152,12 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
     daemon.wait_for(work.path(), &next, Duration::from_secs(10), |s| {
         s["status"] == "waiting-approval"
     });
-    std::thread::sleep(Duration::from_millis(2_500));
+    // Its own traffic judged through the 2 s window the old errors were in.
+    support::wait_until(
+        Duration::from_secs(10),
+        "two samples of its traffic",
+        || candidate_samples(&daemon, &next) >= 2,
+    );
     assert_eq!(
         daemon.status_json(work.path(), &next)["status"],
         "waiting-approval",
@@ -250,7 +286,9 @@ fn an_analyze_step_passes_a_good_candidate_and_fails_a_bad_one() {
         s["status"] == "waiting-approval"
     });
     let _traffic = load(s["traffic"]["listen"].as_str().unwrap());
-    std::thread::sleep(Duration::from_millis(500));
+    daemon.wait_for(work.path(), &good, Duration::from_secs(10), |s| {
+        candidate_requests(s) >= 20
+    });
     assert!(
         daemon
             .cli(work.path(), &["approve", &good, "--as", "go"])

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Daemon, read, stderr, workdir};
+use support::{Daemon, read, stderr, wait_until, workdir};
 
 const ROUNDS: usize = 6;
 const KILLS: usize = 20;
@@ -15,7 +15,7 @@ const KILLS: usize = 20;
 /// pause, another non-idempotent command (~3.6 s of steps, longer than 20 lives of
 /// the daemon). Commands append their line *after* a sleep, so a kill during the sleep
 /// leaves no line (the parent-death signal stops the shell) and a kill after it
-/// leaves one.
+/// leaves one; the non-idempotent `a` steps note in `started.log` that they began.
 fn plan() -> (String, Vec<String>, Vec<String>, Vec<String>) {
     let mut steps = String::new();
     let (mut once, mut idem, mut weights) = (Vec::new(), Vec::new(), vec!["0".to_string()]);
@@ -23,7 +23,7 @@ fn plan() -> (String, Vec<String>, Vec<String>, Vec<String>) {
         let (a, b, c) = (format!("a{r}"), format!("b{r}"), format!("c{r}"));
         let weight = (r + 1) * 100 / (ROUNDS + 1);
         steps.push_str(&format!(
-            "  - {{ name: {a}, run: \"sleep 0.15; echo {a} >> out.log\" }}\n\
+            "  - {{ name: {a}, run: \"echo {a} >> started.log; sleep 0.15; echo {a} >> out.log\" }}\n\
              \x20 - traffic: {weight}%\n\
              \x20 - {{ name: {b}, run: \"sleep 0.15; echo {b} >> out.log\", idempotent: true }}\n\
              \x20 - pause: 200ms\n\
@@ -116,7 +116,9 @@ fn kill_dash_nine_at_twenty_moments_and_the_launch_still_completes_exactly_once(
     daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
         s["current_step"] == "a0"
     });
-    std::thread::sleep(Duration::from_millis(50));
+    wait_until(Duration::from_secs(10), "a0's command to start", || {
+        read(&work.path().join("started.log")).contains("a0")
+    });
     daemon.kill9();
     daemon = Daemon::start(state.path());
     let s = daemon.status_json(work.path(), &id);
@@ -128,7 +130,8 @@ fn kill_dash_nine_at_twenty_moments_and_the_launch_still_completes_exactly_once(
     decide_if_needed(&daemon, work.path(), &id, &once, &mut retried);
     assert_eq!(retried, ["a0"], "a0 was killed mid-sleep, so it is retried");
 
-    // Kills 2..=20 land at random moments: during steps and between them.
+    // Kills 2..=20 land at random moments: during steps and between them (the sleep is
+    // the point: no state to wait for).
     let mut kills = 1;
     while kills < KILLS {
         std::thread::sleep(Duration::from_millis(20 + rng.below(200)));
@@ -203,7 +206,7 @@ fn what_an_interrupted_step_started_in_the_background_does_not_finish_unobserved
     let state = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("plan.yaml"),
-        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"(sleep 0.6; touch late) & sleep 30\" }\n",
+        "version: 1\nname: n\nservice: s\nsteps:\n  - { name: migrate, run: \"(sleep 0.6; touch late) & echo $! > child.pid; sleep 30\" }\n",
     )
     .unwrap();
     let mut daemon = Daemon::start(state.path());
@@ -212,12 +215,23 @@ fn what_an_interrupted_step_started_in_the_background_does_not_finish_unobserved
     daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
         s["current_step"] == "migrate"
     });
-    std::thread::sleep(Duration::from_millis(100));
+    let pid_file = work.path().join("child.pid");
+    wait_until(
+        Duration::from_secs(10),
+        "the background child to start",
+        || read(&pid_file).ends_with('\n'),
+    );
+    let child: i32 = read(&pid_file).trim().parse().unwrap();
     daemon.kill9();
     let daemon = Daemon::start(state.path());
     let s = daemon.status_json(work.path(), &id);
     assert_eq!(s["status"], "needs-decision", "{s:#}");
-    std::thread::sleep(Duration::from_millis(900));
+    // Gone, killed or done: from then on it touches nothing.
+    wait_until(
+        Duration::from_secs(10),
+        "the background child to end",
+        || !running(child),
+    );
     assert!(
         !work.path().join("late").exists(),
         "the background child of the interrupted step kept running"
@@ -227,4 +241,12 @@ fn what_an_interrupted_step_started_in_the_background_does_not_finish_unobserved
         log.contains("killed processes left by an interrupted step"),
         "{log}"
     );
+}
+
+/// Whether process `pid` runs (a zombie has ended).
+fn running(pid: i32) -> bool {
+    let stat = read(std::path::Path::new(&format!("/proc/{pid}/stat")));
+    // `pid (comm) state ...`; comm may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
 }
