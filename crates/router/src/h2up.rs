@@ -12,11 +12,12 @@
 //! each multiplexing any number of calls, opened on first use and again when one dies
 //! (a connection found closed when a call is put on it is replaced once, the call
 //! unsent). They are pinged while calls are open, so a dead peer is noticed; they close
-//! with their upstream. To an `http://` instance: h2c with prior knowledge; to an
-//! `https://` one: TLS verified as for HTTP/1.1 (the route's `ca` or the system's
-//! roots, SNI), offering ALPN `h2` alone; an instance that does not choose it could not
-//! be reached (502, `connect`), like one whose certificate does not verify. The
-//! `:authority` is the client's, or with `upstreams.host: instance` the instance's own.
+//! within a second of their upstream leaving the table (open calls finish first). To
+//! an `http://` instance: h2c with prior knowledge; to an `https://` one: TLS verified
+//! as for HTTP/1.1 (the route's `ca` or the system's roots, SNI), offering ALPN `h2`
+//! alone; an instance that does not choose it could not be reached (502, `connect`),
+//! like one whose certificate does not verify. The `:authority` is the client's, or
+//! with `upstreams.host: instance` the instance's own.
 //!
 //! Outcome: a call's result is only known at its end, so the version's windows and the
 //! instance's outlier detection record it then, exactly once, from the body relayed to
@@ -110,6 +111,15 @@ impl Upstreams {
         let conns = Arc::new(Connections::default());
         map.insert(key, (Arc::downgrade(upstream), conns.clone()));
         conns
+    }
+}
+
+impl Upstreams {
+    /// Close the connections of upstreams no route names any more (calls still open
+    /// on them finish first).
+    pub(crate) fn sweep(&self) {
+        let mut map = self.by_upstream.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (held, _)| held.strong_count() > 0);
     }
 }
 

@@ -950,6 +950,7 @@ async fn tick(shared: Arc<Shared>) {
             for pool in pools {
                 pool.sweep(shared.limits.upstream_idle_timeout);
             }
+            shared.h2.sweep();
             // Certificates replaced on disk serve the next handshakes.
             for terminator in shared.tls.load().values() {
                 terminator.reload();

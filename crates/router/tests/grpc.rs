@@ -2,11 +2,13 @@
 //! from an HTTP/2 client go to the instances over HTTP/2 (h2c), follow the split and
 //! the sticky header, and a call's `grpc-status` decides whether it is the version's
 //! error; a server-streaming call arrives whole, and a weight change leaves it be;
-//! `https://` instances are reached over TLS with ALPN h2.
+//! `https://` instances are reached over TLS with ALPN h2; a call cancelled by either
+//! side is the client's, an instance that cannot be reached is tried no more.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use liftoff_router::snapshot::{
     HostPolicy, Instances, RouteConfig, Snapshot, StickyConfig, UpstreamsConfig,
@@ -262,6 +264,79 @@ fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     (dir.join("ca.pem"), dir.join("i.pem"), dir.join("i.key"))
 }
 
+fn snapshot(version: u64, stable: Instances, upstreams: Option<UpstreamsConfig>) -> Snapshot {
+    let route = RouteConfig {
+        name: "rpc".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        host: None,
+        stable,
+        candidate: None,
+        weight_bp: 0,
+        salt: 7,
+        sticky: StickyConfig::None,
+        version_override: None,
+        health: None,
+        maintenance: None,
+        timeouts: None,
+        tls: None,
+        upstreams,
+    };
+    Snapshot {
+        version,
+        routes: vec![route],
+    }
+}
+
+#[test]
+fn a_grpc_call_cancelled_by_the_server_or_the_client_is_the_clients_doing() {
+    let (_s, stable) = server("stable", 0, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let url = format!("http://127.0.0.1:{stable}");
+    router
+        .apply(&snapshot(1, Instances::one(url), None))
+        .unwrap();
+    let at = router.listening()[0].to_string();
+    let (_client, mut out) = python(&[&script("cancel.py"), &at]);
+    assert_eq!(line(&mut out), "done");
+    // The client's cancel reaches the router as a reset stream, soon.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let s = loop {
+        let s = last_60s(&router, Role::Stable);
+        if s.requests == 2 || Instant::now() > deadline {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(s.requests, 2, "{s:?}");
+    assert_eq!(s.errors[ErrorSource::ClientAbort as usize], 2, "{s:?}");
+    assert_eq!(s.failed(), 0, "never the version's error: {s:?}");
+    let status = router.status().remove(0);
+    assert_eq!(status.versions[0].in_flight, 0);
+}
+
+#[test]
+fn a_grpc_call_goes_to_another_instance_when_one_cannot_be_reached() {
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let (_s, live) = server("stable", 0, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let urls = Instances(vec![closed.clone(), format!("http://127.0.0.1:{live}")]);
+    router.apply(&snapshot(1, urls, None)).unwrap();
+    let report = client(router.listening()[0], 20, 20, "3", || {});
+    assert_eq!(report["other"], serde_json::json!([]), "{report}");
+    assert_eq!(report["versions"]["stable"]["ok"], 20, "{report}");
+    let status = router.status().remove(0);
+    let v = &status.versions[0];
+    assert_eq!((v.last_60s.requests, v.last_60s.failed()), (21, 0));
+    let unreachable = v.instances.iter().find(|i| i.url == closed).unwrap();
+    assert!(
+        unreachable.failures > 0 && unreachable.failures == unreachable.requests,
+        "{unreachable:?}"
+    );
+}
+
 #[test]
 fn grpc_to_an_https_instance_goes_over_tls_with_alpn_h2() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,30 +344,13 @@ fn grpc_to_an_https_instance_goes_over_tls_with_alpn_h2() {
     let (_s, port) = server("stable", 0, Some((&cert, &key)));
     let router = Router::start(Limits::default(), 2).unwrap();
     for (version, host) in [(1, HostPolicy::Client), (2, HostPolicy::Instance)] {
-        let route = RouteConfig {
-            name: "rpc".into(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            host: None,
-            stable: Instances::one(format!("https://localhost:{port}")),
-            candidate: None,
-            weight_bp: 0,
-            salt: 7,
-            sticky: StickyConfig::None,
-            version_override: None,
-            health: None,
-            maintenance: None,
-            timeouts: None,
-            tls: None,
-            upstreams: Some(UpstreamsConfig {
-                ca: Some(ca.display().to_string()),
-                host,
-            }),
+        let upstreams = UpstreamsConfig {
+            ca: Some(ca.display().to_string()),
+            host,
         };
+        let url = Instances::one(format!("https://localhost:{port}"));
         router
-            .apply(&Snapshot {
-                version,
-                routes: vec![route],
-            })
+            .apply(&snapshot(version, url, Some(upstreams)))
             .unwrap();
         let report = client(router.listening()[0], 20, 4, "10", || {});
         assert_eq!(report["other"], serde_json::json!([]), "{host:?}: {report}");

@@ -3,7 +3,9 @@ tests: `server.py NAME FAIL_EVERY [CERT KEY]` serves on a free port of 127.0.0.1
 prints it (with CERT and KEY, PEM files: over TLS, which offers ALPN h2).
 
 - /test.Echo/Say (unary): answers `NAME:` + the request; every FAIL_EVERY-th call
-  (0: none) fails with INTERNAL, its details starting with NAME;
+  (0: none) fails with INTERNAL, its details starting with NAME; the request `cancel`
+  is answered CANCELLED;
+- /test.Echo/Slow (unary): answers after 3 s;
 - /test.Echo/Count (server streaming): the request is `N` or `N,MS`; answers N messages
   `NAME:i:` + 1000 bytes, MS milliseconds apart.
 """
@@ -22,12 +24,19 @@ lock = threading.Lock()
 
 def say(request, context):
     global calls
+    if request == b"cancel":
+        context.abort(grpc.StatusCode.CANCELLED, f"{name} cancels")
     with lock:
         calls += 1
         n = calls
     if fail_every and n % fail_every == 0:
         context.abort(grpc.StatusCode.INTERNAL, f"{name} failed call {n}")
     return name.encode() + b":" + request
+
+
+def slow(request, context):
+    time.sleep(3)
+    return request
 
 
 def count(request, context):
@@ -43,6 +52,7 @@ handler = grpc.method_handlers_generic_handler(
     {
         # No (de)serializers: the messages are the bytes themselves.
         "Say": grpc.unary_unary_rpc_method_handler(say),
+        "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Count": grpc.unary_stream_rpc_method_handler(count),
     },
 )
