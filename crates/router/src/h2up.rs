@@ -202,6 +202,9 @@ async fn connect(
             .timer(TokioTimer::new())
             .keep_alive_interval(Duration::from_secs(20))
             .keep_alive_timeout(Duration::from_secs(10))
+            // Flow-control windows sized to the link (BDP), not h2's 64 KiB: a
+            // streaming call is not held to one window per round trip.
+            .adaptive_window(true)
             .handshake::<_, ClientBody>(TokioIo::new(io))
             .await
             .map_err(io::Error::other)
@@ -555,10 +558,8 @@ pub(crate) async fn request(
             timeout: picked.route.limits.request_timeout,
         };
         let answer = {
-            instance.in_flight.fetch_add(1, Relaxed);
-            let answer = attempt.send(&mut body).await;
-            instance.in_flight.fetch_sub(1, Relaxed);
-            answer
+            let _on = OnInstance::new(instance);
+            attempt.send(&mut body).await
         };
         let why = match answer {
             Ok(resp) => {
@@ -595,6 +596,23 @@ pub(crate) async fn request(
     }
     outcome.finish(Some(last.status().as_u16()), Some(last.source()), false);
     Ok(last.answer())
+}
+
+/// Counts an attempt as in flight on an instance, for the balancer, until it is
+/// answered or dropped (the client left).
+struct OnInstance<'a>(&'a Instance);
+
+impl<'a> OnInstance<'a> {
+    fn new(instance: &'a Instance) -> Self {
+        instance.in_flight.fetch_add(1, Relaxed);
+        Self(instance)
+    }
+}
+
+impl Drop for OnInstance<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 /// One try of a call on one instance.

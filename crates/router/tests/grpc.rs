@@ -312,6 +312,10 @@ fn a_grpc_call_cancelled_by_the_server_or_the_client_is_the_clients_doing() {
     assert_eq!(s.failed(), 0, "never the version's error: {s:?}");
     let status = router.status().remove(0);
     assert_eq!(status.versions[0].in_flight, 0);
+    assert_eq!(
+        status.versions[0].instances[0].in_flight, 0,
+        "a call dropped while waiting for its answer leaves the balancer's count"
+    );
 }
 
 #[test]
