@@ -36,8 +36,9 @@
 //! Bodies stream both ways frame by frame, trailers included; the router's
 //! `max_body_bytes` does not apply (a stream's total is not a request's size; gRPC
 //! servers limit their messages themselves). The response head must come within the
-//! route's `request_timeout`. The table is not consulted once a call is sent: a weight
-//! change or a rollback never cuts an established stream.
+//! route's `request_timeout`, or the call's deadline (`grpc-timeout`) when that is
+//! longer: a watch may answer only with its first event. The table is not consulted
+//! once a call is sent: a weight change or a rollback never cuts an established stream.
 
 use std::collections::HashMap;
 use std::io;
@@ -555,7 +556,7 @@ pub(crate) async fn request(
             method: &parts.method,
             uri,
             headers: &headers,
-            timeout: picked.route.limits.request_timeout,
+            timeout: head_timeout(picked.route.limits.request_timeout, &parts.headers),
         };
         let answer = {
             let _on = OnInstance::new(instance);
@@ -668,6 +669,35 @@ impl Attempt<'_> {
     }
 }
 
+/// How long the response head may take: the route's `request_timeout`, or the call's
+/// own deadline (`grpc-timeout`) when longer. A server-streaming call (a watch) may send
+/// its head only with its first message; a client that says it will wait that long
+/// is not cut off before.
+fn head_timeout(request_timeout: Duration, headers: &HeaderMap) -> Duration {
+    headers
+        .get("grpc-timeout")
+        .and_then(|v| grpc_timeout(v.as_bytes()))
+        .map_or(request_timeout, |d| d.max(request_timeout))
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+fn grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
 /// The fields the upstream gets: the client's minus the hop-by-hop ones (`te:
 /// trailers` stays: gRPC requires it), `host` (the authority says it) and the version
 /// override's header, with the forwarding fields extended as over HTTP/1.
@@ -755,6 +785,31 @@ mod tests {
         assert!(!req(V::HTTP_2, "application/grpc-web"));
         assert!(!req(V::HTTP_2, "application/json"));
         assert!(!req(V::HTTP_11, "application/grpc"));
+    }
+
+    #[test]
+    fn a_calls_deadline_lengthens_the_wait_for_its_head_never_shortens_it() {
+        let thirty = Duration::from_secs(30);
+        let with = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("grpc-timeout", HeaderValue::try_from(v).unwrap());
+            head_timeout(thirty, &h)
+        };
+        assert_eq!(head_timeout(thirty, &HeaderMap::new()), thirty);
+        assert_eq!(with("2H"), Duration::from_secs(7200));
+        assert_eq!(with("5M"), Duration::from_secs(300));
+        assert_eq!(
+            with("100m"),
+            thirty,
+            "a shorter deadline is the client's to keep"
+        );
+        for bad in ["", "S", "123456789S", "10x", "-1S", "1.5S"] {
+            assert_eq!(grpc_timeout(bad.as_bytes()), None, "{bad}");
+        }
+        assert_eq!(
+            grpc_timeout(b"99999999n"),
+            Some(Duration::from_nanos(99_999_999))
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use liftoff_router::snapshot::{
-    HostPolicy, Instances, RouteConfig, Snapshot, StickyConfig, UpstreamsConfig,
+    HostPolicy, Instances, RouteConfig, Snapshot, StickyConfig, TimeoutsConfig, UpstreamsConfig,
 };
 use liftoff_router::{ErrorSource, Limits, Role, RouteSpec, Router, Sticky, Window};
 
@@ -316,6 +316,35 @@ fn a_grpc_call_cancelled_by_the_server_or_the_client_is_the_clients_doing() {
         status.versions[0].instances[0].in_flight, 0,
         "a call dropped while waiting for its answer leaves the balancer's count"
     );
+}
+
+#[test]
+fn a_calls_deadline_beyond_the_routes_response_timeout_lets_the_instance_answer_late() {
+    let (_s, stable) = server("stable", 0, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let mut snap = snapshot(
+        1,
+        Instances::one(format!("http://127.0.0.1:{stable}")),
+        None,
+    );
+    snap.routes[0].timeouts = Some(TimeoutsConfig {
+        connect_ms: None,
+        response_ms: Some(1_000),
+        idle_ms: None,
+    });
+    router.apply(&snap).unwrap();
+    let (script, at) = (script("call.py"), router.listening()[0].to_string());
+    let call = |deadline: &[&str]| {
+        let args = [&[script.as_str(), &at, "Slow", "late"], deadline].concat();
+        let (_py, mut out) = python(&args);
+        line(&mut out)
+    };
+    // Slow answers after 3 s.
+    assert_eq!(call(&["10"]), "ok late", "its deadline (10 s) is the wait");
+    assert_ne!(call(&[]), "ok late", "without one, the route's 1 s");
+    let s = last_60s(&router, Role::Stable);
+    assert_eq!(s.requests, 2, "{s:?}");
+    assert_eq!(s.errors[ErrorSource::Timeout as usize], 1, "{s:?}");
 }
 
 #[test]
