@@ -195,6 +195,25 @@ fn an_established_grpc_stream_survives_a_weight_change_and_new_calls_follow_the_
     assert_eq!(report["stream"]["versions"], serde_json::json!(["stable"]));
 }
 
+#[test]
+fn a_bidirectional_grpc_stream_flows_both_ways_at_once() {
+    let (_s, stable) = server("stable", 0, None);
+    let (_c, candidate) = server("candidate", 0, None);
+    let router = Router::start(Limits::default(), 2).unwrap();
+    let at = router
+        .upsert_route(route("rpc", stable, candidate))
+        .unwrap();
+    router.set_weight("rpc", 10_000).unwrap();
+    let (_py, mut out) = python(&[&script("chat.py"), &at.to_string(), "30"]);
+    assert_eq!(line(&mut out), "ok candidate 30");
+    let c = last_60s(&router, Role::Candidate);
+    assert_eq!(
+        (c.requests, c.failed()),
+        (1, 0),
+        "one call, recorded at its end: {c:?}"
+    );
+}
+
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)

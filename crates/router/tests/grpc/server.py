@@ -6,6 +6,8 @@ prints it (with CERT and KEY, PEM files: over TLS, which offers ALPN h2).
   (0: none) fails with INTERNAL, its details starting with NAME; the request `cancel`
   is answered CANCELLED;
 - /test.Echo/Slow (unary): answers after 3 s;
+- /test.Echo/Chat (bidirectional streaming): answers each message with `NAME:` + it,
+  as it comes;
 - /test.Echo/Count (server streaming): the request is `N` or `N,MS`; answers N messages
   `NAME:i:` + 1000 bytes, MS milliseconds apart.
 """
@@ -39,6 +41,11 @@ def slow(request, context):
     return request
 
 
+def chat(requests, context):
+    for request in requests:
+        yield name.encode() + b":" + request
+
+
 def count(request, context):
     n, _, ms = request.decode().partition(",")
     for i in range(int(n)):
@@ -54,6 +61,7 @@ handler = grpc.method_handlers_generic_handler(
         "Say": grpc.unary_unary_rpc_method_handler(say),
         "Slow": grpc.unary_unary_rpc_method_handler(slow),
         "Count": grpc.unary_stream_rpc_method_handler(count),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
     },
 )
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
