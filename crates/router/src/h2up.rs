@@ -6,7 +6,10 @@
 //! split and stickiness), and within its version the instance is chosen the same way
 //! (power of two choices among the usable ones, retries on the version's others when
 //! no connection could be made, paid from its retry budget). A gRPC request always has
-//! a body, so it is never replayed on the other version.
+//! a body, so it is never replayed on the other version. When no instance answers the
+//! client gets 502 (`grpc-status` 14, UNAVAILABLE) or 504 (4, DEADLINE_EXCEEDED),
+//! recorded as `connect` or `timeout`; liftoff's other answers (no route, maintenance,
+//! a refused override) are the plain HTTP ones.
 //!
 //! Connections: at most [`CONNECTIONS_PER_INSTANCE`] HTTP/2 connections per upstream,
 //! each multiplexing any number of calls, opened on first use and again when one dies
