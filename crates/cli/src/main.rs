@@ -97,14 +97,15 @@ enum Command {
         args: router_cmd::RouterArgs,
     },
     /// Check plans without running them (no daemon needed). Every `${VAR}` must be
-    /// set, as for `launch`, unless --no-env is given.
+    /// set, as for `launch`, and the files the plan names on this host (TLS
+    /// certificates and keys) must load, unless --no-env is given.
     Validate {
         #[arg(required = true)]
         plans: Vec<PathBuf>,
-        /// Read no variable from the environment: check everything that does not
-        /// depend on a variable's value, list the variables each plan needs and where
-        /// it uses them, and exit 0 when the plans are otherwise valid (for CI without
-        /// production secrets).
+        /// Read no variable from the environment and no file the plan names: check
+        /// everything that does not depend on them, list the variables each plan needs
+        /// and where it uses them, and exit 0 when the plans are otherwise valid (for CI
+        /// without production secrets or certificates).
         #[arg(long)]
         no_env: bool,
     },
@@ -696,6 +697,8 @@ fn validate(plans: &[PathBuf], no_env: bool, format: Format) -> Exit {
             liftoff_plan::lint(&source).map(|l| (l.steps, l.rollback_steps, Some(l)))
         } else {
             liftoff_plan::parse(&source, &|name| std::env::var(name).ok())
+                // The files it names on this host (certificates), as the daemon will.
+                .and_then(|plan| liftoff_server::preflight::check(&plan).map(|()| plan))
                 .map(|plan| (plan.steps.len(), plan.rollback.steps.len(), None))
         };
         match checked {

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, Weight};
+use liftoff_plan::{BuiltinRouter, HealthSpec, Sticky, UpstreamHost, UpstreamsSpec, Weight};
 use liftoff_router::snapshot::{
-    HealthConfig, Instances, MaintenanceConfig, OverrideConfig, RouteConfig, StickyConfig,
-    TimeoutsConfig,
+    CertificateConfig, HealthConfig, HostPolicy, Instances, MaintenanceConfig, OverrideConfig,
+    RouteConfig, StickyConfig, TimeoutsConfig, TlsConfig, UpstreamsConfig,
 };
 use liftoff_store::{RouteRow, Store};
 use tokio_util::sync::CancellationToken;
@@ -101,8 +101,24 @@ pub fn route_config(service: &str, b: &BuiltinRouter, salt: u64) -> Result<Route
             response_ms: Some(b.timeouts.response.as_millis() as u64),
             idle_ms: b.timeouts.idle.map(|d| d.as_millis() as u64),
         }),
-        tls: None,
-        upstreams: None,
+        // Written only when used: a router of an earlier release still reads the rest.
+        tls: (!b.tls.is_empty()).then(|| TlsConfig {
+            certificates: b
+                .tls
+                .iter()
+                .map(|p| CertificateConfig {
+                    cert: p.cert.clone(),
+                    key: p.key.clone(),
+                })
+                .collect(),
+        }),
+        upstreams: (b.upstreams != UpstreamsSpec::default()).then(|| UpstreamsConfig {
+            ca: b.upstreams.ca.as_ref().map(|(path, _)| path.clone()),
+            host: match b.upstreams.host {
+                UpstreamHost::Client => HostPolicy::Client,
+                UpstreamHost::Instance => HostPolicy::Instance,
+            },
+        }),
         health: b.health.as_ref().map(|h: &HealthSpec| HealthConfig {
             path: h.path.clone(),
             interval_ms: h.interval.as_millis() as u64,

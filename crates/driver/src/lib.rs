@@ -18,6 +18,7 @@ mod http;
 mod notify;
 mod outbox;
 pub mod ports;
+pub mod preflight;
 mod prometheus;
 mod schedule;
 mod shell;
@@ -205,6 +206,11 @@ impl Driver {
         .await
         .map_err(|e| DriverError::Internal(format!("plan decoding failed: {e}")))?;
         let plan = plan.map_err(DriverError::Plan)?;
+        // The certificate files: a bad pair is the plan's problem at its key, now.
+        let plan = tokio::task::spawn_blocking(move || preflight::check(&plan).map(|()| plan))
+            .await
+            .map_err(|e| DriverError::Internal(format!("plan checks failed: {e}")))?
+            .map_err(DriverError::Plan)?;
         let workdir = PathBuf::from(&req.workdir);
         if !workdir.is_absolute() || !workdir.is_dir() {
             return Err(DriverError::Invalid(format!(

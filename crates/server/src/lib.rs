@@ -32,6 +32,9 @@ use liftoff_store::{Store, StoreError};
 pub use auth::{ROUTER_TOKEN_FILE, TOKEN_FILE};
 pub use local_router::LocalRouter;
 
+/// What a plan needs from this host (`liftoff validate`).
+pub use liftoff_driver::preflight;
+
 /// `liftoff router`, the data plane's own process, for the binary.
 pub mod router_process {
     pub use liftoff_router::{Limits, control, process};
