@@ -78,7 +78,9 @@ pub(crate) async fn serve(io: Stream, conn: Arc<ConnInfo>, shared: Arc<Shared>) 
         .await
         {
             Next::Request(r) => r,
-            Next::Http2 => return serve_h2(client, conn, shared, drain).await,
+            // Boxed: hyper's HTTP/2 connection state would otherwise be part of every
+            // HTTP/1 connection's task.
+            Next::Http2 => return Box::pin(serve_h2(client, conn, shared, drain)).await,
             Next::Reject(ours) => {
                 let _ = write_ours(&mut client.io, &ours, false, false).await;
                 return;
@@ -86,8 +88,10 @@ pub(crate) async fn serve(io: Stream, conn: Arc<ConnInfo>, shared: Arc<Shared>) 
             Next::Closed => return,
         };
         first = false;
-        match respond(&mut client, request, &shared).await {
-            Ok(After::KeepAlive) => {}
+        // Boxed while it runs: an idle keep-alive connection holds only what waiting
+        // for the next request needs (see `Conn::idle`).
+        match Box::pin(respond(&mut client, request, &shared)).await {
+            Ok(After::KeepAlive) => client.idle(),
             Ok(After::Linger) => return linger(&mut client).await,
             Ok(After::Close) | Err(_) => return,
         }
