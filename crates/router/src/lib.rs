@@ -25,7 +25,7 @@
 //! - TLS: [`tls`] (listeners' certificates, and the client settings that verify
 //!   `https://` instances against a route's `ca` or the system's roots);
 //! - what a router serves and tells: [`snapshot`] (the routes, applied whole by
-//!   [`Router::apply`]), [`export`] (per-second reports to the daemon), [`metrics`];
+//!   [`Router::apply`], in `member`), [`export`] (per-second reports to the daemon), [`metrics`];
 //! - the process: [`process`], [`control`] (the link to the daemon), [`handoff`]
 //!   (listening sockets to a successor), `admin` (the router's own `/metrics`).
 //!
@@ -89,8 +89,9 @@
 //! current-thread runtime driven by a thread of its own: no cross-thread scheduling on
 //! the request path. The per-route methods (`upsert_route`, `set_weight`, `swap`,
 //! `set_candidate`, `set_maintenance`) build a table route by route for this crate's
-//! tests; a router process only uses [`Router::apply`]. [`Limits::default`] is used
-//! everywhere: the limits are not configurable yet.
+//! tests; a router process only uses [`Router::apply`]. [`Limits::default`] is every
+//! router's base (no flag changes it); a route's `timeouts` replace its connect,
+//! response and idle timeouts.
 
 mod admin;
 pub mod control;
