@@ -1,6 +1,6 @@
 //! The production [`AdapterFactory`]: what a plan names is what a launch gets (the
-//! command router or the builtin router for traffic, the fleet's observations and
-//! Prometheus for analysis).
+//! command router, the builtin router or HAProxy for traffic; the fleet's observations,
+//! HAProxy's `show stat` and Prometheus for analysis).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::fleet::Fleet;
 use crate::ports::{
     AdapterFactory, CommandRunner, LaunchSpec, MetricSource, QuerySource, TrafficControl,
 };
-use crate::{CommandRouter, builtin, prometheus};
+use crate::{CommandRouter, builtin, haproxy, prometheus};
 
 pub struct PlanAdapters {
     pub store: Arc<Store>,
@@ -50,6 +50,9 @@ impl AdapterFactory for PlanAdapters {
                     }
                 }
             }
+            Some(RouterSpec::Haproxy(h)) => Some(Arc::new(haproxy::HaproxyTraffic {
+                backend: haproxy::Backend::new(h),
+            })),
             None => None,
         }
     }
@@ -62,6 +65,9 @@ impl AdapterFactory for PlanAdapters {
                     route: launch.plan.service.clone(),
                 }))
             }
+            (Some(RouterSpec::Haproxy(h)), _) => Some(Arc::new(haproxy::HaproxyMetrics::new(
+                haproxy::Backend::new(h),
+            ))),
             _ => None,
         }
     }

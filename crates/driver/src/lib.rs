@@ -14,6 +14,7 @@ mod checklist;
 mod deploy_log;
 mod execute;
 pub mod fleet;
+mod haproxy;
 mod http;
 mod notify;
 mod outbox;

@@ -1,6 +1,6 @@
 //! What one section asks of another, checked once every section is decoded. A gate is
-//! never half-enforced: one that reads the builtin router's observations needs
-//! `router: { kind: builtin }`; a PromQL gate, trigger or checklist item needs
+//! never half-enforced: one that reads the router's observations needs
+//! `router: { kind: builtin }` (or `kind: haproxy`, for the numbers HAProxy has); a PromQL gate, trigger or checklist item needs
 //! `metrics: { kind: prometheus }`; a `traffic` step or a trigger needs a router.
 
 use crate::checks;
@@ -19,14 +19,19 @@ pub(crate) fn check(
     rollback_at: Location,
 ) {
     let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
+    let haproxy = matches!(router, Some(RouterSpec::Haproxy(_)));
+    // Conditions read the router's counts: the builtin router's, or HAProxy's `show stat`.
+    let observes = router.as_ref().is_some_and(RouterSpec::observes);
+    if haproxy {
+        haproxy_limits(dec, steps, rollback, rollback_at);
+    }
     let prometheus = matches!(metrics, Some(MetricsSpec::Prometheus { .. }));
     for step in steps {
         let StepKind::Analyze(a) = &step.kind else {
             continue;
         };
-        let reads_router =
-            a.compare.is_some() || a.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
-        if reads_router && !builtin {
+        let reads_router = a.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
+        if (reads_router && !observes) || (a.compare.is_some() && !builtin && !haproxy) {
             dec.error_hint(
                 step.location,
                 format!("step `{}` needs observations: its conditions and `compare` read the builtin router's", step.name),
@@ -48,7 +53,7 @@ pub(crate) fn check(
         .triggers
         .iter()
         .any(|t| matches!(t.gate, Gate::Builtin(_)))
-        && !builtin
+        && !observes
     {
         dec.error_hint(
             rollback_at,
@@ -102,7 +107,7 @@ pub(crate) fn check(
     for step in steps.iter().chain(&rollback.steps) {
         if let StepKind::Monitor(m) = &step.kind {
             let reads_router = m.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
-            if reads_router && !builtin {
+            if reads_router && !observes {
                 dec.error_hint(
                     step.location,
                     format!(
@@ -135,6 +140,74 @@ pub(crate) fn check(
                 step.name
             ),
             "add e.g. `router: { kind: command, command: \"./set-weight.sh {weight}\" }`",
+        );
+    }
+}
+
+/// What HAProxy's runtime API cannot give: a latency distribution (`show stat` has only
+/// averages over the last 1024 requests, and no window), so no quantile conditions and
+/// no `compare` (it judges latency too); no consecutive health-check failures; and
+/// weights are whole numbers (liftoff sets them on a 0..100 scale).
+fn haproxy_limits(
+    dec: &mut Decoder<'_>,
+    steps: &[Step],
+    rollback: &RollbackSpec,
+    rollback_at: Location,
+) {
+    use crate::condition::Metric;
+    let refused = |g: &Gate| match g {
+        Gate::Builtin(c) => match c.metric {
+            Metric::P50 | Metric::P95 | Metric::P99 => Some((
+                c.text.clone(),
+                "HAProxy reports only an average response time over its last 1024 requests, not a distribution over a window",
+            )),
+            Metric::HealthFailures => Some((
+                c.text.clone(),
+                "HAProxy's runtime API reports no count of consecutive failed checks",
+            )),
+            _ => None,
+        },
+        Gate::Query(_) => None,
+    };
+    let hint = "with `kind: haproxy`, judge `error_rate`, `requests` and `rps`; for latency, use PromQL gates on HAProxy's Prometheus exporter with `metrics: { kind: prometheus }`";
+    for step in steps.iter().chain(&rollback.steps) {
+        let gates = match &step.kind {
+            StepKind::Analyze(a) => {
+                if a.compare.is_some() {
+                    dec.error_hint(
+                        step.location,
+                        format!("step `{}`: `compare: stable` is not available with `router: {{ kind: haproxy }}`: it judges latency distributions, which HAProxy does not report", step.name),
+                        hint,
+                    );
+                }
+                &a.gates
+            }
+            StepKind::Monitor(m) => &m.gates,
+            StepKind::Traffic(w) if w.basis_points() % 100 != 0 => {
+                dec.error_hint(
+                    step.location,
+                    format!("step `{}`: `traffic: {w}%` is not a whole percentage", step.name),
+                    "HAProxy routers set whole-number weights (stable 100-w, candidate w); use e.g. `traffic: 1%`",
+                );
+                continue;
+            }
+            _ => continue,
+        };
+        for (text, why) in gates.iter().filter_map(refused) {
+            dec.error_hint(
+                step.location,
+                format!("step `{}`: `{text}` cannot be judged with `router: {{ kind: haproxy }}`: {why}", step.name),
+                hint,
+            );
+        }
+    }
+    for (text, why) in rollback.triggers.iter().filter_map(|t| refused(&t.gate)) {
+        dec.error_hint(
+            rollback_at,
+            format!(
+                "rollback.on: `{text}` cannot be judged with `router: {{ kind: haproxy }}`: {why}"
+            ),
+            hint,
         );
     }
 }

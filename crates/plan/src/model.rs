@@ -24,7 +24,7 @@ pub struct Plan {
     pub service: String,
     pub router: Option<RouterSpec>,
     /// Where query gates and triggers get their numbers (`metrics: { kind: prometheus }`).
-    /// Conditions like `error_rate < 1%` always read the builtin router.
+    /// Conditions like `error_rate < 1%` read the router's own numbers (builtin or haproxy).
     pub metrics: Option<MetricsSpec>,
     /// The go/no-go checklist: run before anything else; NO-GO ends the launch.
     pub checklist: Option<crate::checks::Checklist>,
@@ -220,6 +220,47 @@ pub enum RouterSpec {
     Command { command: Text, timeout: Duration },
     /// liftoff's own L7 router (`liftoff router` processes, driven by the daemon).
     Builtin(Box<BuiltinRouter>),
+    /// The user's HAProxy, driven through its runtime API (never a reload).
+    Haproxy(HaproxyRouter),
+}
+
+impl RouterSpec {
+    /// Whether conditions (`error_rate < 1%`) can be judged: the router counts requests.
+    pub fn observes(&self) -> bool {
+        matches!(self, RouterSpec::Builtin(_) | RouterSpec::Haproxy(_))
+    }
+}
+
+/// `router: { kind: haproxy }`: two servers of one backend of a running HAProxy, whose
+/// weights liftoff sets with `set server` and whose numbers it reads from `show stat`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HaproxyRouter {
+    pub socket: HaproxySocket,
+    /// Backend and server names: HAProxy identifiers (letters, digits, `.`, `_`, `-`,
+    /// `:`), so nothing in them can split a runtime API command.
+    pub backend: String,
+    pub stable: String,
+    pub candidate: String,
+    /// `router.sticky.header`, lowercase: the backend must balance on it (`balance hdr(...)`).
+    pub sticky_header: Option<String>,
+}
+
+/// Where HAProxy's runtime API (`stats socket ... level admin`) listens.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HaproxySocket {
+    /// An absolute path to a unix socket.
+    Unix(String),
+    /// `host:port` of a TCP stats socket (`tcp:127.0.0.1:9999` in the plan).
+    Tcp(String),
+}
+
+impl fmt::Display for HaproxySocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HaproxySocket::Unix(path) => f.write_str(path),
+            HaproxySocket::Tcp(addr) => write!(f, "tcp:{addr}"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

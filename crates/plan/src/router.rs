@@ -1,12 +1,13 @@
-//! `router:`: what moves traffic. A command that sets the weight, or liftoff's builtin
-//! router: its address, each version's instances, stickiness, the override header,
-//! health checks, timeouts and the maintenance page. Decoding only; routing is
+//! `router:`: what moves traffic. A command that sets the weight, the user's HAProxy
+//! (runtime API address, backend, the two servers), or liftoff's builtin router: its
+//! address, each version's instances, stickiness, the override header, health checks,
+//! timeouts and the maintenance page. Decoding only; routing is
 //! `liftoff-router`'s job.
 
 use crate::decode::{Decoder, Fields, Node, location};
 use crate::model::{
-    BuiltinRouter, HealthSpec, Known, MaintenanceSpec, OverrideSpec, RouteTimeouts, RouterSpec,
-    Sticky, Text, TlsPair, UpstreamHost, UpstreamsSpec, defaults,
+    BuiltinRouter, HaproxyRouter, HaproxySocket, HealthSpec, Known, MaintenanceSpec, OverrideSpec,
+    RouteTimeouts, RouterSpec, Sticky, Text, TlsPair, UpstreamHost, UpstreamsSpec, defaults,
 };
 use crate::schema;
 
@@ -14,19 +15,24 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
     let mut f = dec.fields(node, &schema::ROUTER)?;
     let kind_node = f.require(dec, "kind");
     let kind = kind_node.and_then(|k| dec.string(k, "router.kind"));
-    // Keys of the other kind are mistakes, not options.
+    // Keys of another kind are mistakes, not options.
     for key in schema::ROUTER.keys.iter().filter(|k| **k != "kind") {
-        let for_command = schema::COMMAND_ROUTER_KEYS.contains(key);
-        let wrong = match kind.as_deref() {
-            Some("command") => !for_command,
-            Some("builtin") => for_command,
-            _ => false,
-        };
+        let wrong = kind
+            .as_deref()
+            .and_then(|k| schema::router_kind_takes(k, key))
+            .is_some_and(|takes| !takes);
         if wrong && f.take(key).is_some() {
-            let owner = if for_command { "command" } else { "builtin" };
+            let owners: Vec<String> = ["builtin", "command", "haproxy"]
+                .iter()
+                .filter(|k| schema::router_kind_takes(k, key) == Some(true))
+                .map(|k| format!("`kind: {k}`"))
+                .collect();
             dec.error(
                 f.key_location(key).unwrap_or(f.at),
-                format!("router: `{key}` applies to `kind: {owner}` routers only"),
+                format!(
+                    "router: `{key}` applies to {} routers only",
+                    owners.join(" and ")
+                ),
             );
         }
     }
@@ -54,11 +60,12 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
             })
         }
         Some("builtin") => decode_builtin(dec, &mut f).map(|b| RouterSpec::Builtin(Box::new(b))),
-        Some(other @ ("nginx" | "haproxy" | "kubernetes")) => {
+        Some("haproxy") => decode_haproxy(dec, &mut f).map(RouterSpec::Haproxy),
+        Some(other @ ("nginx" | "kubernetes")) => {
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind `{other}` is not available in this version of liftoff"),
-                "use `kind: builtin` (liftoff's own router) or `kind: command` with a script",
+                "use `kind: builtin` (liftoff's own router), `kind: haproxy` or `kind: command` with a script",
             );
             None
         }
@@ -66,7 +73,7 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind: unknown router kind `{other}`"),
-                "known kinds: builtin, command",
+                "known kinds: builtin, command, haproxy",
             );
             None
         }
@@ -74,6 +81,87 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
     };
     f.finish(dec);
     spec
+}
+
+/// `kind: haproxy`: the runtime API's address, and the backend and servers it changes.
+fn decode_haproxy(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<HaproxyRouter> {
+    let socket = f.require(dec, "socket").and_then(|n| {
+        let text = dec.string(n, "router.socket")?;
+        let socket = match text.strip_prefix("tcp:") {
+            Some(addr) if valid_host_port(addr) => Some(HaproxySocket::Tcp(addr.to_string())),
+            Some(_) => None,
+            None if text.starts_with('/') => Some(HaproxySocket::Unix(text.clone())),
+            None => None,
+        };
+        if socket.is_none() {
+            dec.error_hint(
+                location(n),
+                format!("router.socket: `{text}` is neither an absolute path nor `tcp:HOST:PORT`"),
+                "HAProxy's runtime API, as its `stats socket` line says: e.g. `/run/haproxy/admin.sock` or `tcp:127.0.0.1:9999` (with `level admin`)",
+            );
+        }
+        socket
+    });
+    let mut name = |key: &'static str| {
+        let n = f.require(dec, key)?;
+        let what = format!("router.{key}");
+        let text = dec.string(n, &what)?;
+        let valid = !text.is_empty()
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:".contains(&b));
+        if !valid {
+            dec.error_hint(
+                location(n),
+                format!("{what}: `{text}` is not an HAProxy name"),
+                "a backend or server name as haproxy.cfg writes it: letters, digits, `.`, `_`, `-`, `:`",
+            );
+            return None;
+        }
+        Some(text)
+    };
+    let backend = name("backend");
+    let stable = name("stable");
+    let candidate = name("candidate");
+    if let (Some(s), Some(c)) = (&stable, &candidate)
+        && s == c
+    {
+        dec.error(
+            f.key_location("candidate").unwrap_or(f.at),
+            format!("router.candidate: `{c}` is also the stable server"),
+        );
+        return None;
+    }
+    let sticky_header = match f.take("sticky") {
+        None => Some(None),
+        Some(n) => match decode_sticky(dec, n)? {
+            Sticky::Header(h) => Some(Some(h)),
+            Sticky::None => Some(None),
+            Sticky::Cookie(_) | Sticky::ClientIp => {
+                dec.error_hint(
+                    location(n),
+                    "router.sticky: HAProxy routers keep users by `header` only",
+                    "`sticky: { header: X-User-Id }`, with `balance hdr(X-User-Id)` and `hash-type consistent` in the backend",
+                );
+                None
+            }
+        },
+    };
+    Some(HaproxyRouter {
+        socket: socket?,
+        backend: backend?,
+        stable: stable?,
+        candidate: candidate?,
+        sticky_header: sticky_header?,
+    })
+}
+
+/// `host:port` with a port, the host a name or an address (`[::1]:9999` for IPv6).
+fn valid_host_port(s: &str) -> bool {
+    match s.rsplit_once(':') {
+        Some((host, port)) => !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0),
+        None => false,
+    }
 }
 
 fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<BuiltinRouter> {

@@ -44,6 +44,8 @@ pub const ROUTER: Section = Section {
         "timeouts",
         "tls",
         "upstreams",
+        "socket",
+        "backend",
     ],
 };
 
@@ -66,8 +68,25 @@ pub const TIMEOUTS: Section = Section {
     keys: &["connect", "response", "idle"],
 };
 
-/// Keys only `kind: command` routers take; the rest of ROUTER (but `kind`) are builtin's.
+/// Keys only `kind: command` routers take.
 pub const COMMAND_ROUTER_KEYS: &[&str] = &["command", "timeout"];
+
+/// Keys `kind: haproxy` routers take (besides `kind`).
+pub const HAPROXY_ROUTER_KEYS: &[&str] = &["socket", "backend", "stable", "candidate", "sticky"];
+
+/// The keys of ROUTER (besides `kind`) a router kind takes; `None` for a kind liftoff
+/// does not know. `kind: builtin` takes every key that is neither command's nor
+/// haproxy's own (`socket`, `backend`).
+pub fn router_kind_takes(kind: &str, key: &str) -> Option<bool> {
+    match kind {
+        "command" => Some(COMMAND_ROUTER_KEYS.contains(&key)),
+        "haproxy" => Some(HAPROXY_ROUTER_KEYS.contains(&key)),
+        "builtin" => {
+            Some(!COMMAND_ROUTER_KEYS.contains(&key) && !matches!(key, "socket" | "backend"))
+        }
+        _ => None,
+    }
+}
 
 pub const STICKY: Section = Section {
     name: "sticky",

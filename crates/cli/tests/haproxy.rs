@@ -1,0 +1,260 @@
+//! `router: { kind: haproxy }` against a real HAProxy: the test writes a haproxy.cfg
+//! with an admin stats socket in a temporary directory, starts `haproxy -db` on a free
+//! port in front of two `liftoff demo-app`s, and stops it by PID. liftoff moves the
+//! weights through the runtime API and judges HAProxy's own `show stat` numbers.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{BIN, Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
+
+/// A running HAProxy with backend `app`: servers `stable` (weight 100) and `candidate`
+/// (weight 0), balanced by `X-User-Id` with consistent hashing.
+struct Haproxy {
+    _dir: tempfile::TempDir,
+    socket: PathBuf,
+    port: u16,
+    _proc: Proc,
+}
+
+impl Haproxy {
+    fn start(stable: u16, candidate: u16) -> Haproxy {
+        let found = Command::new("haproxy")
+            .arg("-v")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "haproxy is not installed: apt-get install haproxy (./test.sh installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("admin.sock");
+        let port = free_port();
+        let cfg = format!(
+            "global\n  stats socket {sock} mode 600 level admin\n\
+             defaults\n  mode http\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend web\n  bind 127.0.0.1:{port}\n  default_backend app\n\
+             backend app\n  balance hdr(X-User-Id)\n  hash-type consistent\n\
+             \x20 server stable 127.0.0.1:{stable} weight 100\n\
+             \x20 server candidate 127.0.0.1:{candidate} weight 0\n",
+            sock = socket.display()
+        );
+        let cfg_path = dir.path().join("haproxy.cfg");
+        std::fs::write(&cfg_path, cfg).unwrap();
+        let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+        let proc = Proc(
+            Command::new("haproxy")
+                .arg("-f")
+                .arg(&cfg_path)
+                .arg("-db")
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("start haproxy"),
+        );
+        let haproxy = Haproxy {
+            socket,
+            port,
+            _proc: proc,
+            _dir: dir,
+        };
+        support::wait_until(Duration::from_secs(10), "haproxy to start", || {
+            std::os::unix::net::UnixStream::connect(&haproxy.socket).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        haproxy
+    }
+
+    /// One runtime API command's answer.
+    fn api(&self, command: &str) -> String {
+        let mut s = std::os::unix::net::UnixStream::connect(&self.socket).unwrap();
+        s.write_all(format!("{command}\n").as_bytes()).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    }
+
+    /// `get weight app/SERVER`: the current weight.
+    fn weight(&self, server: &str) -> u32 {
+        let answer = self.api(&format!("get weight app/{server}"));
+        answer
+            .split_whitespace()
+            .next()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("get weight app/{server}: {answer:?}"))
+    }
+
+    /// The body of a GET through HAProxy as `user`.
+    fn get(&self, user: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-H", &format!("X-User-Id: {user}")])
+            .arg(format!("http://127.0.0.1:{}/checkout", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn plan(&self, candidate: &str, steps: &str, rollback: &str) -> String {
+        format!(
+            "version: 1\nname: through-haproxy\nservice: shop\nrouter:\n  kind: haproxy\n  socket: {}\n  backend: app\n  stable: stable\n  candidate: {candidate}\n  sticky: {{ header: X-User-Id }}\nsteps:\n{steps}{rollback}",
+            self.socket.display()
+        )
+    }
+}
+
+fn launch(daemon: &Daemon, work: &Path, plan: &str) -> String {
+    std::fs::write(work.join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work, &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn a_launch_moves_haproxy_weights_5_25_100_and_users_stay_on_their_version() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let haproxy = Haproxy::start(p1, p2);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps =
+        "  - traffic: 5%\n  - traffic: 25%\n  - approve: { role: sre }\n  - traffic: 100%\n";
+    let id = launch(&daemon, work.path(), &haproxy.plan("candidate", steps, ""));
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["status"] == "waiting-approval" || s["terminal"] == true
+    });
+    assert_eq!(s["status"], "waiting-approval", "{s:#}");
+    assert_eq!(
+        (haproxy.weight("stable"), haproxy.weight("candidate")),
+        (75, 25)
+    );
+    // At 25%, some users are on the candidate, and each user stays where they are.
+    let first: Vec<String> = (0..40).map(|u| haproxy.get(&format!("user-{u}"))).collect();
+    let on_candidate = first.iter().filter(|b| b.contains("v2")).count();
+    assert!(
+        (1..40).contains(&on_candidate),
+        "{on_candidate} of 40 users on the candidate at 25%"
+    );
+    for (u, body) in first.iter().enumerate() {
+        assert_eq!(&haproxy.get(&format!("user-{u}")), body, "user-{u} moved");
+    }
+
+    assert!(
+        daemon
+            .cli(work.path(), &["approve", &id, "--as", "sre"])
+            .status
+            .success()
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let message = s["steps"][3]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("HAProxy backend `app`: stable weight 0, candidate weight 100"),
+        "{s:#}"
+    );
+    assert_eq!(
+        (haproxy.weight("stable"), haproxy.weight("candidate")),
+        (0, 100)
+    );
+    for u in 0..20 {
+        let body = haproxy.get(&format!("user-{u}"));
+        assert!(body.contains("hello from v2"), "user-{u}: {body:?}");
+    }
+}
+
+/// Steady traffic from sticky users through HAProxy until dropped.
+fn load(port: u16) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .args([
+                "load",
+                &format!("http://127.0.0.1:{port}/checkout"),
+                "--concurrency",
+                "4",
+                "--users",
+                "5000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn a_failing_candidate_is_rolled_back_on_haproxys_own_numbers() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    set_error_rate(p2, "0.3");
+    let haproxy = Haproxy::start(p1, p2);
+    let _traffic = load(haproxy.port);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &haproxy.plan(
+            "candidate",
+            "  - traffic: 50%\n  - approve: { role: sre }\n",
+            "rollback:\n  on: ['error_rate > 10% over 5s']\n  check_every: 500ms\n",
+        ),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("trigger `error_rate > 10% over 5s` fired: candidate error_rate"),
+        "{reason}"
+    );
+    assert_eq!(
+        (haproxy.weight("stable"), haproxy.weight("candidate")),
+        (100, 0)
+    );
+    for u in 0..10 {
+        let body = haproxy.get(&format!("user-{u}"));
+        assert!(body.contains("v1"), "user-{u}: {body:?}");
+    }
+}
+
+#[test]
+fn a_wrong_server_name_fails_the_first_traffic_step_naming_backend_and_server() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let haproxy = Haproxy::start(p1, p2);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &haproxy.plan("canary", "  - traffic: 5%\n", ""),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    // The launch's first traffic change (its pin to stable) checks the backend.
+    assert_eq!(s["status"], "failed", "{s:#}");
+    assert_eq!(s["baseline"]["name"], "traffic pinned to stable", "{s:#}");
+    assert_eq!(s["baseline"]["status"], "failed", "{s:#}");
+    assert_eq!(
+        s["baseline"]["message"],
+        "HAProxy backend `app` has no server `canary` (router.candidate); its servers: stable, candidate",
+        "{s:#}"
+    );
+    assert_eq!(s["steps"][0]["status"], "pending", "{s:#}");
+    // Nothing moved.
+    assert_eq!(
+        (haproxy.weight("stable"), haproxy.weight("candidate")),
+        (100, 0)
+    );
+}
