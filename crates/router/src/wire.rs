@@ -304,8 +304,8 @@ impl Conn {
     }
 
     /// Between requests: with nothing buffered, give the read buffer's memory back (the
-    /// next read takes a fresh one), so a kept-alive connection waiting for its next
-    /// request holds no buffer. Ten thousand idle clients cost their sockets and tasks,
+    /// next read takes a fresh one when there is something to read), so a kept-alive
+    /// connection waiting for its next request holds no buffer. Ten thousand idle clients cost their sockets and tasks,
     /// not 80 MB of buffers.
     pub(crate) fn idle(&mut self) {
         if self.buf.is_empty() {
@@ -322,7 +322,16 @@ impl Conn {
     /// Read into the buffer; 0 at the end of the stream. (A short read clears the
     /// socket's readiness, so the next poll waits for the runtime instead of asking
     /// the kernel.)
+    ///
+    /// A connection given back its buffer ([`Conn::idle`]) takes a new one only once
+    /// its socket has something to read: waiting costs no buffer. (Over TLS the session
+    /// may hold decrypted bytes while the socket has none, so it reads at once.)
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.buf.capacity() == 0
+            && let Stream::Tcp(tcp) = &self.io
+        {
+            ready!(tcp.poll_read_ready(cx))?;
+        }
         poll_fill(&mut self.io, &mut self.buf, cx)
     }
 
@@ -778,6 +787,31 @@ mod tests {
             MessageError::Framing(what) => protocol_error(what),
             MessageError::Io(e) => e,
         })
+    }
+
+    /// A kept-alive connection between requests holds no read buffer, and waiting for
+    /// its next request does not take one; the request, when it comes, is read whole.
+    #[tokio::test]
+    async fn an_idle_connection_waits_without_a_buffer() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut peer = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut conn = Conn::new(Stream::Tcp(accepted));
+        // A request read and answered (the short read leaves the socket not ready).
+        peer.write_all(b"GET /1 HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = std::future::poll_fn(|cx| conn.poll_fill(cx)).await.unwrap();
+        conn.buf.advance(n);
+        conn.idle();
+        assert_eq!(conn.buf.capacity(), 0);
+        let waiting = std::future::poll_fn(|cx| Poll::Ready(conn.poll_fill(cx))).await;
+        assert!(waiting.is_pending());
+        assert_eq!(conn.buf.capacity(), 0, "waiting took a buffer");
+        peer.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let n = std::future::poll_fn(|cx| conn.poll_fill(cx)).await.unwrap();
+        assert_eq!(&conn.buf[..n], b"GET / HTTP/1.1\r\n\r\n");
     }
 
     #[tokio::test]
