@@ -40,6 +40,39 @@ impl Stream {
     }
 }
 
+impl Stream {
+    /// Ready once a read would find something: bytes on the socket, or (over TLS)
+    /// decrypted bytes the session already holds. Reads nothing.
+    pub(crate) fn poll_read_ready(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let tcp = match self {
+            Stream::Tcp(tcp) => tcp,
+            Stream::TlsIn(tls) => {
+                let (tcp, session) = tls.get_mut();
+                if holds_plaintext(session) {
+                    return Poll::Ready(Ok(()));
+                }
+                tcp
+            }
+            Stream::TlsOut(tls) => {
+                let (tcp, session) = tls.get_mut();
+                if holds_plaintext(session) {
+                    return Poll::Ready(Ok(()));
+                }
+                tcp
+            }
+        };
+        tcp.poll_read_ready(cx)
+    }
+}
+
+/// Has the session decrypted bytes no read has taken yet (or an error a read should
+/// report)?
+fn holds_plaintext<D>(session: &mut rustls::ConnectionCommon<D>) -> bool {
+    session.process_new_packets().map_or(true, |state| {
+        state.plaintext_bytes_to_read() > 0 || state.peer_has_closed()
+    })
+}
+
 impl AsyncRead for Stream {
     fn poll_read(
         self: Pin<&mut Self>,

@@ -324,13 +324,11 @@ impl Conn {
     /// the kernel.)
     ///
     /// A connection given back its buffer ([`Conn::idle`]) takes a new one only once
-    /// its socket has something to read: waiting costs no buffer. (Over TLS the session
-    /// may hold decrypted bytes while the socket has none, so it reads at once.)
+    /// there is something to read ([`Stream::poll_read_ready`]): waiting costs no
+    /// buffer.
     pub(crate) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() == 0
-            && let Stream::Tcp(tcp) = &self.io
-        {
-            ready!(tcp.poll_read_ready(cx))?;
+        if self.buf.capacity() == 0 {
+            ready!(self.io.poll_read_ready(cx))?;
         }
         poll_fill(&mut self.io, &mut self.buf, cx)
     }
