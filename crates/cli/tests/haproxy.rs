@@ -122,39 +122,51 @@ fn a_launch_moves_haproxy_weights_5_25_100_and_users_stay_on_their_version() {
     let work = support::workdir();
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(state.path());
-    let steps =
-        "  - traffic: 5%\n  - traffic: 25%\n  - approve: { role: sre }\n  - traffic: 100%\n";
+    let steps = "  - traffic: 5%\n  - approve: { role: sre }\n  - traffic: 25%\n  - approve: { role: qa }\n  - traffic: 100%\n";
     let id = launch(&daemon, work.path(), &haproxy.plan("candidate", steps, ""));
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["status"] == "waiting-approval" || s["terminal"] == true
-    });
-    assert_eq!(s["status"], "waiting-approval", "{s:#}");
-    assert_eq!(
-        (haproxy.weight("stable"), haproxy.weight("candidate")),
-        (75, 25)
-    );
-    // At 25%, some users are on the candidate, and each user stays where they are.
-    let first: Vec<String> = (0..40).map(|u| haproxy.get(&format!("user-{u}"))).collect();
-    let on_candidate = first.iter().filter(|b| b.contains("v2")).count();
+    let held = |weights: (u32, u32)| {
+        let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+            s["status"] == "waiting-approval" || s["terminal"] == true
+        });
+        assert_eq!(s["status"], "waiting-approval", "{s:#}");
+        assert_eq!(
+            (haproxy.weight("stable"), haproxy.weight("candidate")),
+            weights
+        );
+        // Which users the candidate serves; each user stays where they are.
+        let served: Vec<bool> = (0..100)
+            .map(|u| haproxy.get(&format!("user-{u}")).contains("v2"))
+            .collect();
+        for (u, on_candidate) in served.iter().enumerate() {
+            let again = haproxy.get(&format!("user-{u}")).contains("v2");
+            assert_eq!(again, *on_candidate, "user-{u} moved at {weights:?}");
+        }
+        served
+    };
+    let approve = |role: &str| {
+        let out = daemon.cli(work.path(), &["approve", &id, "--as", role]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let at_5 = held((95, 5));
+    approve("sre");
+    let at_25 = held((75, 25));
+    let count = |v: &[bool]| v.iter().filter(|c| **c).count();
     assert!(
-        (1..40).contains(&on_candidate),
-        "{on_candidate} of 40 users on the candidate at 25%"
+        (1..25).contains(&count(&at_5)) && count(&at_25) > count(&at_5) && count(&at_25) < 60,
+        "users on the candidate: {} of 100 at 5%, {} at 25%",
+        count(&at_5),
+        count(&at_25)
     );
-    for (u, body) in first.iter().enumerate() {
-        assert_eq!(&haproxy.get(&format!("user-{u}")), body, "user-{u} moved");
+    // Consistent hashing: as the candidate's weight grows, its users stay on it.
+    for u in (0..100).filter(|u| at_5[*u]) {
+        assert!(at_25[u], "user-{u} went back to stable at 25%");
     }
-
-    assert!(
-        daemon
-            .cli(work.path(), &["approve", &id, "--as", "sre"])
-            .status
-            .success()
-    );
+    approve("qa");
     let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
         s["terminal"] == true
     });
     assert_eq!(s["status"], "succeeded", "{s:#}");
-    let message = s["steps"][3]["message"].as_str().unwrap_or_default();
+    let message = s["steps"][4]["message"].as_str().unwrap_or_default();
     assert!(
         message.contains("HAProxy backend `app`: stable weight 0, candidate weight 100"),
         "{s:#}"

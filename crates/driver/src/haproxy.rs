@@ -692,4 +692,27 @@ app,BACKEND,0,0,0,1,999,51,4106,18864,0,0,,5,5,15,0,UP,100,1,0,,0,48,0,,1,3,0,,5
             "{static_lb}"
         );
     }
+
+    /// `tcp:HOST:PORT`: one command per connection, the answer read to its close.
+    #[tokio::test]
+    async fn a_tcp_stats_socket_gets_one_command_per_connection() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut line = Vec::new();
+            let mut byte = [0u8; 1];
+            while conn.read_exact(&mut byte).await.is_ok() && byte[0] != b'\n' {
+                line.push(byte[0]);
+            }
+            conn.write_all(b"25 (initial 0)\n\n").await.unwrap();
+            String::from_utf8(line).unwrap()
+        });
+        let api = RuntimeApi {
+            socket: HaproxySocket::Tcp(addr.to_string()),
+        };
+        let answer = api.run("get weight app/green").await.unwrap();
+        assert_eq!(answer, "25 (initial 0)\n\n");
+        assert_eq!(server.await.unwrap(), "get weight app/green");
+    }
 }
