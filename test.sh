@@ -83,16 +83,12 @@ fi
 redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG
 
 # deploy/ (crates/cli/tests/deploy_files.rs): systemd-analyze verifies the units; the test
-# starts its own dockerd (docker.io) to build deploy/Dockerfile around a static liftoff,
-# built here once (+crt-static, its own target dir) so the test only finds it fresh.
+# starts its own dockerd (docker.io) to build deploy/Dockerfile around the liftoff cargo
+# builds for the tests, with its loader and libraries (ldd) in the context's rootfs/.
 have systemd-analyze || apt_install systemd
 { have dockerd || [[ -x /usr/sbin/dockerd ]]; } || apt_install docker.io
 have docker || apt_install docker.io
 have file || apt_install file
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || apt_install ca-certificates
-if [[ $# -eq 0 || " $* " == *deploy_files* ]]; then
-  RUSTFLAGS='-C target-feature=+crt-static' CARGO_TARGET_DIR=target/deploy-static \
-    cargo build --locked --target x86_64-unknown-linux-gnu -p liftoff --bin liftoff
-fi
 
 exec cargo test --workspace --locked "$@"
