@@ -40,6 +40,8 @@ python3 -c 'import venv' 2>/dev/null || apt_install python3-venv
 have prometheus || apt_install prometheus
 # `router: { kind: haproxy }` drives a real HAProxy through its runtime API.
 have haproxy || apt_install haproxy
+# `router: { kind: nginx }` rewrites an include of a real nginx and reloads it.
+have nginx || apt_install nginx-light
 # The router's /metrics is checked with the reference Prometheus text parser.
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client
 # WebSocket clients and servers drive the router's protocol upgrades.

@@ -1,6 +1,6 @@
 //! The production [`AdapterFactory`]: what a plan names is what a launch gets (the
-//! command router, the builtin router or HAProxy for traffic; the fleet's observations,
-//! HAProxy's `show stat` and Prometheus for analysis).
+//! command router, the builtin router, HAProxy or nginx for traffic; the fleet's
+//! observations, HAProxy's `show stat`, nginx's access log and Prometheus for analysis).
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::fleet::Fleet;
 use crate::ports::{
     AdapterFactory, CommandRunner, LaunchSpec, MetricSource, QuerySource, TrafficControl,
 };
-use crate::{CommandRouter, builtin, haproxy, prometheus};
+use crate::{CommandRouter, builtin, haproxy, nginx, prometheus};
 
 pub struct PlanAdapters {
     pub store: Arc<Store>,
@@ -53,6 +53,9 @@ impl AdapterFactory for PlanAdapters {
             Some(RouterSpec::Haproxy(h)) => Some(Arc::new(haproxy::HaproxyTraffic {
                 backend: haproxy::Backend::new(h),
             })),
+            Some(RouterSpec::Nginx(n)) => Some(Arc::new(nginx::NginxTraffic {
+                settings: n.clone(),
+            })),
             None => None,
         }
     }
@@ -68,6 +71,7 @@ impl AdapterFactory for PlanAdapters {
             (Some(RouterSpec::Haproxy(h)), _) => Some(Arc::new(haproxy::HaproxyMetrics::new(
                 haproxy::Backend::new(h),
             ))),
+            (Some(RouterSpec::Nginx(n)), _) => Some(Arc::new(nginx::NginxMetrics::new(n))),
             _ => None,
         }
     }

@@ -16,6 +16,7 @@ mod execute;
 pub mod fleet;
 mod haproxy;
 mod http;
+mod nginx;
 mod notify;
 mod outbox;
 pub mod ports;

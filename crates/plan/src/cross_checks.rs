@@ -1,6 +1,7 @@
 //! What one section asks of another, checked once every section is decoded. A gate is
 //! never half-enforced: one that reads the router's observations needs
-//! `router: { kind: builtin }` (or `kind: haproxy`, for the numbers HAProxy has); a PromQL gate, trigger or checklist item needs
+//! `router: { kind: builtin }` (or `kind: haproxy` / `kind: nginx`, for the numbers they
+//! have); a PromQL gate, trigger or checklist item needs
 //! `metrics: { kind: prometheus }`; a `traffic` step or a trigger needs a router.
 
 use crate::checks;
@@ -20,10 +21,15 @@ pub(crate) fn check(
 ) {
     let builtin = matches!(router, Some(RouterSpec::Builtin(_)));
     let haproxy = matches!(router, Some(RouterSpec::Haproxy(_)));
-    // Conditions read the router's counts: the builtin router's, or HAProxy's `show stat`.
+    let nginx = matches!(router, Some(RouterSpec::Nginx(_)));
+    // Conditions read the router's counts: the builtin router's, HAProxy's `show stat`,
+    // or nginx's access log.
     let observes = router.as_ref().is_some_and(RouterSpec::observes);
     if haproxy {
         haproxy_limits(dec, steps, rollback, rollback_at);
+    }
+    if nginx {
+        nginx_limits(dec, steps, rollback, rollback_at);
     }
     let prometheus = matches!(metrics, Some(MetricsSpec::Prometheus { .. }));
     for step in steps {
@@ -31,7 +37,7 @@ pub(crate) fn check(
             continue;
         };
         let reads_router = a.gates.iter().any(|g| matches!(g, Gate::Builtin(_)));
-        if (reads_router && !observes) || (a.compare.is_some() && !builtin && !haproxy) {
+        if (reads_router && !observes) || (a.compare.is_some() && !builtin && !haproxy && !nginx) {
             dec.error_hint(
                 step.location,
                 format!("step `{}` needs observations: its conditions and `compare` read the builtin router's", step.name),
@@ -206,6 +212,58 @@ fn haproxy_limits(
             rollback_at,
             format!(
                 "rollback.on: `{text}` cannot be judged with `router: {{ kind: haproxy }}`: {why}"
+            ),
+            hint,
+        );
+    }
+}
+
+/// What nginx's access log cannot give: consecutive health-check failures (open-source
+/// nginx has no active checks); and weights are whole numbers (0..100 scale). Its lines
+/// carry `$request_time`, so latency conditions and `compare` are judged.
+fn nginx_limits(
+    dec: &mut Decoder<'_>,
+    steps: &[Step],
+    rollback: &RollbackSpec,
+    rollback_at: Location,
+) {
+    use crate::condition::Metric;
+    let refused = |g: &Gate| match g {
+        Gate::Builtin(c) if c.metric == Metric::HealthFailures => Some(c.text.clone()),
+        _ => None,
+    };
+    let why = "open-source nginx runs no health checks, so there are no consecutive failed checks to count";
+    let hint = "with `kind: nginx`, judge `error_rate`, `requests`, `rps` and latency (`p50`, `p95`, `p99`)";
+    for step in steps.iter().chain(&rollback.steps) {
+        let gates = match &step.kind {
+            StepKind::Analyze(a) => &a.gates,
+            StepKind::Monitor(m) => &m.gates,
+            StepKind::Traffic(w) if w.basis_points() % 100 != 0 => {
+                dec.error_hint(
+                    step.location,
+                    format!("step `{}`: `traffic: {w}%` is not a whole percentage", step.name),
+                    "nginx routers write whole-number weights (stable 100-w, candidate w); use e.g. `traffic: 1%`",
+                );
+                continue;
+            }
+            _ => continue,
+        };
+        for text in gates.iter().filter_map(refused) {
+            dec.error_hint(
+                step.location,
+                format!(
+                    "step `{}`: `{text}` cannot be judged with `router: {{ kind: nginx }}`: {why}",
+                    step.name
+                ),
+                hint,
+            );
+        }
+    }
+    for text in rollback.triggers.iter().filter_map(|t| refused(&t.gate)) {
+        dec.error_hint(
+            rollback_at,
+            format!(
+                "rollback.on: `{text}` cannot be judged with `router: {{ kind: nginx }}`: {why}"
             ),
             hint,
         );

@@ -222,12 +222,49 @@ pub enum RouterSpec {
     Builtin(Box<BuiltinRouter>),
     /// The user's HAProxy, driven through its runtime API (never a reload).
     Haproxy(HaproxyRouter),
+    /// The user's nginx: liftoff writes an upstream block in a file it owns, checks it
+    /// with `nginx -t` and reloads.
+    Nginx(NginxRouter),
 }
 
 impl RouterSpec {
     /// Whether conditions (`error_rate < 1%`) can be judged: the router counts requests.
     pub fn observes(&self) -> bool {
-        matches!(self, RouterSpec::Builtin(_) | RouterSpec::Haproxy(_))
+        matches!(
+            self,
+            RouterSpec::Builtin(_) | RouterSpec::Haproxy(_) | RouterSpec::Nginx(_)
+        )
+    }
+}
+
+/// `router: { kind: nginx }`: an `upstream` block (and the `log_format` of its access
+/// log) in a file liftoff owns and the user's nginx.conf includes in its `http` block.
+/// liftoff rewrites it at each weight change, checks it with `nginx -t` and reloads;
+/// its numbers come from the access log, one line per request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NginxRouter {
+    /// The file liftoff writes (absolute path).
+    pub include: String,
+    /// The upstream's name: an nginx identifier (letters, digits, `_`, `-`, `.`). The
+    /// log format is `liftoff_<upstream>`.
+    pub upstream: String,
+    /// Instance addresses, `host:port`; no address is in both lists.
+    pub stable: Vec<String>,
+    pub candidate: Vec<String>,
+    /// `router.sticky.header`, lowercase: the upstream hashes it (`hash ... consistent`).
+    pub sticky_header: Option<String>,
+    /// The access log liftoff reads (absolute path).
+    pub access_log: String,
+    /// The nginx binary (`nginx` on the daemon's PATH by default).
+    pub nginx: String,
+    /// The configuration `nginx -t` and `nginx -s reload` read (`-c`), if not nginx's default.
+    pub config: Option<String>,
+}
+
+impl NginxRouter {
+    /// The `log_format` liftoff defines in the include for this upstream's access log.
+    pub fn log_format(&self) -> String {
+        format!("liftoff_{}", self.upstream)
     }
 }
 

@@ -1,13 +1,15 @@
 //! `router:`: what moves traffic. A command that sets the weight, the user's HAProxy
-//! (runtime API address, backend, the two servers), or liftoff's builtin router: its
+//! (runtime API address, backend, the two servers), the user's nginx (the include file
+//! liftoff writes, its upstream, the instances, the access log), or liftoff's builtin router: its
 //! address, each version's instances, stickiness, the override header, health checks,
 //! timeouts and the maintenance page. Decoding only; routing is
 //! `liftoff-router`'s job.
 
 use crate::decode::{Decoder, Fields, Node, location};
 use crate::model::{
-    BuiltinRouter, HaproxyRouter, HaproxySocket, HealthSpec, Known, MaintenanceSpec, OverrideSpec,
-    RouteTimeouts, RouterSpec, Sticky, Text, TlsPair, UpstreamHost, UpstreamsSpec, defaults,
+    BuiltinRouter, HaproxyRouter, HaproxySocket, HealthSpec, Known, MaintenanceSpec, NginxRouter,
+    OverrideSpec, RouteTimeouts, RouterSpec, Sticky, Text, TlsPair, UpstreamHost, UpstreamsSpec,
+    defaults,
 };
 use crate::schema;
 
@@ -22,17 +24,18 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
             .and_then(|k| schema::router_kind_takes(k, key))
             .is_some_and(|takes| !takes);
         if wrong && f.take(key).is_some() {
-            let owners: Vec<String> = ["builtin", "command", "haproxy"]
+            let owners: Vec<String> = ["builtin", "command", "haproxy", "nginx"]
                 .iter()
                 .filter(|k| schema::router_kind_takes(k, key) == Some(true))
                 .map(|k| format!("`kind: {k}`"))
                 .collect();
+            let owners = match owners.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => owners.concat(),
+            };
             dec.error(
                 f.key_location(key).unwrap_or(f.at),
-                format!(
-                    "router: `{key}` applies to {} routers only",
-                    owners.join(" and ")
-                ),
+                format!("router: `{key}` applies to {owners} routers only"),
             );
         }
     }
@@ -61,11 +64,12 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
         }
         Some("builtin") => decode_builtin(dec, &mut f).map(|b| RouterSpec::Builtin(Box::new(b))),
         Some("haproxy") => decode_haproxy(dec, &mut f).map(RouterSpec::Haproxy),
-        Some(other @ ("nginx" | "kubernetes")) => {
+        Some("nginx") => decode_nginx(dec, &mut f).map(RouterSpec::Nginx),
+        Some(other @ "kubernetes") => {
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind `{other}` is not available in this version of liftoff"),
-                "use `kind: builtin` (liftoff's own router), `kind: haproxy` or `kind: command` with a script",
+                "use `kind: builtin` (liftoff's own router), `kind: haproxy`, `kind: nginx` or `kind: command` with a script",
             );
             None
         }
@@ -73,7 +77,7 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
             dec.error_hint(
                 kind_node.map_or(f.at, location),
                 format!("router.kind: unknown router kind `{other}`"),
-                "known kinds: builtin, command, haproxy",
+                "known kinds: builtin, command, haproxy, nginx",
             );
             None
         }
@@ -153,6 +157,135 @@ fn decode_haproxy(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Hapro
         stable: stable?,
         candidate: candidate?,
         sticky_header: sticky_header?,
+    })
+}
+
+/// `kind: nginx`: the file liftoff writes, the upstream in it, the instances, the
+/// access log liftoff reads, and how to run nginx.
+fn decode_nginx(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<NginxRouter> {
+    let hint = "the daemon writes and reads it on its own host, whatever the plan's directory";
+    let mut path = |key: &'static str, required: bool| -> Option<Option<String>> {
+        let node = if required {
+            Some(f.require(dec, key)?)
+        } else {
+            f.take(key)
+        };
+        let Some(n) = node else {
+            return Some(None);
+        };
+        let what = format!("router.{key}");
+        let text = dec.string(n, &what)?;
+        if !text.starts_with('/') {
+            dec.error_hint(
+                location(n),
+                format!("{what}: `{text}` is not an absolute path"),
+                hint,
+            );
+            return None;
+        }
+        Some(Some(text))
+    };
+    let include = path("include", true).map(Option::unwrap_or_default);
+    let access_log = path("access_log", true).map(Option::unwrap_or_default);
+    let config = path("config", false);
+    let nginx = match f.take("nginx") {
+        None => Some("nginx".to_string()),
+        Some(n) => dec.string(n, "router.nginx").filter(|s| {
+            let ok = !s.is_empty();
+            if !ok {
+                dec.error(location(n), "router.nginx: an empty command");
+            }
+            ok
+        }),
+    };
+    let upstream = f.require(dec, "upstream").and_then(|n| {
+        let text = dec.string(n, "router.upstream")?;
+        if text.is_empty()
+            || !text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+        {
+            dec.error_hint(
+                location(n),
+                format!("router.upstream: `{text}` is not an nginx upstream name"),
+                "letters, digits, `_`, `-`, `.`: the name `proxy_pass http://NAME;` uses",
+            );
+            return None;
+        }
+        Some(text)
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut addresses = |key: &'static str| {
+        let node = f.require(dec, key)?;
+        let nodes = match &node.data {
+            saphyr::YamlData::Sequence(_) => dec.sequence(node, key)?,
+            _ => std::slice::from_ref(node),
+        };
+        if nodes.is_empty() {
+            dec.error_hint(
+                location(node),
+                format!("router.{key}: an empty list"),
+                "give at least one instance, e.g. `[10.0.0.11:9000, 10.0.0.12:9000]`",
+            );
+            return None;
+        }
+        let mut out = Vec::with_capacity(nodes.len());
+        let mut ok = true;
+        for n in nodes {
+            let Some(addr) = dec.string(n, &format!("router.{key}")) else {
+                ok = false;
+                continue;
+            };
+            let plain = addr
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b));
+            if !plain || !valid_host_port(&addr) {
+                dec.error_hint(
+                    location(n),
+                    format!("router.{key}: `{addr}` is not `host:port`"),
+                    "an instance as nginx's `server` line takes it, e.g. `10.0.0.11:9000` or `[::1]:9000`",
+                );
+                ok = false;
+            } else if seen.contains(&addr) {
+                dec.error_hint(
+                    location(n),
+                    format!("router.{key}: `{addr}` is listed twice"),
+                    "liftoff tells the versions apart by nginx's `$upstream_addr`: each address belongs to one version",
+                );
+                ok = false;
+            } else {
+                seen.push(addr.clone());
+                out.push(addr);
+            }
+        }
+        ok.then_some(out)
+    };
+    let stable = addresses("stable");
+    let candidate = addresses("candidate");
+    let sticky_header = match f.take("sticky") {
+        None => Some(None),
+        Some(n) => match decode_sticky(dec, n)? {
+            Sticky::Header(h) => Some(Some(h)),
+            Sticky::None => Some(None),
+            Sticky::Cookie(_) | Sticky::ClientIp => {
+                dec.error_hint(
+                    location(n),
+                    "router.sticky: nginx routers keep users by `header` only",
+                    "`sticky: { header: X-User-Id }`: liftoff writes `hash $http_x_user_id consistent;` in the upstream",
+                );
+                None
+            }
+        },
+    };
+    Some(NginxRouter {
+        include: include?,
+        upstream: upstream?,
+        stable: stable?,
+        candidate: candidate?,
+        sticky_header: sticky_header?,
+        access_log: access_log?,
+        nginx: nginx?,
+        config: config?,
     })
 }
 

@@ -46,6 +46,11 @@ pub const ROUTER: Section = Section {
         "upstreams",
         "socket",
         "backend",
+        "include",
+        "upstream",
+        "access_log",
+        "nginx",
+        "config",
     ],
 };
 
@@ -74,16 +79,39 @@ pub const COMMAND_ROUTER_KEYS: &[&str] = &["command", "timeout"];
 /// Keys `kind: haproxy` routers take (besides `kind`).
 pub const HAPROXY_ROUTER_KEYS: &[&str] = &["socket", "backend", "stable", "candidate", "sticky"];
 
+/// Keys `kind: nginx` routers take (besides `kind`).
+pub const NGINX_ROUTER_KEYS: &[&str] = &[
+    "include",
+    "upstream",
+    "stable",
+    "candidate",
+    "sticky",
+    "access_log",
+    "nginx",
+    "config",
+];
+
 /// The keys of ROUTER (besides `kind`) a router kind takes; `None` for a kind liftoff
 /// does not know. `kind: builtin` takes every key that is neither command's nor
-/// haproxy's own (`socket`, `backend`).
+/// haproxy's or nginx's own (`socket`, `backend`, `include`, ...).
 pub fn router_kind_takes(kind: &str, key: &str) -> Option<bool> {
     match kind {
         "command" => Some(COMMAND_ROUTER_KEYS.contains(&key)),
         "haproxy" => Some(HAPROXY_ROUTER_KEYS.contains(&key)),
-        "builtin" => {
-            Some(!COMMAND_ROUTER_KEYS.contains(&key) && !matches!(key, "socket" | "backend"))
-        }
+        "nginx" => Some(NGINX_ROUTER_KEYS.contains(&key)),
+        "builtin" => Some(
+            !COMMAND_ROUTER_KEYS.contains(&key)
+                && !matches!(
+                    key,
+                    "socket"
+                        | "backend"
+                        | "include"
+                        | "upstream"
+                        | "access_log"
+                        | "nginx"
+                        | "config"
+                ),
+        ),
         _ => None,
     }
 }

@@ -102,7 +102,7 @@ fn haproxy_router_mistakes_are_reported_where_they_are() {
         "version: 1\nname: n\nservice: s\nrouter: { kind: command, command: 'x {weight}', stable: x }\nsteps:\n  - traffic: 5%\n",
     );
     assert!(
-        e.contains("router: `stable` applies to `kind: builtin` and `kind: haproxy` routers only"),
+        e.contains("router: `stable` applies to `kind: builtin`, `kind: haproxy` and `kind: nginx` routers only"),
         "{e}"
     );
 }

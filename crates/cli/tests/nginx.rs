@@ -1,0 +1,376 @@
+//! `router: { kind: nginx }` against a real nginx: the test writes an nginx.conf (its
+//! own prefix, pid file, logs and temp paths in a temporary directory, `daemon off`)
+//! that includes the file liftoff owns, starts nginx on a free port in front of two
+//! `liftoff demo-app`s, and stops it by PID. liftoff rewrites the include, checks it
+//! with `nginx -t`, reloads, and judges the access log.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use support::{BIN, Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
+
+/// A running nginx whose upstream `shop` (in `include`) starts with stable alone.
+struct Nginx {
+    dir: tempfile::TempDir,
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Nginx {
+    fn start(stable: u16, candidate: u16) -> Nginx {
+        Nginx::start_with(stable, candidate, "")
+    }
+
+    /// With `http` directives added to the `http` block.
+    fn start_with(stable: u16, candidate: u16, http: &str) -> Nginx {
+        let found = Command::new("nginx")
+            .arg("-v")
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(
+            found,
+            "nginx is not installed: apt-get install nginx-light (./test.sh installs it)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().display().to_string();
+        std::fs::create_dir(dir.path().join("liftoff")).unwrap();
+        // What docs/plan.md tells users to create before nginx first starts.
+        std::fs::write(
+            dir.path().join("liftoff/shop.conf"),
+            format!(
+                "log_format liftoff_shop '$msec $status $request_time \"$upstream_addr\" \"$upstream_status\"';\n\
+                 upstream shop {{\n    hash $http_x_user_id consistent;\n    server 127.0.0.1:{stable} weight=100;\n    server 127.0.0.1:{candidate} down;\n}}\n"
+            ),
+        )
+        .unwrap();
+        let port = free_port();
+        let conf = format!(
+            "daemon off;\nuser root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+             \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
+             \x20 access_log off;\n{http}\
+             \x20 include {d}/liftoff/shop.conf;\n\
+             \x20 server {{\n    listen 127.0.0.1:{port};\n\
+             \x20   location / {{\n      proxy_pass http://shop;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      access_log {d}/access.log liftoff_shop;\n    }}\n  }}\n}}\n"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("nginx.out")).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start nginx");
+        let nginx = Nginx { dir, port, child };
+        support::wait_until(Duration::from_secs(10), "nginx to start", || {
+            nginx.dir.path().join("nginx.pid").exists()
+                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        nginx
+    }
+
+    fn include(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("liftoff/shop.conf")).unwrap()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The body of a GET through nginx as `user`.
+    fn get(&self, user: &str) -> String {
+        let out = Command::new("curl")
+            .args(["-s", "-H", &format!("X-User-Id: {user}")])
+            .arg(format!("http://127.0.0.1:{}/checkout", self.port))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Which of 100 users the candidate (v2) serves.
+    fn on_candidate(&self) -> Vec<bool> {
+        (0..100)
+            .map(|u| self.get(&format!("user-{u}")).contains("v2"))
+            .collect()
+    }
+
+    fn plan(&self, stable: &str, candidate: u16, steps: &str, rollback: &str) -> String {
+        format!(
+            "version: 1\nname: through-nginx\nservice: shop\nrouter:\n  kind: nginx\n  include: {}\n  upstream: shop\n  stable: {stable}\n  candidate: 127.0.0.1:{candidate}\n  sticky: {{ header: X-User-Id }}\n  access_log: {}\n  config: {}\nsteps:\n{steps}{rollback}",
+            self.path("liftoff/shop.conf").display(),
+            self.path("access.log").display(),
+            self.path("nginx.conf").display(),
+        )
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // Fast shutdown: the master stops its workers before it exits.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+fn launch(daemon: &Daemon, work: &Path, plan: &str) -> String {
+    std::fs::write(work.join("plan.yaml"), plan).unwrap();
+    let out = daemon.cli(work, &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `liftoff load` through nginx for `secs` seconds; its "N ok, M failed" when done.
+fn load_for(port: u16, secs: u64) -> std::thread::JoinHandle<(u64, u64)> {
+    let out = Command::new(BIN)
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/checkout"),
+            "--concurrency",
+            "8",
+            "--users",
+            "5000",
+            "--duration",
+            &format!("{secs}s"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::spawn(move || {
+        let out = out.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let mut words = text.split_whitespace();
+        let ok = words.next().and_then(|n| n.parse().ok());
+        let failed = words.nth(1).and_then(|n| n.parse().ok());
+        ok.zip(failed)
+            .unwrap_or_else(|| panic!("liftoff load said {text:?}"))
+    })
+}
+
+#[test]
+fn a_launch_moves_nginx_weights_5_25_100_and_users_stay_on_their_version() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let nginx = Nginx::start(p1, p2);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps = "  - traffic: 5%\n  - approve: { role: sre }\n  - traffic: 25%\n  - approve: { role: qa }\n  - traffic: 100%\n";
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan(&format!("127.0.0.1:{p1}"), p2, steps, ""),
+    );
+    let held = |weights: (u32, &str)| {
+        let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+            s["status"] == "waiting-approval" || s["terminal"] == true
+        });
+        assert_eq!(s["status"], "waiting-approval", "{s:#}");
+        let include = nginx.include();
+        assert!(
+            include.contains(&format!("server 127.0.0.1:{p1} weight={};", weights.0))
+                && include.contains(&format!("server 127.0.0.1:{p2} {};", weights.1)),
+            "{include}"
+        );
+        // The reload is graceful: old workers may answer a moment longer.
+        let mut served = nginx.on_candidate();
+        support::wait_until(Duration::from_secs(5), "the reload to take", || {
+            served = nginx.on_candidate();
+            served.iter().any(|c| *c)
+        });
+        for (u, on_candidate) in served.iter().enumerate() {
+            let again = nginx.get(&format!("user-{u}")).contains("v2");
+            assert_eq!(again, *on_candidate, "user-{u} moved at {weights:?}");
+        }
+        served
+    };
+    let approve = |role: &str| {
+        let out = daemon.cli(work.path(), &["approve", &id, "--as", role]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    };
+    let at_5 = held((95, "weight=5"));
+    approve("sre");
+    let at_25 = held((75, "weight=25"));
+    let count = |v: &[bool]| v.iter().filter(|c| **c).count();
+    assert!(
+        (1..25).contains(&count(&at_5)) && count(&at_25) > count(&at_5) && count(&at_25) < 60,
+        "users on the candidate: {} of 100 at 5%, {} at 25%",
+        count(&at_5),
+        count(&at_25)
+    );
+    // Consistent hashing: as the candidate's weight grows, its users stay on it.
+    for u in (0..100).filter(|u| at_5[*u]) {
+        assert!(at_25[u], "user-{u} went back to stable at 25%");
+    }
+    approve("qa");
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let message = s["steps"][4]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("nginx upstream `shop`") && message.contains("candidate weight 100"),
+        "{s:#}"
+    );
+    let include = nginx.include();
+    assert!(
+        include.contains(&format!("server 127.0.0.1:{p1} down;"))
+            && include.contains(&format!("server 127.0.0.1:{p2} weight=100;")),
+        "{include}"
+    );
+    support::wait_until(Duration::from_secs(5), "every user on v2", || {
+        (0..20).all(|u| nginx.get(&format!("user-{u}")).contains("hello from v2"))
+    });
+}
+
+/// What a reload costs clients: 20 weight changes (21 `nginx -s reload`s with the pin
+/// to stable) under load from 8 connections. A reload closes the old workers' idle
+/// kept-alive client connections, and a request sent on one as it closes is lost
+/// (measured: 6, 8 and 17 of about 30,000 with nginx's default `keepalive_timeout`);
+/// without client keep-alive every request succeeds. docs/plan.md says so.
+#[test]
+fn reloads_under_load_lose_no_request_without_client_keepalive() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let nginx = Nginx::start_with(p1, p2, "  keepalive_timeout 0;\n");
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps: String = (1..=20)
+        .map(|i| format!("  - traffic: {}%\n  - pause: 300ms\n", i * 5))
+        .collect();
+    let traffic = load_for(nginx.port, 15);
+    std::thread::sleep(Duration::from_millis(500));
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan(&format!("127.0.0.1:{p1}"), p2, &steps, ""),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let (ok, failed) = traffic.join().unwrap();
+    // nginx answered every request it got with a 2xx (or 499: in flight when the load ended).
+    let log = std::fs::read_to_string(nginx.path("access.log")).unwrap();
+    let answered: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .nth(1)
+                .is_some_and(|s| !s.starts_with('2') && s != "499")
+        })
+        .collect();
+    eprintln!("21 reloads under load: {ok} ok, {failed} failed");
+    assert!(ok > 1000, "{ok} ok");
+    assert_eq!(failed, 0, "{failed} of {} requests failed", ok + failed);
+    assert!(answered.is_empty(), "{answered:?}");
+}
+
+#[test]
+fn a_failing_candidate_is_rolled_back_on_the_access_log() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    set_error_rate(p2, "0.3");
+    let nginx = Nginx::start(p1, p2);
+    let _traffic = Proc(
+        Command::new(BIN)
+            .args([
+                "load",
+                &format!("http://127.0.0.1:{}/checkout", nginx.port),
+                "--concurrency",
+                "4",
+                "--users",
+                "5000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan(
+            &format!("127.0.0.1:{p1}"),
+            p2,
+            "  - traffic: 50%\n  - approve: { role: sre }\n",
+            "rollback:\n  on: ['error_rate > 10% over 5s']\n  check_every: 500ms\n",
+        ),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("trigger `error_rate > 10% over 5s` fired: candidate error_rate"),
+        "{reason}"
+    );
+    let include = nginx.include();
+    assert!(
+        include.contains(&format!("server 127.0.0.1:{p1} weight=100;"))
+            && include.contains(&format!("server 127.0.0.1:{p2} down;")),
+        "{include}"
+    );
+    support::wait_until(Duration::from_secs(5), "every user back on v1", || {
+        (0..10).all(|u| nginx.get(&format!("user-{u}")).contains("v1"))
+    });
+}
+
+#[test]
+fn an_include_nginx_refuses_fails_the_step_with_its_message_and_nginx_keeps_serving() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let nginx = Nginx::start(p1, p2);
+    let before = nginx.include();
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    // A name the plan accepts and nginx cannot resolve.
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan("no-such-host.invalid:9000", p2, "  - traffic: 5%\n", ""),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    // The launch's first traffic change (its pin to stable) is refused by `nginx -t`.
+    assert_eq!(s["status"], "failed", "{s:#}");
+    assert_eq!(s["baseline"]["status"], "failed", "{s:#}");
+    let message = s["baseline"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "-t` failed: [emerg] host not found in upstream \"no-such-host.invalid:9000\" in {}:",
+            nginx.path("liftoff/shop.conf").display()
+        )),
+        "{message}"
+    );
+    assert_eq!(s["steps"][0]["status"], "pending", "{s:#}");
+    // The previous file is back, and nginx serves the old split.
+    assert_eq!(nginx.include(), before);
+    for u in 0..10 {
+        let body = nginx.get(&format!("user-{u}"));
+        assert!(body.contains("v1"), "user-{u}: {body:?}");
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(nginx.path("liftoff"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers.len(), 1, "{leftovers:?}");
+}
