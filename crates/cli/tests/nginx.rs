@@ -374,3 +374,58 @@ fn an_include_nginx_refuses_fails_the_step_with_its_message_and_nginx_keeps_serv
         .collect();
     assert_eq!(leftovers.len(), 1, "{leftovers:?}");
 }
+
+/// nginx logs each request's `$request_time`: a slow candidate's p95 fires a trigger.
+#[test]
+fn a_slow_candidate_is_rolled_back_on_request_times_from_the_access_log() {
+    let (_s, p1) = demo_app("1");
+    let p2 = free_port();
+    let _slow = support::spawn(Command::new(BIN).args([
+        "demo-app",
+        "--port",
+        &p2.to_string(),
+        "--version",
+        "2",
+        "--latency-ms",
+        "200",
+    ]));
+    support::wait_http(&format!("http://127.0.0.1:{p2}/health"));
+    let nginx = Nginx::start(p1, p2);
+    let _traffic = Proc(
+        Command::new(BIN)
+            .args([
+                "load",
+                &format!("http://127.0.0.1:{}/checkout", nginx.port),
+                "--concurrency",
+                "8",
+                "--users",
+                "5000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan(
+            &format!("127.0.0.1:{p1}"),
+            p2,
+            "  - traffic: 50%\n  - approve: { role: sre }\n",
+            "rollback:\n  on: ['p95 > 100ms over 3s']\n  check_every: 500ms\n",
+        ),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let reason = s["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("trigger `p95 > 100ms over 3s` fired: candidate p95"),
+        "{reason}"
+    );
+}
