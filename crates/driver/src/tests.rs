@@ -389,3 +389,106 @@ steps:
     assert_eq!(launch.weights(), ["0", "25"], "never on to 100%");
     launch.driver.shutdown().await;
 }
+
+/// A router that takes `delay` to apply any weight but 0 (ignoring cancellation, as a
+/// slow load balancer's API would), and remembers each weight it was asked for.
+struct SlowTraffic {
+    delay: Duration,
+    asked: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl TrafficControl for SlowTraffic {
+    async fn set_weight(
+        &self,
+        weight: Weight,
+        _: &tokio_util::sync::CancellationToken,
+    ) -> Result<String, PortError> {
+        self.asked.lock().unwrap().push(weight.to_string());
+        if weight != Weight::STABLE {
+            tokio::time::sleep(self.delay).await;
+        }
+        Ok(format!("candidate weight set to {weight}%"))
+    }
+}
+
+struct SlowAdapters(Arc<SlowTraffic>);
+
+impl AdapterFactory for SlowAdapters {
+    fn traffic(&self, _: &LaunchSpec<'_>) -> Option<Arc<dyn TrafficControl>> {
+        Some(self.0.clone())
+    }
+
+    fn metrics(&self, _: &LaunchSpec<'_>) -> Option<Arc<dyn MetricSource>> {
+        None
+    }
+
+    fn queries(&self, _: &LaunchSpec<'_>) -> Option<Arc<dyn QuerySource>> {
+        None
+    }
+}
+
+/// Shut the driver down (grace 1 s) while a traffic change taking `delay` is in flight:
+/// how long the shutdown took, and whether the step's outcome was journaled.
+async fn shutdown_during_a_change(delay: Duration) -> (Duration, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(&dir.path().join("state.db")).unwrap());
+    let traffic = Arc::new(SlowTraffic {
+        delay,
+        asked: Mutex::new(Vec::new()),
+    });
+    let ports = Ports {
+        fleet: Some(Arc::new(Fleet::new())),
+        clock: Arc::new(PausedClock {
+            at: jiff::Timestamp::now(),
+            from: tokio::time::Instant::now(),
+        }),
+        adapters: Some(Arc::new(SlowAdapters(traffic.clone()))),
+        backups: dir.path().join("backups"),
+        ..Ports::default()
+    };
+    let plan = "version: 1
+name: slow router
+service: shop
+router: { kind: builtin, listen: 127.0.0.1:9, stable: http://127.0.0.1:1, candidate: http://127.0.0.1:2 }
+steps:
+  - traffic: 25%
+  - pause: 1h
+";
+    let driver = Driver::new(store.clone(), ports, Duration::from_secs(1));
+    let id = driver.create(request(plan, dir.path())).await.unwrap();
+    while !traffic.asked.lock().unwrap().iter().any(|w| w == "25") {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let asked = tokio::time::Instant::now();
+    driver.shutdown().await;
+    let took = asked.elapsed();
+    let finished =
+        store.journal(&id).unwrap().iter().any(|e| {
+            e.kind == "step_finished" && e.payload.contains("candidate weight set to 25%")
+        });
+    (took, finished)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_lets_a_traffic_change_in_flight_finish_and_journals_it() {
+    let (took, finished) = shutdown_during_a_change(Duration::from_millis(500)).await;
+    assert!(finished, "the change's outcome is in the journal");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(1),
+        "waited for the change, not for the grace period: {took:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_waits_no_longer_than_its_grace_for_a_change_in_flight() {
+    let (took, finished) = shutdown_during_a_change(Duration::from_secs(30)).await;
+    assert!(
+        !finished,
+        "not finished: the restarted daemon finds it in flight and does it again"
+    );
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(2),
+        "the grace period, then stop: {took:?}"
+    );
+}
