@@ -46,6 +46,9 @@ have nginx || apt_install nginx-light
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client
 # WebSocket clients and servers drive the router's protocol upgrades.
 python3 -c 'import websockets' 2>/dev/null || pip_install websockets
+# TLS tests make their certificates with the openssl command and drive the router with
+# curl and `openssl s_client`.
+have openssl || apt_install openssl
 # gRPC clients and servers (grpcio) drive the router's HTTP/2 upstreams.
 python3 -c 'import grpc' 2>/dev/null || pip_install grpcio
 # Notification tests receive email with aiosmtpd.
