@@ -618,3 +618,40 @@ fn a_reader_that_goes_away_ends_the_command_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(err.is_empty(), "nothing said: {err}");
 }
+
+/// A bare container has no root certificates: the daemon still starts (it panicked
+/// building its HTTP client) and runs launches; their https requests fail as requests.
+#[test]
+fn the_daemon_starts_on_a_host_without_root_certificates() {
+    let state = tempfile::tempdir().unwrap();
+    let nowhere = state.path().join("no-certificates");
+    let nowhere = nowhere.to_str().unwrap();
+    let daemon = Daemon::start_with(
+        state.path(),
+        &[("SSL_CERT_FILE", nowhere), ("SSL_CERT_DIR", nowhere)],
+        None,
+    );
+    let log = read(&state.path().join("daemon.log"));
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(
+        log.contains("no usable root certificates on this host"),
+        "{log}"
+    );
+    let work = workdir();
+    std::fs::write(
+        work.path().join("plan.yaml"),
+        "version: 1\nname: bare\nservice: s\nsteps:\n  - wait: { http: \"https://127.0.0.1:9/\", timeout: 1s, interval: 200ms }\n",
+    )
+    .unwrap();
+    let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_string();
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    assert!(
+        s["reason"].as_str().unwrap().contains("did not answer 200"),
+        "{s:#}"
+    );
+}
