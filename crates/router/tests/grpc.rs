@@ -5,6 +5,8 @@
 //! `https://` instances are reached over TLS with ALPN h2; a call cancelled by either
 //! side is the client's, an instance that cannot be reached is tried no more.
 
+mod support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -214,73 +216,13 @@ fn a_bidirectional_grpc_stream_flows_both_ways_at_once() {
     );
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA (`ca.pem`) in `dir` and a certificate it signed for `localhost` and
 /// `127.0.0.1`: the CA's file, the certificate's and its key's.
 fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let ca = [
-        &["req", "-x509"],
-        &ec[..],
-        &["-keyout", "ca.key", "-out", "ca.pem"],
-    ];
-    openssl(
-        dir,
-        &[
-            &ca.concat()[..],
-            &["-days", "2", "-subj", "/CN=gRPC test CA"],
-        ]
-        .concat(),
-    );
-    let csr = [&["req"], &ec[..], &["-keyout", "i.key", "-out", "i.csr"]].concat();
-    openssl(
-        dir,
-        &[&csr[..], &["-subj", "/CN=gRPC test instance"]].concat(),
-    );
-    std::fs::write(
-        dir.join("san.ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "i.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "i.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    (dir.join("ca.pem"), dir.join("i.pem"), dir.join("i.key"))
+    let ca = support::certs::ca(dir, "gRPC test CA");
+    let (cert, key) =
+        support::certs::leaf(dir, "gRPC test instance", "DNS:localhost,IP:127.0.0.1", "i");
+    (ca, cert, key)
 }
 
 fn snapshot(version: u64, stable: Instances, upstreams: Option<UpstreamsConfig>) -> Snapshot {

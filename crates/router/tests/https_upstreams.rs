@@ -9,7 +9,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,97 +25,17 @@ use liftoff_router::{ErrorSource, Limits, Role, Router};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A certificate authority named `name` in `dir`: `ca.pem`, `ca.key`.
-fn ca(dir: &Path, name: &str) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    dir.join("ca.pem")
-}
+use support::certs::{ca, leaf};
 
 /// A certificate for `localhost` and `127.0.0.1` signed by the CA in `dir`:
 /// `instance.pem`, `instance.key`.
 fn instance_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    leaf(dir, "DNS:localhost,IP:127.0.0.1", "instance")
-}
-
-/// A certificate for `names` (`DNS:a.test,IP:10.0.0.1`) signed by the CA in `dir`:
-/// `<file>.pem`, `<file>.key`.
-fn leaf(dir: &Path, names: &str, file: &str) -> (PathBuf, PathBuf) {
-    std::fs::write(dir.join("san.ext"), format!("subjectAltName={names}\n")).unwrap();
-    let (key, csr, pem) = (
-        format!("{file}.key"),
-        format!("{file}.csr"),
-        format!("{file}.pem"),
-    );
-    openssl(
+    leaf(
         dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            "/CN=liftoff test instance",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
-    (dir.join(pem), dir.join(key))
+        "liftoff test instance",
+        "DNS:localhost,IP:127.0.0.1",
+        "instance",
+    )
 }
 
 /// What the HTTPS instance saw.
@@ -432,7 +351,12 @@ async fn a_snapshot_naming_a_missing_ca_is_refused_and_the_old_one_serves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_for_another_name_is_an_instance_not_reached_and_the_next_one_serves() {
     let s = setup().await;
-    let (cert, key) = leaf(s.ca.parent().unwrap(), "DNS:other.test", "other");
+    let (cert, key) = leaf(
+        s.ca.parent().unwrap(),
+        "liftoff test instance",
+        "DNS:other.test",
+        "other",
+    );
     let (other_port, other_seen, _other) = https_instance(&cert, &key).await;
     let router = Router::start(Limits::default(), 1).unwrap();
     let wrong = format!("https://localhost:{other_port}");

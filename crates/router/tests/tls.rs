@@ -5,6 +5,8 @@
 
 mod support;
 
+use support::certs;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -19,92 +21,17 @@ use liftoff_router::{Limits, Router};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (apt-get install openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A certificate authority in `dir`: `ca.pem`, `ca.key`.
+/// The test CA in `dir` (`ca.pem`).
 fn ca(dir: &Path) -> PathBuf {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=liftoff test CA",
-        ],
-    );
-    dir.join("ca.pem")
+    certs::ca(dir, "liftoff test CA")
 }
 
 /// A certificate for `name` signed by the CA, written to `<file>.pem` and `<file>.key`.
 fn leaf(dir: &Path, name: &str, file: &str) -> CertificateConfig {
-    std::fs::write(dir.join("san.ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
-    let (key, csr, pem) = (
-        format!("{file}.key"),
-        format!("{file}.csr"),
-        format!("{file}.pem"),
-    );
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            &pem,
-            "-days",
-            "2",
-            "-extfile",
-            "san.ext",
-        ],
-    );
+    let (cert, key) = certs::leaf(dir, name, &format!("DNS:{name}"), file);
     CertificateConfig {
-        cert: dir.join(pem).display().to_string(),
-        key: dir.join(key).display().to_string(),
+        cert: cert.display().to_string(),
+        key: key.display().to_string(),
     }
 }
 

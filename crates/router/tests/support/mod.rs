@@ -1,6 +1,8 @@
 //! Test backends and a load generator, on port 0, in-process.
 #![allow(dead_code)]
 
+pub mod certs;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
