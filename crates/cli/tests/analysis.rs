@@ -2,28 +2,14 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{BIN, Daemon, Proc, demo_app as app, set_error_rate, stderr};
+use support::{Daemon, Proc, demo_app as app, set_error_rate, stderr};
 
 /// Steady traffic from many sticky users through the router until dropped.
 fn load(listen: &str) -> Proc {
-    Proc(
-        Command::new(BIN)
-            .args([
-                "load",
-                &format!("http://{listen}/checkout"),
-                "--concurrency",
-                "4",
-                "--users",
-                "5000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    support::load_users(&format!("http://{listen}/checkout"), 4)
 }
 
 fn plan(p1: u16, p2: u16, steps: &str, rollback: &str) -> String {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{BIN, Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
+use support::{Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
 
 /// A running HAProxy with backend `app`: servers `stable` (weight 100) and `candidate`
 /// (weight 0), balanced by `X-User-Id` with consistent hashing.
@@ -183,21 +183,7 @@ fn a_launch_moves_haproxy_weights_5_25_100_and_users_stay_on_their_version() {
 
 /// Steady traffic from sticky users through HAProxy until dropped.
 fn load(port: u16) -> Proc {
-    Proc(
-        Command::new(BIN)
-            .args([
-                "load",
-                &format!("http://127.0.0.1:{port}/checkout"),
-                "--concurrency",
-                "4",
-                "--users",
-                "5000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    )
+    support::load_users(&format!("http://127.0.0.1:{port}/checkout"), 4)
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{BIN, Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
+use support::{BIN, Daemon, demo_app, free_port, set_error_rate, stderr};
 
 /// A running nginx whose upstream `shop` (in `include`) starts with stable alone.
 struct Nginx {
@@ -284,21 +284,7 @@ fn a_failing_candidate_is_rolled_back_on_the_access_log() {
     let (_c, p2) = demo_app("2");
     set_error_rate(p2, "0.3");
     let nginx = Nginx::start(p1, p2);
-    let _traffic = Proc(
-        Command::new(BIN)
-            .args([
-                "load",
-                &format!("http://127.0.0.1:{}/checkout", nginx.port),
-                "--concurrency",
-                "4",
-                "--users",
-                "5000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _traffic = support::load_users(&format!("http://127.0.0.1:{}/checkout", nginx.port), 4);
     let work = support::workdir();
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(state.path());
@@ -391,21 +377,7 @@ fn a_slow_candidate_is_rolled_back_on_request_times_from_the_access_log() {
     ]));
     support::wait_http(&format!("http://127.0.0.1:{p2}/health"));
     let nginx = Nginx::start(p1, p2);
-    let _traffic = Proc(
-        Command::new(BIN)
-            .args([
-                "load",
-                &format!("http://127.0.0.1:{}/checkout", nginx.port),
-                "--concurrency",
-                "8",
-                "--users",
-                "5000",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _traffic = support::load_users(&format!("http://127.0.0.1:{}/checkout", nginx.port), 8);
     let work = support::workdir();
     let state = tempfile::tempdir().unwrap();
     let daemon = Daemon::start(state.path());

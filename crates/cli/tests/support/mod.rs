@@ -323,6 +323,19 @@ pub fn spawn(cmd: &mut Command) -> Proc {
     )
 }
 
+/// `liftoff load` against `url` from 5,000 sticky users over `concurrency` connections,
+/// until the returned process is dropped.
+pub fn load_users(url: &str, concurrency: u32) -> Proc {
+    spawn(Command::new(BIN).args([
+        "load",
+        url,
+        "--concurrency",
+        &concurrency.to_string(),
+        "--users",
+        "5000",
+    ]))
+}
+
 /// Wait until `url` answers 200.
 pub fn wait_http(url: &str) {
     let started = Instant::now();
