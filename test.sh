@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests drive
-# (real PostgreSQL, Redis, Prometheus, Chromium, Python's aiosmtpd and the Prometheus
-# text parser, Node with the OpenFeature SDKs), then runs `cargo test`.
+# (real PostgreSQL, Redis, Prometheus, HAProxy, nginx, Chromium, dockerd, the openssl
+# command, Python's aiosmtpd, grpcio, websockets and the Prometheus text parser, Node
+# with the OpenFeature SDKs), then runs `cargo test`.
 #
 #   ./test.sh                     # everything
 #   ./test.sh -p liftoff-router   # arguments go to `cargo test`
