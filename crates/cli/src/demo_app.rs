@@ -19,6 +19,35 @@ struct App {
     served: AtomicU64,
 }
 
+/// Whether the demo-app on `port` answers `GET /health` with 200 within 2 s.
+pub async fn healthy(port: u16) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ask = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .await
+            .map_err(|e| format!("cannot ask: {e}"))?;
+        let mut head = [0u8; 12];
+        stream
+            .read_exact(&mut head)
+            .await
+            .map_err(|e| format!("no answer: {e}"))?;
+        match &head[9..12] {
+            b"200" => Ok(()),
+            status => Err(format!(
+                "/health answered {}",
+                String::from_utf8_lossy(status)
+            )),
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .unwrap_or_else(|_| Err("no answer within 2 s".into()))
+}
+
 pub async fn serve(
     port: u16,
     version: String,

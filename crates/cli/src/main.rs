@@ -193,6 +193,10 @@ enum Command {
         error_rate: f64,
         #[arg(long, default_value_t = 0)]
         latency_ms: u64,
+        /// Serve nothing: ask the demo-app on --port for /health and exit 0 if it
+        /// answers 200, else 1 (a container HEALTHCHECK for an image without a shell).
+        #[arg(long)]
+        check: bool,
     },
     /// Steady traffic from sticky users (the `X-User-Id` header), for demos and tests.
     Load {
@@ -444,10 +448,20 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             Ok(Exit::Success)
         }
         Command::DemoApp {
+            port, check: true, ..
+        } => match demo_app::healthy(*port).await {
+            Ok(()) => Ok(Exit::Success),
+            Err(e) => Err(Failure::new(
+                Exit::LaunchFailed,
+                format!("demo-app on port {port}: {e}"),
+            )),
+        },
+        Command::DemoApp {
             port,
             version,
             error_rate,
             latency_ms,
+            check: false,
         } => {
             demo_app::serve(*port, version.clone(), *error_rate, *latency_ms)
                 .await

@@ -31,8 +31,10 @@ pub struct StepContext {
     pub redactor: Redactor,
     /// What checklist items, smoke requests and migrations need.
     pub checks: liftoff_checks::Env,
-    /// This launch's backup directory.
+    /// This launch's own directory: `migrate` backups, `deploy` overlays.
     pub backups: PathBuf,
+    /// The container engine of `deploy` steps.
+    pub containers: Arc<dyn crate::ports::Containers>,
 }
 
 impl StepContext {
@@ -150,6 +152,8 @@ pub async fn execute(
                 crate::analysis::analyze(&ctx.sources, step_ref, a, report, cancel).await
             }
             StepKind::Maintenance(on) => maintenance(ctx, *on, &step.name).await,
+            StepKind::Deploy(d) => crate::deploy::deploy(ctx, at, d, cancel).await,
+            StepKind::Undeploy(d) => crate::deploy::undeploy(ctx, d).await,
         },
     }
 }

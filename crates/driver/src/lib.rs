@@ -11,6 +11,8 @@ mod adapters;
 mod analysis;
 mod builtin;
 mod checklist;
+pub mod compose;
+mod deploy;
 mod deploy_log;
 mod execute;
 pub mod fleet;
@@ -117,6 +119,8 @@ pub struct Ports {
     /// Makes each launch's traffic control and metric sources; `None`: what the plan
     /// names ([`PlanAdapters`] over this daemon's store, fleet and runner).
     pub adapters: Option<Arc<dyn AdapterFactory>>,
+    /// The container engine `deploy` steps drive.
+    pub containers: Arc<dyn ports::Containers>,
 }
 
 impl Default for Ports {
@@ -131,6 +135,7 @@ impl Default for Ports {
             deployment_logs: None,
             notifier: Arc::new(liftoff_notify::Notifier::new()),
             adapters: None,
+            containers: Arc::new(compose::ComposeCli::new(Arc::new(ShellRunner))),
         }
     }
 }
@@ -167,6 +172,7 @@ pub struct Driver {
     /// Delivers the notices the launches' transitions put in the store's outbox.
     outbox: Arc<outbox::Outbox>,
     adapters: Arc<dyn AdapterFactory>,
+    /// The metric sources of running launches with HAProxy or nginx, for reads.
 }
 
 impl Driver {
@@ -592,6 +598,7 @@ impl Driver {
             http: self.ports.http.clone(),
             clock: self.ports.clock.clone(),
             redactor,
+            containers: self.ports.containers.clone(),
         }
     }
 }
@@ -869,6 +876,34 @@ fn followups(
                     command: after.command.to_string(),
                     timeout_ms: u64::try_from(after.timeout.as_millis()).unwrap_or(u64::MAX),
                 });
+            }
+            // Stable's containers go once the candidate has won.
+            Record::LaunchEnded { status, .. }
+                if *status == liftoff_engine::EndStatus::Succeeded =>
+            {
+                for (i, step) in launch.plan().steps.iter().enumerate() {
+                    let liftoff_plan::StepKind::Deploy(d) = &step.kind else {
+                        continue;
+                    };
+                    let Some(retire) = &d.retire else {
+                        continue;
+                    };
+                    let due = jiff::SignedDuration::try_from(retire.after)
+                        .ok()
+                        .and_then(|d| now.checked_add(d).ok())
+                        .unwrap_or(now);
+                    f.schedule.push(liftoff_store::NewSchedule {
+                        id: format!("{id}-{i}{}", schedule::RETIRE_SUFFIX),
+                        step: step.name.clone(),
+                        due_at: due.to_string(),
+                        command: format!(
+                            "retire `{}` of compose project `{}`",
+                            d.service, retire.project
+                        ),
+                        timeout_ms: u64::try_from(schedule::RETIRE_TIMEOUT.as_millis())
+                            .unwrap_or(u64::MAX),
+                    });
+                }
             }
             Record::LaunchEnded { status, .. }
                 if *status != liftoff_engine::EndStatus::Succeeded =>

@@ -182,3 +182,79 @@ pub async fn sleep_until(clock: &dyn Clock, deadline: Timestamp) {
         tokio::time::sleep(left).await;
     }
 }
+
+/// A container engine driven by docker compose: the hands of `deploy` steps. The
+/// production one runs the `docker compose` (or `docker-compose`) and `docker` CLIs
+/// (`compose.rs`); tests fake it.
+#[async_trait]
+pub trait Containers: Send + Sync {
+    /// `compose up --detach --no-deps` of one service of one project. Ok: what compose
+    /// printed.
+    async fn up(&self, up: &ComposeUp, cancel: &CancellationToken) -> Result<String, PortError>;
+    /// Every container, running or not, carrying each of `labels` (`name=value`).
+    async fn list(&self, labels: &[(&str, &str)]) -> Result<Vec<Container>, PortError>;
+    /// Stop and remove these containers (already gone is fine).
+    async fn remove(&self, ids: &[String]) -> Result<(), PortError>;
+    /// The last `lines` lines of a container's output (stdout and stderr).
+    async fn logs(&self, id: &str, lines: usize) -> Result<String, PortError>;
+}
+
+/// One service of one compose project, brought up from the plan's files and the
+/// overlay liftoff writes (image, environment, labels), merged last.
+#[derive(Clone, Debug)]
+pub struct ComposeUp {
+    pub project: String,
+    pub service: String,
+    /// The plan's compose files, then the overlay.
+    pub files: Vec<PathBuf>,
+    /// Where compose runs (the plan's directory).
+    pub dir: PathBuf,
+    /// The environment of compose itself (the plan's variables, for `${VAR}` in its files).
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+}
+
+/// Labels compose puts on the containers it creates, and liftoff's own.
+pub mod labels {
+    pub const PROJECT: &str = "com.docker.compose.project";
+    pub const SERVICE: &str = "com.docker.compose.service";
+    /// The launch that created the container.
+    pub const LAUNCH: &str = "io.liftoff.launch";
+    /// The attempt that created it: `LIFTOFF_ATTEMPT`'s tag, `<launch>/step-<i>/<n>`.
+    pub const ATTEMPT: &str = "io.liftoff.attempt";
+}
+
+/// A container as the engine reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub state: ContainerState,
+    /// From the image's or the compose file's healthcheck; `None` without one.
+    pub health: Option<Health>,
+}
+
+impl Container {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.get(name).map(String::as_str)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Restarting,
+    /// Exited with this status.
+    Exited(i64),
+    /// paused, removing, dead: as docker says it.
+    Other(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Healthy,
+    Unhealthy,
+}

@@ -12,6 +12,12 @@ use crate::ports::{CommandSpec, CommandStatus};
 use crate::traffic::humantime_short;
 use crate::{Driver, Redactor};
 
+/// The end of the id of a follow-up that retires stable's containers (a `deploy`
+/// step's `retire`, scheduled when the launch succeeds).
+pub(crate) const RETIRE_SUFFIX: &str = "-retire";
+/// How long a retirement may take.
+pub(crate) const RETIRE_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
 /// How often the store is asked for due follow-ups (an indexed query).
 const POLL: Duration = Duration::from_millis(250);
 
@@ -59,7 +65,66 @@ impl Driver {
 
     async fn run_follow_up(&self, row: ScheduleRow, cancel: CancellationToken) {
         tracing::info!(schedule = %row.id, launch = %row.launch_id, step = %row.step, "follow-up started");
-        let (status, result) = match self.follow_up_spec(&row) {
+        let (status, result) = if row.id.ends_with(RETIRE_SUFFIX) {
+            self.retire(&row, &cancel).await
+        } else {
+            self.run_command_follow_up(&row, cancel).await
+        };
+        let now = self.ports.clock.now().to_string();
+        if let Err(e) =
+            self.store
+                .transition_schedule(&row.id, "running", status, Some(&result), &now)
+        {
+            tracing::error!(schedule = %row.id, error = %e, "cannot record follow-up result");
+        }
+        tracing::info!(schedule = %row.id, status, result = %result, "follow-up finished");
+    }
+
+    /// A `deploy` step's `retire`: stable's containers, once the launch succeeded.
+    async fn retire(
+        &self,
+        row: &ScheduleRow,
+        cancel: &CancellationToken,
+    ) -> (&'static str, String) {
+        let snap = match self.snapshot(&row.launch_id) {
+            Ok(snap) => snap,
+            Err(e) => return ("failed", format!("cannot load its launch: {e}")),
+        };
+        let deploy = snap.launch.plan().steps.iter().find_map(|s| match &s.kind {
+            liftoff_plan::StepKind::Deploy(d) if s.name == row.step && d.retire.is_some() => {
+                Some(d.clone())
+            }
+            _ => None,
+        });
+        let Some(deploy) = deploy else {
+            return (
+                "failed",
+                format!(
+                    "the plan no longer has deploy step `{}` with `retire`",
+                    row.step
+                ),
+            );
+        };
+        let outcome = tokio::select! {
+            o = crate::deploy::retire(self.ports.containers.as_ref(), &deploy) => o,
+            () = cancel.cancelled() => return (
+                "interrupted",
+                "the daemon stopped while it ran; it is safe to run again: remove the containers by hand or retry".into(),
+            ),
+        };
+        let status = match outcome.result {
+            liftoff_engine::StepResult::Succeeded => "succeeded",
+            _ => "failed",
+        };
+        (status, outcome.message.unwrap_or_default())
+    }
+
+    async fn run_command_follow_up(
+        &self,
+        row: &ScheduleRow,
+        cancel: CancellationToken,
+    ) -> (&'static str, String) {
+        match self.follow_up_spec(row) {
             Ok((spec, redactor)) => {
                 let out = self.ports.runner.run(spec, &cancel).await;
                 let tail = redactor.redact(
@@ -89,15 +154,7 @@ impl Driver {
                 }
             }
             Err(e) => ("failed", e),
-        };
-        let now = self.ports.clock.now().to_string();
-        if let Err(e) =
-            self.store
-                .transition_schedule(&row.id, "running", status, Some(&result), &now)
-        {
-            tracing::error!(schedule = %row.id, error = %e, "cannot record follow-up result");
         }
-        tracing::info!(schedule = %row.id, status, result = %result, "follow-up finished");
     }
 
     /// The command as its launch would have run it: the plan's variables in the

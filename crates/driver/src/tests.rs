@@ -60,7 +60,7 @@ impl FlagControl for JournalWatchingFlags {
 }
 
 /// A launch of `plan`, run in `workdir`.
-fn request(plan: &str, workdir: &std::path::Path) -> LaunchRequest {
+pub(crate) fn request(plan: &str, workdir: &std::path::Path) -> LaunchRequest {
     LaunchRequest {
         source: plan.into(),
         plan_path: "plan.yaml".into(),
@@ -163,9 +163,9 @@ async fn a_disable_flag_trigger_is_journaled_before_the_flag_is_turned_off() {
 }
 
 /// Wall-clock time that moves with tokio's (paused) clock.
-struct PausedClock {
-    at: jiff::Timestamp,
-    from: tokio::time::Instant,
+pub(crate) struct PausedClock {
+    pub at: jiff::Timestamp,
+    pub from: tokio::time::Instant,
 }
 
 impl crate::ports::Clock for PausedClock {

@@ -927,6 +927,7 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
             StepKind::Approve(a) => a.timeout.and_then(|d| after(first, d)),
             StepKind::Run(r) => after(now, r.timeout),
             StepKind::Wait(w) => after(now, w.timeout),
+            StepKind::Deploy(d) => after(now, d.timeout),
             StepKind::Check(list) => sign_off_deadline(list),
             StepKind::Traffic(_)
             | StepKind::Maintenance(_)
@@ -934,6 +935,7 @@ fn start(t: &mut Transition, step: StepRef, now: Timestamp) {
             | StepKind::Smoke(_)
             | StepKind::Monitor(_)
             | StepKind::Flag(_)
+            | StepKind::Undeploy(_)
             | StepKind::Migrate(_) => None,
         },
         Action::Checklist(list) => sign_off_deadline(list),

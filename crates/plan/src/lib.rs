@@ -8,6 +8,7 @@ pub mod checks;
 pub mod condition;
 mod cross_checks;
 mod decode;
+mod deploy;
 mod diag;
 pub mod human;
 mod limits;
@@ -149,12 +150,13 @@ fn decode_plan(dec: &mut Decoder<'_>, root: &Node<'_>) -> Option<Plan> {
     {
         dec.error(location(n), "steps: a plan needs at least one step");
     }
-    let rollback = top
+    let mut rollback = top
         .take("rollback")
         .map(|n| rollback::decode_rollback(dec, n))
         .unwrap_or_default();
     let rollback_at = top.key_location("rollback").unwrap_or(top.at);
     top.finish(dec);
+    deploy::add_removals(dec, &steps, &mut rollback.steps);
 
     cross_checks::check(
         dec,

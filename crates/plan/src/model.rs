@@ -484,6 +484,8 @@ impl Step {
             StepKind::Run(run) => run.idempotent,
             // A migration may have half-applied: a human decides.
             StepKind::Migrate(_) => false,
+            // `up` converges on the plan's containers; a removal finds nothing to remove.
+            StepKind::Deploy(_) | StepKind::Undeploy(_) => true,
             StepKind::Check(_)
             | StepKind::Monitor(_)
             | StepKind::Flag(_)
@@ -519,6 +521,42 @@ pub enum StepKind {
     Monitor(Box<MonitorStep>),
     /// Change a feature flag of the daemon's flag service.
     Flag(FlagStep),
+    /// Bring up the candidate's containers with docker compose and wait until healthy.
+    Deploy(Box<DeployStep>),
+    /// Stop and remove what a `deploy` step started. Not written in plans: each deploy
+    /// adds one to `rollback.steps`.
+    Undeploy(Box<DeployStep>),
+}
+
+/// `deploy: { compose, service, project, ... }`: the candidate version of a compose
+/// service, in a compose project of its own beside stable's. Its containers carry
+/// labels naming the launch, the step and the attempt.
+#[derive(Clone, Debug)]
+pub struct DeployStep {
+    /// Compose files (`-f`, merged in order), relative to the plan's directory.
+    pub files: Vec<Text>,
+    /// The compose service that is the launch's service.
+    pub service: String,
+    /// The candidate's compose project (`-p`); never stable's.
+    pub project: String,
+    pub project_at: Location,
+    /// Replaces the service's `image` (the candidate's tag).
+    pub image: Option<Text>,
+    /// Added to the service's `environment`.
+    pub env: Vec<(String, Text)>,
+    /// How long the containers have to run and pass their healthcheck.
+    pub timeout: Duration,
+    /// Stable's compose project, taken down once the launch succeeds.
+    pub retire: Option<Retire>,
+}
+
+/// `retire: { project, after }`: take stable's project down `after` the launch
+/// succeeded (kept if it ends any other way).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Retire {
+    pub project: String,
+    pub after: Duration,
+    pub at: Location,
 }
 
 /// `monitor: { checkpoints: [15m, 1h, 24h], gates: [...] }`.
@@ -688,6 +726,8 @@ impl StepKind {
             StepKind::Migrate(_) => "migrate",
             StepKind::Monitor(_) => "monitor",
             StepKind::Flag(_) => "flag",
+            StepKind::Deploy(_) => "deploy",
+            StepKind::Undeploy(_) => "undeploy",
         }
     }
 }
@@ -750,6 +790,8 @@ pub mod defaults {
     pub const WAIT_INTERVAL: Duration = Duration::from_secs(2);
     pub const WAIT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
     pub const WAIT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+    /// How long a `deploy` step's containers have to become healthy.
+    pub const DEPLOY_TIMEOUT: Duration = Duration::from_secs(5 * 60);
     pub const MONITOR_WINDOW: Duration = Duration::from_secs(5 * 60);
     /// The flag a `maintenance` step turns on and off, for applications to read.
     pub const MAINTENANCE_FLAG: &str = "maintenance_mode";

@@ -181,7 +181,29 @@ pub const STEP: Section = Section {
         "after",
         "monitor",
         "flag",
+        "deploy",
     ],
+};
+
+pub const DEPLOY: Section = Section {
+    name: "deploy",
+    path: "steps[].deploy.",
+    keys: &[
+        "compose", "service", "project", "image", "env", "timeout", "retire",
+    ],
+};
+
+/// `deploy.env` maps variable names to values: its keys are data.
+pub const DEPLOY_ENV: Section = Section {
+    name: "deploy.env",
+    path: "steps[].deploy.env.",
+    keys: &[],
+};
+
+pub const RETIRE: Section = Section {
+    name: "retire",
+    path: "steps[].deploy.retire.",
+    keys: &["project", "after"],
 };
 
 pub const MONITOR: Section = Section {
@@ -496,6 +518,9 @@ pub const SECTIONS: &[&Section] = &[
     &NOTIFY_RETRY,
     &MONITOR,
     &FLAG,
+    &DEPLOY,
+    &DEPLOY_ENV,
+    &RETIRE,
 ];
 
 /// Keys that belong to the plan format but need a capability this build does not have;

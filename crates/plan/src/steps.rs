@@ -26,6 +26,7 @@ pub const STEP_KINDS: &[&str] = &[
     "migrate",
     "monitor",
     "flag",
+    "deploy",
 ];
 
 /// Keys only a `run` step takes.
@@ -163,6 +164,7 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
         "migrate" => checks::decode_migrate(dec, value).map(|m| StepKind::Migrate(Box::new(m))),
         "monitor" => decode_monitor(dec, value).map(|m| StepKind::Monitor(Box::new(m))),
         "flag" => decode_flag(dec, value).map(StepKind::Flag),
+        "deploy" => crate::deploy::decode_deploy(dec, value).map(|d| StepKind::Deploy(Box::new(d))),
         _ => unreachable!("STEP_KINDS and this match agree"),
     };
     let after = f.take("after").and_then(|n| {
@@ -184,6 +186,9 @@ fn decode_step(dec: &mut Decoder<'_>, node: &Node<'_>, ctx: StepContext) -> Opti
                 Some("traffic returns to stable automatically before rollback steps run")
             }
             StepKind::Approve(_) => Some("a rollback must never wait for a human"),
+            StepKind::Deploy(_) => Some(
+                "a rollback returns to stable, which is running (the candidate's containers are removed by the rollback itself)",
+            ),
             StepKind::Monitor(_) => {
                 Some("a rollback must not wait for checkpoints (watch the service with a launch)")
             }
@@ -278,7 +283,7 @@ fn decode_run(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>, value: &Node<'_>) -
     })
 }
 
-fn is_env_name(name: &str) -> bool {
+pub(crate) fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     chars
         .next()
@@ -422,6 +427,8 @@ fn default_name(kind: &StepKind) -> String {
             let last = m.checkpoints.last().copied().unwrap_or_default();
             format!("monitor {}", humantime::format_duration(last))
         }
+        StepKind::Deploy(d) => format!("deploy {}", d.project),
+        StepKind::Undeploy(d) => format!("remove {}", d.project),
         StepKind::Flag(f) => match f.change {
             FlagSetting::Percent(w) => format!("flag {} {w}%", f.name),
             FlagSetting::Enabled(true) => format!("flag {} on", f.name),
