@@ -226,18 +226,32 @@ pub struct EvaluationView {
     pub dry_run: bool,
 }
 
-/// A builtin router route: its split and what each version saw.
+/// A route (the builtin router's, or a running launch's HAProxy or nginx): its split
+/// and what each version saw.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RouteView {
     pub name: String,
+    /// Where the builtin router listens; for HAProxy and nginx, empty (see `target`).
     pub listen: String,
-    /// Candidate share, percent.
+    /// Candidate share, percent: the one liftoff last applied.
     pub weight: f64,
     pub maintenance: bool,
     pub versions: Vec<VersionView>,
     /// The routers serving the fleet's routes.
     #[serde(default)]
     pub routers: Vec<RouterView>,
+    /// The plan's `router.kind`: `builtin`, `haproxy` or `nginx` (older daemons, which
+    /// showed only the builtin router, leave it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<String>,
+    /// What liftoff drives, for HAProxy and nginx: `HAProxy backend `app` (runtime API
+    /// at /run/haproxy/admin.sock)`, `nginx upstream `shop` (include ...)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Why the versions' figures could not be read now (HAProxy or nginx unreachable);
+    /// `versions` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One router of the fleet.
@@ -272,6 +286,11 @@ pub struct VersionView {
     /// Each instance of the version, in the plan's order.
     #[serde(default)]
     pub instances: Vec<InstanceView>,
+    /// The fields of this view and its windows that its router cannot tell liftoff
+    /// (HAProxy and nginx: `in_flight`, `healthy`, ...; HAProxy also `p50_ms`...): their
+    /// values are placeholders (0, false, null), not measurements.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_measured: Vec<String>,
 }
 
 /// One instance of a version, over the fleet.
@@ -301,6 +320,9 @@ pub struct WindowView {
     pub errors_connect: u64,
     pub errors_timeout: u64,
     pub client_aborts: u64,
+    /// Requests that failed, whatever the source (what `error_rate` is of).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<u64>,
     pub p50_ms: Option<f64>,
     pub p95_ms: Option<f64>,
     pub p99_ms: Option<f64>,

@@ -79,10 +79,17 @@ pub fn print_status(s: &api::LaunchStatus, format: Format) {
 /// The live split: what each version saw over the last 60 seconds.
 pub fn print_traffic(t: &api::RouteView) {
     let maintenance = if t.maintenance { "  MAINTENANCE" } else { "" };
-    println!(
-        "traffic: builtin router on {}, candidate {}%{maintenance}",
-        t.listen, t.weight
-    );
+    match &t.target {
+        // HAProxy or nginx: what liftoff drives, and the weight it last applied.
+        Some(target) => println!("traffic: {target}, candidate {}%", t.weight),
+        None => println!(
+            "traffic: builtin router on {}, candidate {}%{maintenance}",
+            t.listen, t.weight
+        ),
+    }
+    if let Some(e) = &t.error {
+        println!("  figures unavailable: {e}");
+    }
     println!(
         "  {:<10} {:<24} {:>8} {:>7} {:>9} {:>9} {:>9}  health",
         "version", "upstream", "req/60s", "rps", "errors", "p50", "p95"
@@ -93,7 +100,13 @@ pub fn print_traffic(t: &api::RouteView) {
         let errors = w
             .error_rate
             .map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+        let unknown = |field: &str| v.not_measured.iter().any(|f| f == field);
+        let ms = |field: &str, value: Option<f64>| match value {
+            None if unknown(field) => "n/m".to_string(),
+            value => ms(value),
+        };
         let health = match (v.health_checked, v.healthy) {
+            _ if unknown("healthy") => "not measured".to_string(),
             (false, _) => "unchecked".to_string(),
             (true, true) => "healthy".to_string(),
             (true, false) => format!(
@@ -113,8 +126,8 @@ pub fn print_traffic(t: &api::RouteView) {
             w.requests,
             w.rps,
             errors,
-            ms(w.p50_ms),
-            ms(w.p95_ms)
+            ms("p50_ms", w.p50_ms),
+            ms("p95_ms", w.p95_ms)
         );
         // A pool: each instance's attempts (retries included) since its routers
         // started, and why it is out of the balancer, if it is.

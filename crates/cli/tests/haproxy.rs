@@ -256,3 +256,140 @@ fn a_wrong_server_name_fails_the_first_traffic_step_naming_backend_and_server() 
         (100, 0)
     );
 }
+
+/// A `liftoff` command's standard output, which must succeed.
+fn cli_out(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
+    let out = daemon.cli(work, args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn status_metrics_and_report_show_haproxys_per_version_figures() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let haproxy = Haproxy::start(p1, p2);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps = "  - traffic: 50%\n  - approve: { role: sre }\n";
+    let id = launch(&daemon, work.path(), &haproxy.plan("candidate", steps, ""));
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["status"] == "waiting-approval" || s["terminal"] == true
+    });
+    assert_eq!(s["status"], "waiting-approval", "{s:#}");
+    // 100 users, each once: HAProxy's counters, as `status` shows them, match.
+    let on_candidate = (0..100)
+        .filter(|u| haproxy.get(&format!("user-{u}")).contains("v2"))
+        .count() as u64;
+    assert!(
+        (1..100).contains(&on_candidate),
+        "{on_candidate} of 100 on v2"
+    );
+    let requests = |s: &serde_json::Value, i: usize| {
+        s["traffic"]["versions"][i]["last_60s"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        requests(s, 0) + requests(s, 1) >= 100
+    });
+    let t = &s["traffic"];
+    assert_eq!(t["router"], "haproxy", "{t:#}");
+    assert_eq!(t["weight"], 50.0, "the weight liftoff applied: {t:#}");
+    assert_eq!(t["versions"][0]["version"], "stable", "{t:#}");
+    assert_eq!(t["versions"][0]["upstream"], "stable", "{t:#}");
+    assert_eq!(t["versions"][1]["version"], "candidate", "{t:#}");
+    assert_eq!(
+        (requests(&s, 0), requests(&s, 1)),
+        (100 - on_candidate, on_candidate),
+        "{t:#}"
+    );
+    assert_eq!(t["versions"][1]["last_60s"]["failed"], 0, "{t:#}");
+    assert_eq!(t["versions"][1]["last_60s"]["error_rate"], 0.0, "{t:#}");
+    // HAProxy keeps no latencies: null, and said so.
+    assert!(t["versions"][1]["last_60s"]["p95_ms"].is_null(), "{t:#}");
+    let not_measured = t["versions"][1]["not_measured"].to_string();
+    assert!(
+        not_measured.contains("\"p95_ms\"") && not_measured.contains("\"in_flight\""),
+        "{t:#}"
+    );
+    let text = cli_out(&daemon, work.path(), &["status", &id]);
+    assert!(
+        text.contains("traffic: HAProxy backend `app` (runtime API at ")
+            && text.contains("candidate 50%"),
+        "{text}"
+    );
+
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", daemon.url)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    let series = |version: &str| {
+        format!(
+            "liftoff_route_window_requests{{route=\"shop\",router=\"haproxy\",launch=\"{id}\",version=\"{version}\",window=\"60s\"}}"
+        )
+    };
+    for (version, n) in [("stable", 100 - on_candidate), ("candidate", on_candidate)] {
+        assert!(
+            metrics.contains(&format!("{} {n}\n", series(version))),
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!(
+            "liftoff_route_candidate_weight_ratio{{route=\"shop\",router=\"haproxy\",launch=\"{id}\"}} 0.5\n"
+        )),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("liftoff_route_window_latency_seconds{"),
+        "no latency series for HAProxy: {metrics}"
+    );
+
+    // The report's table comes from the journaled samples (one every 2 s).
+    support::wait_until(Duration::from_secs(10), "a traffic sample", || {
+        daemon.journal(&id).iter().any(|r| r["kind"] == "sampled")
+    });
+    let out = daemon.cli(work.path(), &["approve", &id, "--as", "sre"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let report: serde_json::Value = serde_json::from_str(&cli_out(
+        &daemon,
+        work.path(),
+        &["report", &id, "--format", "json"],
+    ))
+    .unwrap();
+    let traffic = &report["traffic"];
+    assert_eq!(traffic["router"], "haproxy", "{traffic:#}");
+    assert_eq!(traffic["versions"][0]["version"], "stable", "{traffic:#}");
+    assert_eq!(
+        traffic["versions"][1]["version"], "candidate",
+        "{traffic:#}"
+    );
+    for i in 0..2 {
+        let n = traffic["versions"][i]["requests"].as_u64().unwrap_or(0);
+        assert!(n > 0 && n <= 100, "{traffic:#}");
+        assert!(
+            traffic["versions"][i]["peak_p95_ms"].is_null(),
+            "{traffic:#}"
+        );
+    }
+    let md = cli_out(&daemon, work.path(), &["report", &id]);
+    assert!(
+        md.contains(
+            "| Version | Requests | Failed | Error rate | Peak error rate | Peak p95 | Last p95 |"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.lines()
+            .any(|l| l.starts_with("| candidate | ")
+                && l.ends_with("| not measured | not measured |")),
+        "{md}"
+    );
+}

@@ -401,3 +401,151 @@ fn a_slow_candidate_is_rolled_back_on_request_times_from_the_access_log() {
         "{reason}"
     );
 }
+
+/// A `liftoff` command's standard output, which must succeed.
+fn cli_out(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
+    let out = daemon.cli(work, args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn status_metrics_and_report_show_nginxs_per_version_figures() {
+    let (_s, p1) = demo_app("1");
+    let (_c, p2) = demo_app("2");
+    let nginx = Nginx::start(p1, p2);
+    let work = support::workdir();
+    let state = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(state.path());
+    let steps = "  - traffic: 50%\n  - approve: { role: sre }\n";
+    let id = launch(
+        &daemon,
+        work.path(),
+        &nginx.plan(&format!("127.0.0.1:{p1}"), p2, steps, ""),
+    );
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["status"] == "waiting-approval" || s["terminal"] == true
+    });
+    assert_eq!(s["status"], "waiting-approval", "{s:#}");
+    // Rounds of 100 users until the reload has taken (old workers may answer a moment
+    // longer); every request counts, for the version that answered it.
+    let (mut sent, mut on_candidate) = (0u64, 0u64);
+    support::wait_until(Duration::from_secs(5), "the reload to take", || {
+        let round = nginx.on_candidate();
+        sent += 100;
+        on_candidate += round.iter().filter(|c| **c).count() as u64;
+        round.iter().any(|c| *c)
+    });
+    let requests = |s: &serde_json::Value, i: usize| {
+        s["traffic"]["versions"][i]["last_60s"]["requests"]
+            .as_u64()
+            .unwrap_or(0)
+    };
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
+        requests(s, 0) + requests(s, 1) >= sent
+    });
+    let t = &s["traffic"];
+    assert_eq!(t["router"], "nginx", "{t:#}");
+    assert_eq!(t["weight"], 50.0, "the weight liftoff applied: {t:#}");
+    assert_eq!(t["versions"][0]["version"], "stable", "{t:#}");
+    assert_eq!(
+        t["versions"][0]["upstream"],
+        format!("127.0.0.1:{p1}"),
+        "{t:#}"
+    );
+    assert_eq!(t["versions"][1]["version"], "candidate", "{t:#}");
+    assert_eq!(
+        (requests(&s, 0), requests(&s, 1)),
+        (sent - on_candidate, on_candidate),
+        "{t:#}"
+    );
+    assert_eq!(t["versions"][1]["last_60s"]["failed"], 0, "{t:#}");
+    // nginx's access log has each request's time.
+    assert!(
+        t["versions"][1]["last_60s"]["p95_ms"].as_f64().is_some(),
+        "{t:#}"
+    );
+    let not_measured = t["versions"][1]["not_measured"].to_string();
+    assert!(
+        !not_measured.contains("\"p95_ms\"") && not_measured.contains("\"in_flight\""),
+        "{t:#}"
+    );
+    let text = cli_out(&daemon, work.path(), &["status", &id]);
+    assert!(
+        text.contains("traffic: nginx upstream `shop` (include ") && text.contains("candidate 50%"),
+        "{text}"
+    );
+
+    let metrics = Command::new("curl")
+        .args(["-s", &format!("{}/metrics", daemon.url)])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    let labels = |version: &str| {
+        format!(
+            "route=\"shop\",router=\"nginx\",launch=\"{id}\",version=\"{version}\",window=\"60s\""
+        )
+    };
+    for (version, n) in [("stable", sent - on_candidate), ("candidate", on_candidate)] {
+        assert!(
+            metrics.contains(&format!(
+                "liftoff_route_window_requests{{{}}} {n}\n",
+                labels(version)
+            )),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(&format!(
+                "liftoff_route_window_latency_seconds{{{},quantile=\"0.95\"}} ",
+                labels(version)
+            )),
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains(&format!(
+            "liftoff_route_candidate_weight_ratio{{route=\"shop\",router=\"nginx\",launch=\"{id}\"}} 0.5\n"
+        )),
+        "{metrics}"
+    );
+
+    // The report's table comes from the journaled samples (one every 2 s).
+    support::wait_until(Duration::from_secs(10), "a traffic sample", || {
+        daemon.journal(&id).iter().any(|r| r["kind"] == "sampled")
+    });
+    let out = daemon.cli(work.path(), &["approve", &id, "--as", "sre"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
+        s["terminal"] == true
+    });
+    assert_eq!(s["status"], "succeeded", "{s:#}");
+    let report: serde_json::Value = serde_json::from_str(&cli_out(
+        &daemon,
+        work.path(),
+        &["report", &id, "--format", "json"],
+    ))
+    .unwrap();
+    let traffic = &report["traffic"];
+    assert_eq!(traffic["router"], "nginx", "{traffic:#}");
+    assert_eq!(traffic["versions"][0]["version"], "stable", "{traffic:#}");
+    assert_eq!(
+        traffic["versions"][1]["version"], "candidate",
+        "{traffic:#}"
+    );
+    for i in 0..2 {
+        let n = traffic["versions"][i]["requests"].as_u64().unwrap_or(0);
+        assert!(n > 0 && n <= sent, "{traffic:#}");
+        assert!(
+            traffic["versions"][i]["peak_p95_ms"].as_f64().is_some(),
+            "{traffic:#}"
+        );
+    }
+    let md = cli_out(&daemon, work.path(), &["report", &id]);
+    assert!(
+        md.contains(
+            "| Version | Requests | Failed | Error rate | Peak error rate | Peak p95 | Last p95 |"
+        ),
+        "{md}"
+    );
+    assert!(md.lines().any(|l| l.starts_with("| candidate | ")), "{md}");
+}

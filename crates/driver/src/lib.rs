@@ -15,6 +15,7 @@ pub mod compose;
 mod deploy;
 mod deploy_log;
 mod execute;
+pub mod external;
 pub mod fleet;
 mod haproxy;
 mod http;
@@ -173,6 +174,7 @@ pub struct Driver {
     outbox: Arc<outbox::Outbox>,
     adapters: Arc<dyn AdapterFactory>,
     /// The metric sources of running launches with HAProxy or nginx, for reads.
+    external: external::Watched,
 }
 
 impl Driver {
@@ -193,6 +195,7 @@ impl Driver {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             grace,
+            external: external::Watched::default(),
         })
     }
 
@@ -477,6 +480,7 @@ impl Driver {
         let plan = launch.plan_arc();
         let ctx = Arc::new(self.step_context(id, plan.clone(), workdir));
         let metrics_for_notices = ctx.sources.metrics.clone();
+        self.external.watch(id, &plan, ctx.sources.metrics.as_ref());
         let (armed, armed_rx) = tokio::sync::watch::channel(launch.triggers_armed());
         let report: analysis::Report = {
             let tx = tx.clone();
@@ -524,6 +528,7 @@ impl Driver {
         self.tasks.spawn(async move {
             let id = actor.id.clone();
             actor.run(shutdown, grace).await;
+            driver.external.forget(&id);
             driver
                 .actors
                 .lock()

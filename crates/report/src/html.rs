@@ -335,6 +335,22 @@ impl Writer<'_> {
                 plot.svg()
             );
         }
+        let t = &self.report.traffic;
+        if !t.versions.is_empty() {
+            let _ = writeln!(self.out, "<p>{}</p>", inline(&text::traffic_caption(t)));
+            let rows: Vec<Vec<Cell>> = t
+                .versions
+                .iter()
+                .map(|v| {
+                    let mut cells = text::traffic_row(v, &t.not_measured).into_iter();
+                    let version = Cell::Text(cells.next().unwrap_or_default());
+                    std::iter::once(version)
+                        .chain(cells.map(Cell::Num))
+                        .collect()
+                })
+                .collect();
+            self.table("traffic", &text::TRAFFIC_COLUMNS, rows);
+        }
         self.out.push_str("</section>\n");
     }
 

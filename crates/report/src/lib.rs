@@ -20,7 +20,8 @@ mod text;
 pub use model::{
     ApprovalRow, Charts, CheckGroup, CheckRow, EvaluationRow, Evaluations, EventRow, Events,
     Intervention, JudgedWindow, Notification, PassingTally, Point, REPORT_VERSION, Report,
-    Rollback, Series, StepRow, Summary, TriggerCrossing, TriggerFiring, build,
+    Rollback, Series, StepRow, Summary, Traffic, TriggerCrossing, TriggerFiring, VersionTraffic,
+    build,
 };
 
 use jiff::Timestamp;

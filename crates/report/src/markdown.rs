@@ -8,7 +8,9 @@ use jiff::Timestamp;
 
 use crate::chart::sparkline;
 use crate::model::{Point, Report, Series};
-use crate::text::{self, JUDGED_COLUMNS, judged_row, md_cell, md_line, md_text};
+use crate::text::{
+    self, JUDGED_COLUMNS, TRAFFIC_COLUMNS, judged_row, md_cell, md_line, md_text, traffic_row,
+};
 
 /// Weight moves listed inline before the rest are counted.
 const MAX_MOVES: usize = 20;
@@ -262,6 +264,17 @@ impl Writer<'_> {
             }
         }
         self.line("");
+        let t = &self.report.traffic;
+        if !t.versions.is_empty() {
+            self.line(&md_text(&text::traffic_caption(t)));
+            self.line("");
+            let rows: Vec<Vec<String>> = t
+                .versions
+                .iter()
+                .map(|v| traffic_row(v, &t.not_measured))
+                .collect();
+            self.table(&TRAFFIC_COLUMNS, rows);
+        }
     }
 
     fn timeline(&mut self) {

@@ -47,7 +47,45 @@ pub struct Report {
     /// Present once a rollback has begun.
     pub rollback: Option<Rollback>,
     pub charts: Charts,
+    /// What each version served over the launch, from the journaled samples.
+    pub traffic: Traffic,
     pub notifications: Vec<Notification>,
+}
+
+/// The per-version table: the journal's traffic samples added up (the sampler's
+/// windows follow one another; a firing trigger's own window is left out, it overlaps
+/// them). The same for every router liftoff reads: builtin, HAProxy, nginx.
+#[derive(Clone, Debug, Serialize)]
+pub struct Traffic {
+    /// The plan's `router.kind` (`builtin`, `haproxy`, `nginx`, `command`), or none.
+    pub router: Option<&'static str>,
+    /// Figures the router cannot tell liftoff, so no sample carries them (`p95_ms` for
+    /// HAProxy): shown as not measured, never as 0.
+    pub not_measured: Vec<&'static str>,
+    /// Stable first, then the candidate; empty without samples.
+    pub versions: Vec<VersionTraffic>,
+}
+
+/// What one version served while the launch was sampled.
+#[derive(Clone, Debug, Serialize)]
+pub struct VersionTraffic {
+    /// `stable` or `candidate`.
+    pub version: String,
+    /// Samples in which it served requests.
+    pub samples: usize,
+    pub first_at: Timestamp,
+    pub last_at: Timestamp,
+    pub requests: u64,
+    /// Failed requests (from each sample's count, or its error rate in journals from
+    /// before counts were kept).
+    pub failed: Option<u64>,
+    pub error_rate_percent: Option<f64>,
+    /// The highest error rate of a sample.
+    pub peak_error_rate_percent: Option<f64>,
+    /// The highest p95 of a sample; `None` when no sample measured latency.
+    pub peak_p95_ms: Option<f64>,
+    /// The last sample's p95.
+    pub last_p95_ms: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -316,6 +354,7 @@ pub fn build(launch: &Launch, records: &[(i64, Record)], meta: &Meta) -> Report 
             .collect(),
         rollback: rollback(launch, records),
         charts: charts(launch, records),
+        traffic: traffic(launch, records),
         notifications: records
             .iter()
             .filter_map(|(_, r)| match r {
@@ -881,15 +920,104 @@ fn charts(launch: &Launch, records: &[(i64, Record)]) -> Charts {
     }
 }
 
+fn router_kind(launch: &Launch) -> Option<&'static str> {
+    Some(match launch.plan().router.as_ref()? {
+        RouterSpec::Command { .. } => "command",
+        RouterSpec::Builtin(_) => "builtin",
+        RouterSpec::Haproxy(_) => "haproxy",
+        RouterSpec::Nginx(_) => "nginx",
+    })
+}
+
+fn traffic(launch: &Launch, records: &[(i64, Record)]) -> Traffic {
+    let mut versions: Vec<VersionTraffic> = Vec::new();
+    for (_, r) in records {
+        let Record::Sampled {
+            at,
+            versions: sampled,
+            trigger: None,
+            ..
+        } = r
+        else {
+            continue;
+        };
+        for v in sampled.iter().filter(|v| v.requests > 0) {
+            let failed = v
+                .failed
+                .or_else(|| v.error_rate.map(|e| (e * v.requests as f64).round() as u64));
+            let rate = v.error_rate.filter(|e| e.is_finite()).map(|e| e * 100.0);
+            let p95 = v.p95_ms.filter(|p| p.is_finite());
+            let t = match versions.iter_mut().find(|t| t.version == v.version) {
+                Some(t) => t,
+                None => {
+                    versions.push(VersionTraffic {
+                        version: v.version.clone(),
+                        samples: 0,
+                        first_at: *at,
+                        last_at: *at,
+                        requests: 0,
+                        failed: Some(0),
+                        error_rate_percent: None,
+                        peak_error_rate_percent: None,
+                        peak_p95_ms: None,
+                        last_p95_ms: None,
+                    });
+                    versions.last_mut().expect("just pushed")
+                }
+            };
+            t.samples += 1;
+            t.last_at = *at;
+            t.requests += v.requests;
+            t.failed = t.failed.zip(failed).map(|(a, b)| a + b);
+            t.peak_error_rate_percent = max(t.peak_error_rate_percent, rate);
+            t.peak_p95_ms = max(t.peak_p95_ms, p95);
+            t.last_p95_ms = p95;
+        }
+    }
+    for t in &mut versions {
+        t.error_rate_percent = t
+            .failed
+            .filter(|_| t.requests > 0)
+            .map(|f| f as f64 * 100.0 / t.requests as f64);
+    }
+    let rank = |t: &VersionTraffic| match t.version.as_str() {
+        "stable" => 0,
+        "candidate" => 1,
+        _ => 2,
+    };
+    versions.sort_by_key(rank);
+    let router = router_kind(launch);
+    Traffic {
+        router,
+        // HAProxy's `show stat` keeps counters, no latency distribution.
+        not_measured: match router {
+            Some("haproxy") => vec!["p95_ms"],
+            _ => Vec::new(),
+        },
+        versions,
+    }
+}
+
+fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Why a launch has no `Sampled` record, from what the journal can tell: only the
-/// builtin router's traffic is sampled, the first sample comes
+/// traffic of a router liftoff reads (builtin, HAProxy, nginx) is sampled, the first
+/// sample comes
 /// [`sampling_interval`](liftoff_engine::sampling_interval) into the launch (and
 /// another when a rollback begins after the candidate took traffic), and windows
 /// without requests are not journaled.
 fn no_samples_reason(launch: &Launch, end: Option<Timestamp>, sampled_at_rollback: bool) -> String {
-    if !matches!(launch.plan().router, Some(RouterSpec::Builtin(_))) {
-        return "No traffic samples: the plan has no builtin router, so liftoff does not see its traffic.".into();
-    }
+    let router = match launch.plan().router {
+        Some(RouterSpec::Builtin(_)) => "the builtin router",
+        Some(RouterSpec::Haproxy(_)) => "HAProxy's backend",
+        Some(RouterSpec::Nginx(_)) => "nginx's upstream",
+        _ => return "No traffic samples: the plan has no builtin router, so liftoff does not see its traffic.".into(),
+    };
     let Some(started) = launch.started_at() else {
         return "No traffic samples: the launch never started.".into();
     };
@@ -907,7 +1035,7 @@ fn no_samples_reason(launch: &Launch, end: Option<Timestamp>, sampled_at_rollbac
             }
         };
     }
-    "No traffic samples: no request reached the builtin router while the launch ran.".into()
+    format!("No traffic samples: no request reached {router} while the launch ran.")
 }
 
 #[cfg(test)]

@@ -167,6 +167,51 @@ fn md_escape(s: &str, in_table: bool) -> String {
     out
 }
 
+/// The columns of the per-version table.
+pub(crate) const TRAFFIC_COLUMNS: [&str; 7] = [
+    "Version",
+    "Requests",
+    "Failed",
+    "Error rate",
+    "Peak error rate",
+    "Peak p95",
+    "Last p95",
+];
+
+/// A version's row of the per-version table: its figures as text, the version first.
+/// A figure its router does not measure says so, rather than `-` (no data).
+pub(crate) fn traffic_row(v: &crate::model::VersionTraffic, not_measured: &[&str]) -> Vec<String> {
+    let p95 = |ms: Option<f64>| match ms {
+        Some(ms) => millis(ms),
+        None if not_measured.contains(&"p95_ms") => "not measured".into(),
+        None => "-".into(),
+    };
+    vec![
+        v.version.clone(),
+        v.requests.to_string(),
+        v.failed.map_or("-".into(), |f| f.to_string()),
+        v.error_rate_percent.map_or("-".into(), percent),
+        v.peak_error_rate_percent.map_or("-".into(), percent),
+        p95(v.peak_p95_ms),
+        p95(v.last_p95_ms),
+    ]
+}
+
+/// The line above the per-version table.
+pub(crate) fn traffic_caption(t: &crate::model::Traffic) -> String {
+    let by = match t.router {
+        Some("haproxy") => " (HAProxy's `show stat` counters; it keeps no latencies)",
+        Some("nginx") => " (nginx's access log)",
+        Some("builtin") => " (the builtin router)",
+        _ => "",
+    };
+    let samples = t.versions.iter().map(|v| v.samples).max().unwrap_or(0);
+    format!(
+        "Per version, over the launch's {}{by}:",
+        count(samples, "traffic sample")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

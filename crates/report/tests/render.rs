@@ -691,3 +691,154 @@ fn the_no_samples_message_gives_the_true_reason() {
     let sim = rolled_back_by_trigger();
     assert_eq!(json(&sim)["charts"]["no_samples_reason"], Value::Null);
 }
+
+/// What HAProxy's sampler journals: counts, no latency.
+fn haproxy_sample(sim: &mut Sim, stable: (u64, u64), candidate: (u64, u64)) {
+    let version = |name: &str, (requests, failed): (u64, u64)| liftoff_engine::VersionSample {
+        version: name.into(),
+        requests,
+        failed: Some(failed),
+        error_rate: Some(failed as f64 / requests as f64),
+        p95_ms: None,
+        rps: requests as f64 / 2.0,
+    };
+    sim.send(Event::Sampled {
+        window_secs: 2.0,
+        versions: vec![version("stable", stable), version("candidate", candidate)],
+        trigger: None,
+    });
+}
+
+const HAPROXY_PLAN: &str = "version: 1
+name: through-haproxy
+service: shop
+router:
+  kind: haproxy
+  socket: /run/haproxy/admin.sock
+  backend: app
+  stable: stable
+  candidate: candidate
+steps:
+  - traffic: 50%
+  - approve: { role: sre }
+";
+
+#[test]
+fn an_haproxy_launch_has_the_per_version_table_with_latency_not_measured() {
+    let mut sim = Sim::new(HAPROXY_PLAN);
+    sim.send(Event::Start);
+    sim.tick(1);
+    sim.ok("weight set to 0%");
+    sim.tick(1);
+    sim.ok("weight set to 50%");
+    sim.tick(2);
+    haproxy_sample(&mut sim, (60, 0), (40, 2));
+    sim.tick(2);
+    haproxy_sample(&mut sim, (50, 0), (50, 10));
+    // A firing trigger's window overlaps the sampler's: not added again.
+    sim.judged(
+        "error_rate > 10% over 5s",
+        5.0,
+        (110, 0, 1.0),
+        (90, 12, 1.0),
+    );
+
+    let md = markdown(&sim);
+    let traffic = section(&md, "## Traffic and health");
+    assert!(
+        traffic.contains("Per version, over the launch's 2 traffic samples (HAProxy's `show stat` counters; it keeps no latencies):"),
+        "{traffic}"
+    );
+    let rows: Vec<Vec<String>> = traffic
+        .lines()
+        .filter(|l| l.starts_with("| stable |") || l.starts_with("| candidate |"))
+        .map(cells)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                "stable",
+                "110",
+                "0",
+                "0%",
+                "0%",
+                "not measured",
+                "not measured"
+            ],
+            vec![
+                "candidate",
+                "90",
+                "12",
+                "13.33%",
+                "20%",
+                "not measured",
+                "not measured"
+            ],
+        ]
+    );
+    let j = json(&sim);
+    assert_eq!(j["traffic"]["router"], "haproxy");
+    assert_eq!(j["traffic"]["not_measured"], serde_json::json!(["p95_ms"]));
+    assert_eq!(j["traffic"]["versions"][1]["requests"], 90);
+    assert_eq!(j["traffic"]["versions"][1]["failed"], 12);
+    assert!(j["traffic"]["versions"][1]["peak_p95_ms"].is_null());
+    assert!(html(&sim).contains("<table class=\"traffic\">"));
+}
+
+#[test]
+fn the_per_version_table_derives_failures_from_older_samples_error_rates() {
+    // The builtin sampler's fixture: 40 requests a sample, an error rate, a p95.
+    let mut sim = Sim::new(
+        "version: 1
+name: shop-2
+service: shop
+router: { kind: builtin, listen: 127.0.0.1:0, stable: http://127.0.0.1:1, candidate: http://127.0.0.1:2 }
+steps:
+  - traffic: 50%
+",
+    );
+    sim.send(Event::Start);
+    sim.tick(1);
+    sim.ok("weight set to 0%");
+    sim.tick(2);
+    sim.sample(Some((0.0, 80.0)), Some((0.05, 90.0)));
+    sim.tick(2);
+    sim.sample(Some((0.025, 82.0)), Some((0.1, 85.0)));
+    let j = json(&sim);
+    let v = &j["traffic"]["versions"];
+    assert_eq!(j["traffic"]["router"], "builtin");
+    assert_eq!(
+        (v[0]["version"].as_str(), v[0]["requests"].as_u64()),
+        (Some("stable"), Some(80))
+    );
+    assert_eq!(v[0]["failed"], 1);
+    assert_eq!(v[1]["failed"], 6);
+    assert_eq!(v[1]["error_rate_percent"], 7.5);
+    assert_eq!(v[1]["peak_p95_ms"], 90.0);
+    assert_eq!(v[1]["last_p95_ms"], 85.0);
+    let md = markdown(&sim);
+    assert!(
+        md.contains("| candidate | 80 | 6 | 7.5% | 10% | 90 ms | 85 ms |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn an_haproxy_launch_without_samples_says_no_request_reached_its_backend() {
+    let mut sim = Sim::new(HAPROXY_PLAN);
+    sim.send(Event::Start);
+    sim.tick(1);
+    sim.ok("weight set to 0%");
+    sim.tick(1);
+    sim.ok("weight set to 50%");
+    sim.tick(10);
+    let md = markdown(&sim);
+    assert!(
+        md.contains(
+            "No traffic samples: no request reached HAProxy's backend while the launch ran."
+        ),
+        "{md}"
+    );
+    assert!(!md.contains("| Version | Requests |"), "{md}");
+}

@@ -7,6 +7,7 @@
 mod auth;
 pub mod check;
 mod error;
+mod external;
 mod flags;
 mod fleet;
 pub mod limits;

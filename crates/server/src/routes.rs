@@ -235,8 +235,15 @@ async fn launch_status(
 
 /// A launch's status: its journal replayed over its re-parsed plan, off the async workers.
 async fn status_json(s: &AppState, id: &str) -> ApiResult<Json<api::LaunchStatus>> {
-    let (s, id) = (s.clone(), id.to_string());
-    blocking(move || status_of(&s, &id).map(Json)).await
+    let (state, owned) = (s.clone(), id.to_string());
+    let mut status = blocking(move || status_of(&state, &owned)).await?;
+    // HAProxy's and nginx's figures are sampled now, from the running launch's reader.
+    if status.traffic.is_none()
+        && let Some(figures) = s.driver.external_traffic(id).await
+    {
+        status.traffic = Some(views::external_route(&figures, status.weight));
+    }
+    Ok(Json(status))
 }
 
 fn status_of(s: &AppState, id: &str) -> ApiResult<api::LaunchStatus> {
@@ -322,6 +329,27 @@ async fn list_routes(State(s): State<AppState>) -> ApiResult<Json<Vec<api::Route
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let mut body = s.fleet.render_metrics();
+    let external = s.driver.external_routes().await;
+    if !external.is_empty() {
+        // The weight each launch last applied, from its journal.
+        let driver = s.driver.clone();
+        let routes = blocking(move || {
+            Ok(external
+                .into_iter()
+                .map(|f| {
+                    let weight = driver
+                        .snapshot(&f.launch_id)
+                        .ok()
+                        .and_then(|snap| snap.launch.weight())
+                        .map(|w| w.percent());
+                    (f, weight)
+                })
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap_or_default();
+        body.push_str(&crate::external::render(&routes));
+    }
     body.push_str(&s.flags.render_metrics());
     (
         [(

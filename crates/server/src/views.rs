@@ -113,6 +113,7 @@ pub fn status(snap: &Snapshot, fleet: &liftoff_driver::fleet::Fleet) -> api::Lau
                 .iter()
                 .find(|r| r.name == plan.service)
                 .map(|r| route(r, Some(b), crate::fleet::views(fleet))),
+            // HAProxy's and nginx's: filled in by the caller, which asks the driver.
             _ => None,
         },
     }
@@ -247,9 +248,121 @@ pub fn route(
                         failures: i.failures,
                     })
                     .collect(),
+                not_measured: Vec::new(),
             })
             .collect(),
+        router: Some("builtin".into()),
+        target: None,
+        error: None,
     }
+}
+
+/// A running launch's HAProxy or nginx as a route: the weight liftoff last applied
+/// (`weight_percent`, from the journal) and what each version served, as its router
+/// counted it. Fields it cannot count are listed in each version's `not_measured`.
+pub fn external_route(
+    f: &liftoff_driver::external::RouteFigures,
+    weight_percent: Option<f64>,
+) -> api::RouteView {
+    use liftoff_plan::RouterSpec;
+    use liftoff_plan::condition::Version;
+    let plan = &f.plan;
+    let (target, [stable, candidate]) = match &plan.router {
+        Some(RouterSpec::Haproxy(h)) => (
+            format!(
+                "HAProxy backend `{}` (runtime API at {})",
+                h.backend, h.socket
+            ),
+            [h.stable.clone(), h.candidate.clone()],
+        ),
+        Some(RouterSpec::Nginx(n)) => (
+            format!("nginx upstream `{}` (include {})", n.upstream, n.include),
+            [n.stable.join(","), n.candidate.join(",")],
+        ),
+        _ => (String::new(), [String::new(), String::new()]),
+    };
+    let not_measured: Vec<String> = f
+        .kind
+        .not_measured()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let (versions, error) = match &f.versions {
+        Ok(versions) => (
+            versions
+                .iter()
+                .map(|v| {
+                    let window = |secs: u64| {
+                        v.windows
+                            .iter()
+                            .find(|w| w.seconds == secs)
+                            .map_or_else(|| empty_window(secs), external_window)
+                    };
+                    api::VersionView {
+                        version: v.version.label().into(),
+                        upstream: match v.version {
+                            Version::Stable => stable.clone(),
+                            Version::Candidate => candidate.clone(),
+                        },
+                        in_flight: 0,
+                        healthy: false,
+                        health_failures: 0,
+                        health_checked: false,
+                        last_health_error: None,
+                        last_10s: window(10),
+                        last_60s: window(60),
+                        instances: Vec::new(),
+                        not_measured: not_measured.clone(),
+                    }
+                })
+                .collect(),
+            None,
+        ),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    api::RouteView {
+        name: plan.service.clone(),
+        listen: String::new(),
+        // 0 until liftoff applied a weight (the launch's `weight` is null until then).
+        weight: weight_percent.unwrap_or(0.0),
+        maintenance: false,
+        versions,
+        routers: Vec::new(),
+        router: Some(f.kind.label().into()),
+        target: Some(target),
+        error,
+    }
+}
+
+fn external_window(w: &liftoff_driver::external::WindowFigures) -> api::WindowView {
+    api::WindowView {
+        seconds: w.seconds,
+        requests: w.requests,
+        rps: w.rps,
+        error_rate: w.error_rate,
+        errors_upstream_5xx: 0,
+        errors_connect: 0,
+        errors_timeout: 0,
+        client_aborts: 0,
+        failed: Some(w.failed),
+        p50_ms: w.p50_ms,
+        p95_ms: w.p95_ms,
+        p99_ms: w.p99_ms,
+    }
+}
+
+fn empty_window(seconds: u64) -> api::WindowView {
+    external_window(&liftoff_driver::external::WindowFigures {
+        seconds,
+        span_secs: 0.0,
+        requests: 0,
+        failed: 0,
+        error_rate: None,
+        rps: 0.0,
+        p50_ms: None,
+        p95_ms: None,
+        p99_ms: None,
+    })
 }
 
 /// The instance URLs as the plan wrote them, for a version of a route it configured.
@@ -300,6 +413,7 @@ fn window(w: &liftoff_router::Window) -> api::WindowView {
         errors_connect: w.errors[ErrorSource::Connect as usize],
         errors_timeout: w.errors[ErrorSource::Timeout as usize],
         client_aborts: w.errors[ErrorSource::ClientAbort as usize],
+        failed: Some(w.failed()),
         p50_ms: ms(0.5),
         p95_ms: ms(0.95),
         p99_ms: ms(0.99),
