@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs and starts what the tests drive
-# (real PostgreSQL, Redis, Prometheus, HAProxy, nginx, Chromium, dockerd, the openssl
-# command, Python's aiosmtpd, grpcio, websockets and the Prometheus text parser, Node
-# with the OpenFeature SDKs), then runs `cargo test`.
+# (real PostgreSQL, Redis, Prometheus, HAProxy, nginx, Chromium, dockerd and
+# docker-compose, the openssl command, Python's aiosmtpd, grpcio, websockets and the
+# Prometheus text parser, Node with the OpenFeature SDKs), then runs `cargo test`.
 #
 #   ./test.sh                     # everything
 #   ./test.sh -p liftoff-router   # arguments go to `cargo test`
@@ -95,6 +95,10 @@ have systemd-analyze || apt_install systemd
 { have dockerd || [[ -x /usr/sbin/dockerd ]]; } || apt_install docker.io
 have docker || apt_install docker.io
 have file || apt_install file
+# `deploy` steps (crates/cli/tests/compose.rs): the same kind of dockerd, docker-compose
+# (v1, Debian's) driving it, images FROM scratch of the demo-app (`strip` shrinks them).
+have docker-compose || apt_install docker-compose
+have strip || apt_install binutils
 [[ -f /etc/ssl/certs/ca-certificates.crt ]] || apt_install ca-certificates
 
 exec cargo test --workspace --locked "$@"

@@ -183,16 +183,21 @@ enum Command {
     },
     /// A small web service for demos and tests: `/health`, and every other path
     /// answers with its version, failing a share of requests.
+    /// Each option may come from the environment instead (`LIFTOFF_DEMO_PORT`, ...), as
+    /// in a container.
     DemoApp {
-        #[arg(long)]
+        #[arg(long, env = "LIFTOFF_DEMO_PORT")]
         port: u16,
-        #[arg(long, default_value = "1")]
+        #[arg(long, default_value = "1", env = "LIFTOFF_DEMO_VERSION")]
         version: String,
         /// Share of requests answered 500 (0.0–1.0), spread evenly.
-        #[arg(long, default_value_t = 0.0)]
+        #[arg(long, default_value_t = 0.0, env = "LIFTOFF_DEMO_ERROR_RATE")]
         error_rate: f64,
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, env = "LIFTOFF_DEMO_LATENCY_MS")]
         latency_ms: u64,
+        /// Wait this long before listening (a version that starts slowly).
+        #[arg(long, default_value_t = 0, env = "LIFTOFF_DEMO_START_DELAY_MS")]
+        start_delay_ms: u64,
         /// Serve nothing: ask the demo-app on --port for /health and exit 0 if it
         /// answers 200, else 1 (a container HEALTHCHECK for an image without a shell).
         #[arg(long)]
@@ -461,8 +466,10 @@ async fn run(cli: Cli, server_given: bool) -> Result<Exit, Failure> {
             version,
             error_rate,
             latency_ms,
+            start_delay_ms,
             check: false,
         } => {
+            tokio::time::sleep(Duration::from_millis(*start_delay_ms)).await;
             demo_app::serve(*port, version.clone(), *error_rate, *latency_ms)
                 .await
                 .map_err(|e| {

@@ -26,15 +26,6 @@ impl Nginx {
 
     /// With `http` directives added to the `http` block.
     fn start_with(stable: u16, candidate: u16, http: &str) -> Nginx {
-        let found = Command::new("nginx")
-            .arg("-v")
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            found,
-            "nginx is not installed: apt-get install nginx-light (./test.sh installs it)"
-        );
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().display().to_string();
         std::fs::create_dir(dir.path().join("liftoff")).unwrap();
@@ -48,33 +39,18 @@ impl Nginx {
         )
         .unwrap();
         let port = free_port();
-        let conf = format!(
-            "daemon off;\nuser root;\nworker_processes 2;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n\
-             \x20 client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-             \x20 access_log off;\n{http}\
-             \x20 include {d}/liftoff/shop.conf;\n\
+        let site = format!(
+            "{http}\x20 include {d}/liftoff/shop.conf;\n\
              \x20 server {{\n    listen 127.0.0.1:{port};\n\
-             \x20   location / {{\n      proxy_pass http://shop;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      access_log {d}/access.log liftoff_shop;\n    }}\n  }}\n}}\n"
+             \x20   location / {{\n      proxy_pass http://shop;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      access_log {d}/access.log liftoff_shop;\n    }}\n  }}"
         );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let log = std::fs::File::create(dir.path().join("nginx.out")).unwrap();
-        let child = Command::new("nginx")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start nginx");
-        let nginx = Nginx { dir, port, child };
-        support::wait_until(Duration::from_secs(10), "nginx to start", || {
-            nginx.dir.path().join("nginx.pid").exists()
-                && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        nginx
+        std::fs::write(
+            dir.path().join("nginx.conf"),
+            support::nginx::conf(dir.path(), &site),
+        )
+        .unwrap();
+        let child = support::nginx::spawn(dir.path(), port);
+        Nginx { dir, port, child }
     }
 
     fn include(&self) -> String {
@@ -115,11 +91,7 @@ impl Nginx {
 impl Drop for Nginx {
     fn drop(&mut self) {
         // Fast shutdown: the master stops its workers before it exits.
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
+        support::nginx::stop(&mut self.child);
     }
 }
 

@@ -445,12 +445,16 @@ impl Receivers {
 
 // --- the plans' variables -------------------------------------------------------------
 
-const SEED_EXAMPLES: [&str; 5] = [
+/// The seeds' examples: on liftoff's own router, and seeds 001 and 004 on compose with
+/// HAProxy and nginx (launched in tests/compose.rs).
+const SEED_EXAMPLES: [&str; 7] = [
     "avatar-chat-blue-green.yaml",
     "retail-dashboard-go-live.yaml",
     "chatbot-vercel-deploy.yaml",
     "ai-discovery-blue-green.yaml",
     "hotel-agent-api.yaml",
+    "retail-dashboard-compose.yaml",
+    "hotel-agent-api-compose.yaml",
 ];
 
 /// The `${NAME}`s a plan references (`$${NAME}` is a literal).

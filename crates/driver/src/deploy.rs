@@ -106,7 +106,7 @@ pub(crate) async fn deploy(
         if cancel.is_cancelled() {
             return cancelled();
         }
-        return failed(&e).with_output(ctx.redactor.redact(&e.to_string()));
+        return Outcome::new(StepResult::Failed, ctx.redactor.redact(&e.to_string()));
     }
 
     // Until every container of this attempt runs and is healthy.

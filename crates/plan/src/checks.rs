@@ -627,9 +627,11 @@ fn decode_request(
         Some(n) => dec.integer(n, "status", 100, 599).map(|s| s as u16),
         None => Some(200),
     };
+    // Interpolated (`v${VERSION}`); what it is compared with is redacted like any value.
     let body_contains = f
         .take("body_contains")
-        .and_then(|n| dec.string(n, "body_contains"));
+        .and_then(|n| dec.text(n, "body_contains"))
+        .map(|t| t.expose().to_string());
     let mut json = Vec::new();
     if let Some(n) = f.take("json")
         && let Some(mut j) = dec.fields(n, &schema::JSON)

@@ -90,12 +90,20 @@ pub(crate) fn decode_router(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Ro
 /// `kind: haproxy`: the runtime API's address, and the backend and servers it changes.
 fn decode_haproxy(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<HaproxyRouter> {
     let socket = f.require(dec, "socket").and_then(|n| {
-        let text = dec.string(n, "router.socket")?;
-        let socket = match text.strip_prefix("tcp:") {
-            Some(addr) if valid_host_port(addr) => Some(HaproxySocket::Tcp(addr.to_string())),
-            Some(_) => None,
-            None if text.starts_with('/') => Some(HaproxySocket::Unix(text.clone())),
-            None => None,
+        let given = dec.text(n, "router.socket")?;
+        let text = given.expose().to_string();
+        let socket = match given.known() {
+            // `lint`: checked as far as the variables left unset allow.
+            Known::Prefix(_) => given
+                .known()
+                .may_start_with(&["/", "tcp:"])
+                .then(|| HaproxySocket::Unix(text.clone())),
+            Known::All(_) => match text.strip_prefix("tcp:") {
+                Some(addr) if valid_host_port(addr) => Some(HaproxySocket::Tcp(addr.to_string())),
+                Some(_) => None,
+                None if text.starts_with('/') => Some(HaproxySocket::Unix(text.clone())),
+                None => None,
+            },
         };
         if socket.is_none() {
             dec.error_hint(
@@ -174,8 +182,9 @@ fn decode_nginx(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<NginxRo
             return Some(None);
         };
         let what = format!("router.{key}");
-        let text = dec.string(n, &what)?;
-        if !text.starts_with('/') {
+        let given = dec.text(n, &what)?;
+        let text = given.expose().to_string();
+        if !given.known().may_start_with(&["/"]) {
             dec.error_hint(
                 location(n),
                 format!("{what}: `{text}` is not an absolute path"),
@@ -232,14 +241,17 @@ fn decode_nginx(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<NginxRo
         let mut out = Vec::with_capacity(nodes.len());
         let mut ok = true;
         for n in nodes {
-            let Some(addr) = dec.string(n, &format!("router.{key}")) else {
+            let Some(given) = dec.text(n, &format!("router.{key}")) else {
                 ok = false;
                 continue;
             };
+            let addr = given.expose().to_string();
+            // Checked whole once its variables are set (`lint` leaves them unset).
+            let checked = matches!(given.known(), Known::All(_));
             let plain = addr
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-:[]".contains(&b));
-            if !plain || !valid_host_port(&addr) {
+            if checked && (!plain || !valid_host_port(&addr)) {
                 dec.error_hint(
                     location(n),
                     format!("router.{key}: `{addr}` is not `host:port`"),

@@ -268,7 +268,9 @@ fn every_example_lints_and_needs_exactly_the_variables_parse_resolves() {
             parse(&source, &|n| {
                 Some(
                     match n {
+                        "CANDIDATE_PORT" => "9001",
                         n if n.ends_with("_PORT") => "9000",
+                        n if n.starts_with("NGINX_") || n.ends_with("_SOCKET") => "/etc/example",
                         n if n.ends_with("_ADDR") => "api.example.com:443",
                         "DATABASE_URL" => "postgres://app@127.0.0.1/app",
                         "REDIS_URL" => "redis://127.0.0.1:6379",

@@ -1,7 +1,9 @@
 //! Runs the real `liftoff` binary: a daemon on port 0 in a temp state dir, stopped by
 //! PID, and CLI invocations against it.
 #![allow(dead_code)]
+pub mod docker;
 pub mod load;
+pub mod nginx;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -560,4 +562,12 @@ pub const EXAMPLE_VARS: &[(&str, &str)] = &[
     ("API_TLS_ADDR", "api.example.com:443"),
     ("TLS_CA_FILE", "/etc/ssl/certs/ca-certificates.crt"),
     ("SMTP_RELAY", "smtp://localhost:25"),
+    ("VERSION", "2.0.0"),
+    ("HAPROXY_SOCKET", "/run/haproxy/admin.sock"),
+    ("NGINX_INCLUDE", "/etc/nginx/liftoff/agente-hotel-api.conf"),
+    (
+        "NGINX_ACCESS_LOG",
+        "/var/log/nginx/agente-hotel-api.liftoff.log",
+    ),
+    ("NGINX_CONF", "/etc/nginx/nginx.conf"),
 ];
