@@ -32,7 +32,7 @@ fn examples() -> PathBuf {
 
 /// A dockerd of the test's own, with the images of one application: `NAME:1.0.0`,
 /// `NAME:1.1.0` and `NAME:2.0.0` are good releases, `NAME:2.0.1` fails 30% of its requests, `NAME:2.0.2`
-/// takes 5 s to start listening.
+/// takes 5 s to start listening, `NAME:2.0.3` exits at once (a bad setting).
 struct Engine {
     dockerd: Dockerd,
     compose: PathBuf,
@@ -93,6 +93,7 @@ impl Engine {
             ("2.0.0", ""),
             ("2.0.1", "ENV LIFTOFF_DEMO_ERROR_RATE=0.3\n"),
             ("2.0.2", "ENV LIFTOFF_DEMO_START_DELAY_MS=5000\n"),
+            ("2.0.3", "ENV LIFTOFF_DEMO_ERROR_RATE=lots\n"),
         ];
         for (version, env) in releases {
             let dockerfile = context.join(format!("Dockerfile.{version}"));
@@ -487,6 +488,32 @@ fn a_bad_green_behind_haproxy_is_rolled_back_on_haproxys_numbers_and_removed() {
     let blue = t.engine.containers("dashboard");
     assert_eq!(blue[0].1, "running");
     assert!(users_on(t.haproxy.port, "1.0.0").iter().all(|b| *b));
+}
+
+#[test]
+fn a_green_that_exits_fails_the_deploy_with_its_output_and_is_removed() {
+    let t = Retail::start("2.0.3");
+    let id = t.site.launch(RETAIL);
+    let s = t.site.ended(&id);
+    assert_eq!(s["status"], "rolled-back", "{s:#}");
+    let deployed = step(&s, "deploy green");
+    // (Or caught between two of its restarts.)
+    assert!(
+        deployed["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("container retail-green_dashboard_1: exited with status 2"),
+        "{deployed:#}"
+    );
+    // Its own words, from `docker logs`, in the journal.
+    let output = deployed["output"].as_str().unwrap();
+    assert!(
+        output.starts_with("--- retail-green_dashboard_1 (last 50 lines) ---\n")
+            && output.contains("invalid value 'lots' for '--error-rate <ERROR_RATE>'"),
+        "{output}"
+    );
+    assert_eq!(step(&s, "remove retail-green")["status"], "succeeded");
+    assert_eq!(t.engine.projects("dashboard"), ["retail-blue"]);
 }
 
 #[test]

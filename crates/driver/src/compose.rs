@@ -252,7 +252,7 @@ fn parse_inspect(json: &str) -> Result<Vec<Container>, PortError> {
             state: match c.state.status.as_str() {
                 "created" => ContainerState::Created,
                 "running" => ContainerState::Running,
-                "restarting" => ContainerState::Restarting,
+                "restarting" => ContainerState::Restarting(c.state.exit_code),
                 "exited" => ContainerState::Exited(c.state.exit_code),
                 other => ContainerState::Other(other.to_string()),
             },

@@ -239,6 +239,13 @@ fn judge(found: &[Container]) -> Judged {
             (ContainerState::Exited(code), _) => {
                 return Judged::Broken(c.clone(), format!("exited with status {code}"));
             }
+            // A restart policy does not make a crashing version a healthy one.
+            (ContainerState::Restarting(code), _) => {
+                return Judged::Broken(
+                    c.clone(),
+                    format!("exited with status {code} (and is being restarted)"),
+                );
+            }
             (ContainerState::Other(state), _) if state == "dead" => {
                 return Judged::Broken(c.clone(), "dead".into());
             }

@@ -245,7 +245,8 @@ impl Container {
 pub enum ContainerState {
     Created,
     Running,
-    Restarting,
+    /// Exited (with this status) and being restarted by its restart policy.
+    Restarting(i64),
     /// Exited with this status.
     Exited(i64),
     /// paused, removing, dead: as docker says it.
