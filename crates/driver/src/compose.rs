@@ -26,7 +26,7 @@ const STOP_GRACE_SECS: u32 = 10;
 pub struct ComposeCli {
     runner: Arc<dyn CommandRunner>,
     /// `docker compose` or `docker-compose`, found at first use.
-    compose: OnceCell<Result<&'static str, PortError>>,
+    compose: OnceCell<&'static str>,
 }
 
 impl ComposeCli {
@@ -37,9 +37,11 @@ impl ComposeCli {
         }
     }
 
+    /// Found once; not finding it is asked again next time (compose may be installed
+    /// while the daemon runs).
     async fn compose(&self) -> Result<&'static str, PortError> {
         self.compose
-            .get_or_init(|| async {
+            .get_or_try_init(|| async {
                 for candidate in ["docker compose", "docker-compose"] {
                     let probe = self
                         .exec(
@@ -59,7 +61,7 @@ impl ComposeCli {
                 ))
             })
             .await
-            .clone()
+            .copied()
     }
 
     /// Runs `command` (already quoted); Ok: its output.
