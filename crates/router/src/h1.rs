@@ -52,7 +52,13 @@ const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 const DRAIN_IDLE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Serve one client connection until it closes, errs or times out.
-pub(crate) async fn serve(io: Stream, conn: Arc<ConnInfo>, shared: Arc<Shared>) {
+/// `_admitted` is the connection's place under the cap, given back when this ends.
+pub(crate) async fn serve(
+    io: Stream,
+    conn: Arc<ConnInfo>,
+    shared: Arc<Shared>,
+    _admitted: crate::Admitted,
+) {
     let mut client = Conn::new(io);
     let timeout = shared.limits.header_read_timeout;
     let deadline = tokio::time::sleep(timeout);

@@ -29,35 +29,49 @@ use crate::wire::{ClientFault, Hop, RequestBody, content_length, hop_by_hop};
 pub type ProxyBody = Either<PooledBody, Full<Bytes>>;
 
 /// Per connection: where it came in and from whom, and the forwarding header values
-/// that only depend on the client (formatted once, not per request).
+/// that only depend on the client (formatted once, not per request, in one allocation:
+/// every open connection holds one).
 pub struct ConnInfo {
     pub listen: SocketAddr,
     pub peer: SocketAddr,
     /// Over TLS terminated here: `X-Forwarded-Proto: https`.
     pub tls: bool,
-    /// The client address as `X-Forwarded-For` carries it.
-    client: Bytes,
     /// `for=<client>;proto=http`, the start of our `Forwarded` element.
-    forwarded_for: Bytes,
+    forwarded_for: String,
+    /// Where in `forwarded_for` the client address is, as `X-Forwarded-For` carries it.
+    client: std::ops::Range<usize>,
 }
 
 impl ConnInfo {
     /// `tls`: the client connected over TLS (terminated here).
     pub fn new(listen: SocketAddr, peer: SocketAddr, tls: bool) -> Self {
+        use std::fmt::Write;
         let ip = peer.ip().to_canonical();
         let proto = if tls { "https" } else { "http" };
-        let forwarded_for = if ip.is_ipv6() {
-            format!("for=\"[{ip}]\";proto={proto}")
+        // The longest: `for="[` + 39 + `]";proto=https`.
+        let mut forwarded_for = String::with_capacity(64);
+        let (open, close) = if ip.is_ipv6() {
+            ("for=\"[", "]\"")
         } else {
-            format!("for={ip};proto={proto}")
+            ("for=", "")
         };
+        forwarded_for.push_str(open);
+        let start = forwarded_for.len();
+        let _ = write!(forwarded_for, "{ip}");
+        let client = start..forwarded_for.len();
+        let _ = write!(forwarded_for, "{close};proto={proto}");
         Self {
             listen,
             peer,
             tls,
-            client: Bytes::from(ip.to_string()),
-            forwarded_for: Bytes::from(forwarded_for),
+            forwarded_for,
+            client,
         }
+    }
+
+    /// The client address as `X-Forwarded-For` carries it.
+    pub(crate) fn client(&self) -> &[u8] {
+        &self.forwarded_for.as_bytes()[self.client.clone()]
     }
 }
 
@@ -612,7 +626,7 @@ where
         h.put_slice(v);
         h.put_slice(b", ");
     }
-    h.put_slice(&conn.client);
+    h.put_slice(conn.client());
     h.put_slice(if conn.tls {
         b"\r\nx-forwarded-proto: https\r\n".as_slice()
     } else {
@@ -623,7 +637,7 @@ where
         h.put_slice(v);
         h.put_slice(b", ");
     }
-    h.put_slice(&conn.forwarded_for);
+    h.put_slice(conn.forwarded_for.as_bytes());
     // A host that would break out of the quoted string is left out of `Forwarded`.
     if let Some(host) = host.filter(|h| !h.iter().any(|b| matches!(b, b'"' | b'\\'))) {
         h.put_slice(b";host=\"");
