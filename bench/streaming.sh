@@ -8,6 +8,11 @@
 #
 #   bench/streaming.sh
 #   COUNT=500 INTERVAL_MS=10 ROUNDS=3 bench/streaming.sh
+#   BUSY=1 bench/streaming.sh   # keep both CPUs busy with nice-19 spinners
+#
+# BUSY=1 separates what the proxies add from the wake-up of an idle (virtual) CPU: a
+# spinner at the lowest priority keeps each CPU from halting between events, and a woken
+# proxy or client preempts it at once.
 #
 # Everything listens on 127.0.0.1; every process is started here and stopped by PID.
 set -euo pipefail
@@ -61,6 +66,12 @@ wait_router "$work/liftoff/state/router"
 taskset -a -p -c "$PROXY_CPU" "$(router_pid "$work/liftoff/state/router")" >/dev/null
 LIFTOFF_SERVER="http://127.0.0.1:$API" LIFTOFF_STATE_DIR="$work/liftoff/state" "$LIFTOFF" launch "$work/liftoff/plan.yaml" >/dev/null
 for p in "$UP" "$HA" "$LO"; do wait_port "$p"; done
+
+if [ -n "${BUSY:-}" ]; then
+  for cpu in "$PROXY_CPU" "$LOAD_CPU"; do
+    taskset -c "$cpu" nice -n 19 sh -c 'while :; do :; done' & pids+=($!)
+  done
+fi
 
 declare -A at=([direct]=$UP [haproxy]=$HA [liftoff]=$LO)
 for round in $(seq "$ROUNDS"); do

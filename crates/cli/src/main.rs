@@ -1,6 +1,7 @@
 //! `liftoff`: the daemon and the CLI in one binary. Everything but `serve` and
 //! `validate` is a thin client of the daemon's HTTP API.
 
+mod alloc;
 mod client;
 mod demo;
 mod demo_app;
@@ -21,10 +22,6 @@ use liftoff_api as api;
 
 use client::Client;
 
-// The request path allocates per request (headers, bodies); mimalloc's thread-local
-// free lists make that cheaper than glibc malloc (measured in docs/performance.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use exit::{EXIT_CODES_HELP, Exit, Failure};
 
 #[derive(Parser)]
@@ -314,6 +311,7 @@ fn humantime_arg(s: &str) -> Result<Duration, String> {
 }
 
 fn main() -> ExitCode {
+    alloc::tune();
     // TLS clients (checks, https waits) need rustls's crypto provider installed first.
     liftoff_checks::init_crypto();
     let matches = Cli::command().get_matches();
@@ -335,6 +333,7 @@ fn main() -> ExitCode {
     let result = if let Command::Router { action, args } = &cli.command {
         Some(match action {
             None => {
+                alloc::settle_router();
                 init_logging();
                 router_cmd::run(&cli.state_dir, &cli.server, args)
             }

@@ -10,7 +10,7 @@
 //! - cumulative totals (for Prometheus counters) are kept apart from the window and
 //!   only ever grow.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Seconds kept: a little over 17 minutes (the window must cover at least 15).
@@ -65,7 +65,9 @@ struct Slot {
     requests: AtomicU64,
     status: [AtomicU64; 5],
     errors: [AtomicU64; 4],
-    latency: [AtomicU64; LATENCY_BUCKETS],
+    /// Requests per latency bucket in one second: a `u32` holds any second's count,
+    /// and halves what the window keeps (a megabyte per version).
+    latency: [AtomicU32; LATENCY_BUCKETS],
 }
 
 impl Default for Slot {
@@ -75,7 +77,7 @@ impl Default for Slot {
             requests: AtomicU64::new(0),
             status: Default::default(),
             errors: Default::default(),
-            latency: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: std::array::from_fn(|_| AtomicU32::new(0)),
         }
     }
 }
@@ -83,7 +85,10 @@ impl Default for Slot {
 impl Slot {
     fn clear(&self) {
         self.requests.store(0, Relaxed);
-        for c in self.status.iter().chain(&self.errors).chain(&self.latency) {
+        for c in self.status.iter().chain(&self.errors) {
+            c.store(0, Relaxed);
+        }
+        for c in &self.latency {
             c.store(0, Relaxed);
         }
     }
@@ -233,7 +238,7 @@ impl VersionStats {
                 w.errors[i] += c.load(Relaxed);
             }
             for (i, c) in slot.latency.iter().enumerate() {
-                w.latency[i] += c.load(Relaxed);
+                w.latency[i] += u64::from(c.load(Relaxed));
             }
         }
         w
@@ -252,7 +257,7 @@ impl VersionStats {
         let load = |a: &[AtomicU64]| a.iter().map(|c| c.load(Relaxed)).collect::<Vec<_>>();
         let mut latency = [0u64; LATENCY_BUCKETS];
         for (i, c) in slot.latency.iter().enumerate() {
-            latency[i] = c.load(Relaxed);
+            latency[i] = u64::from(c.load(Relaxed));
         }
         Some(crate::export::SecondCounts {
             second,
