@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{Daemon, Proc, demo_app, free_port, set_error_rate, stderr};
+use support::{Daemon, Proc, demo_app, free_port, set_error_rate, stderr, window_requests};
 
 /// A running HAProxy with backend `app`: servers `stable` (weight 100) and `candidate`
 /// (weight 0), balanced by `X-User-Id` with consistent hashing.
@@ -257,13 +257,6 @@ fn a_wrong_server_name_fails_the_first_traffic_step_naming_backend_and_server() 
     );
 }
 
-/// A `liftoff` command's standard output, which must succeed.
-fn cli_out(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
-    let out = daemon.cli(work, args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn status_metrics_and_report_show_haproxys_per_version_figures() {
     let (_s, p1) = demo_app("1");
@@ -286,13 +279,8 @@ fn status_metrics_and_report_show_haproxys_per_version_figures() {
         (1..100).contains(&on_candidate),
         "{on_candidate} of 100 on v2"
     );
-    let requests = |s: &serde_json::Value, i: usize| {
-        s["traffic"]["versions"][i]["last_60s"]["requests"]
-            .as_u64()
-            .unwrap_or(0)
-    };
     let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        requests(s, 0) + requests(s, 1) >= 100
+        window_requests(s, 0) + window_requests(s, 1) >= 100
     });
     let t = &s["traffic"];
     assert_eq!(t["router"], "haproxy", "{t:#}");
@@ -301,7 +289,7 @@ fn status_metrics_and_report_show_haproxys_per_version_figures() {
     assert_eq!(t["versions"][0]["upstream"], "stable", "{t:#}");
     assert_eq!(t["versions"][1]["version"], "candidate", "{t:#}");
     assert_eq!(
-        (requests(&s, 0), requests(&s, 1)),
+        (window_requests(&s, 0), window_requests(&s, 1)),
         (100 - on_candidate, on_candidate),
         "{t:#}"
     );
@@ -314,18 +302,14 @@ fn status_metrics_and_report_show_haproxys_per_version_figures() {
         not_measured.contains("\"p95_ms\"") && not_measured.contains("\"in_flight\""),
         "{t:#}"
     );
-    let text = cli_out(&daemon, work.path(), &["status", &id]);
+    let text = daemon.cli_ok(work.path(), &["status", &id]);
     assert!(
         text.contains("traffic: HAProxy backend `app` (runtime API at ")
             && text.contains("candidate 50%"),
         "{text}"
     );
 
-    let metrics = Command::new("curl")
-        .args(["-s", &format!("{}/metrics", daemon.url)])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    let metrics = daemon.metrics();
     let series = |version: &str| {
         format!(
             "liftoff_route_window_requests{{route=\"shop\",router=\"haproxy\",launch=\"{id}\",version=\"{version}\",window=\"60s\"}}"
@@ -348,22 +332,8 @@ fn status_metrics_and_report_show_haproxys_per_version_figures() {
         "no latency series for HAProxy: {metrics}"
     );
 
-    // The report's table comes from the journaled samples (one every 2 s).
-    support::wait_until(Duration::from_secs(10), "a traffic sample", || {
-        daemon.journal(&id).iter().any(|r| r["kind"] == "sampled")
-    });
-    let out = daemon.cli(work.path(), &["approve", &id, "--as", "sre"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
-    assert_eq!(s["status"], "succeeded", "{s:#}");
-    let report: serde_json::Value = serde_json::from_str(&cli_out(
-        &daemon,
-        work.path(),
-        &["report", &id, "--format", "json"],
-    ))
-    .unwrap();
+    // The report's table comes from the journaled samples.
+    let (report, md) = daemon.approve_and_report(work.path(), &id);
     let traffic = &report["traffic"];
     assert_eq!(traffic["router"], "haproxy", "{traffic:#}");
     assert_eq!(traffic["versions"][0]["version"], "stable", "{traffic:#}");
@@ -379,7 +349,6 @@ fn status_metrics_and_report_show_haproxys_per_version_figures() {
             "{traffic:#}"
         );
     }
-    let md = cli_out(&daemon, work.path(), &["report", &id]);
     assert!(
         md.contains(
             "| Version | Requests | Failed | Error rate | Peak error rate | Peak p95 | Last p95 |"

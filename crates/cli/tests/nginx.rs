@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::{BIN, Daemon, demo_app, free_port, set_error_rate, stderr};
+use support::{BIN, Daemon, demo_app, free_port, set_error_rate, stderr, window_requests};
 
 /// A running nginx whose upstream `shop` (in `include`) starts with stable alone.
 struct Nginx {
@@ -374,13 +374,6 @@ fn a_slow_candidate_is_rolled_back_on_request_times_from_the_access_log() {
     );
 }
 
-/// A `liftoff` command's standard output, which must succeed.
-fn cli_out(daemon: &Daemon, work: &Path, args: &[&str]) -> String {
-    let out = daemon.cli(work, args);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 #[test]
 fn status_metrics_and_report_show_nginxs_per_version_figures() {
     let (_s, p1) = demo_app("1");
@@ -408,13 +401,8 @@ fn status_metrics_and_report_show_nginxs_per_version_figures() {
         on_candidate += round.iter().filter(|c| **c).count() as u64;
         round.iter().any(|c| *c)
     });
-    let requests = |s: &serde_json::Value, i: usize| {
-        s["traffic"]["versions"][i]["last_60s"]["requests"]
-            .as_u64()
-            .unwrap_or(0)
-    };
     let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        requests(s, 0) + requests(s, 1) >= sent
+        window_requests(s, 0) + window_requests(s, 1) >= sent
     });
     let t = &s["traffic"];
     assert_eq!(t["router"], "nginx", "{t:#}");
@@ -427,7 +415,7 @@ fn status_metrics_and_report_show_nginxs_per_version_figures() {
     );
     assert_eq!(t["versions"][1]["version"], "candidate", "{t:#}");
     assert_eq!(
-        (requests(&s, 0), requests(&s, 1)),
+        (window_requests(&s, 0), window_requests(&s, 1)),
         (sent - on_candidate, on_candidate),
         "{t:#}"
     );
@@ -442,17 +430,13 @@ fn status_metrics_and_report_show_nginxs_per_version_figures() {
         !not_measured.contains("\"p95_ms\"") && not_measured.contains("\"in_flight\""),
         "{t:#}"
     );
-    let text = cli_out(&daemon, work.path(), &["status", &id]);
+    let text = daemon.cli_ok(work.path(), &["status", &id]);
     assert!(
         text.contains("traffic: nginx upstream `shop` (include ") && text.contains("candidate 50%"),
         "{text}"
     );
 
-    let metrics = Command::new("curl")
-        .args(["-s", &format!("{}/metrics", daemon.url)])
-        .output()
-        .unwrap();
-    let metrics = String::from_utf8(metrics.stdout).unwrap();
+    let metrics = daemon.metrics();
     let labels = |version: &str| {
         format!(
             "route=\"shop\",router=\"nginx\",launch=\"{id}\",version=\"{version}\",window=\"60s\""
@@ -481,22 +465,8 @@ fn status_metrics_and_report_show_nginxs_per_version_figures() {
         "{metrics}"
     );
 
-    // The report's table comes from the journaled samples (one every 2 s).
-    support::wait_until(Duration::from_secs(10), "a traffic sample", || {
-        daemon.journal(&id).iter().any(|r| r["kind"] == "sampled")
-    });
-    let out = daemon.cli(work.path(), &["approve", &id, "--as", "sre"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
-    assert_eq!(s["status"], "succeeded", "{s:#}");
-    let report: serde_json::Value = serde_json::from_str(&cli_out(
-        &daemon,
-        work.path(),
-        &["report", &id, "--format", "json"],
-    ))
-    .unwrap();
+    // The report's table comes from the journaled samples.
+    let (report, md) = daemon.approve_and_report(work.path(), &id);
     let traffic = &report["traffic"];
     assert_eq!(traffic["router"], "nginx", "{traffic:#}");
     assert_eq!(traffic["versions"][0]["version"], "stable", "{traffic:#}");
@@ -512,7 +482,6 @@ fn status_metrics_and_report_show_nginxs_per_version_figures() {
             "{traffic:#}"
         );
     }
-    let md = cli_out(&daemon, work.path(), &["report", &id]);
     assert!(
         md.contains(
             "| Version | Requests | Failed | Error rate | Peak error rate | Peak p95 | Last p95 |"

@@ -112,6 +112,38 @@ impl Daemon {
             .expect("run liftoff")
     }
 
+    /// Run the CLI, which must succeed: its standard output.
+    pub fn cli_ok(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.cli(cwd, args);
+        assert!(
+            out.status.success(),
+            "liftoff {}: {}",
+            args.join(" "),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// The daemon's `/metrics`.
+    pub fn metrics(&self) -> String {
+        http("GET", &format!("{}/metrics", self.url), &[], None).body
+    }
+
+    /// Wait until the launch, held at an `approve: { role: sre }`, has journaled a traffic
+    /// sample (one every 2 s), approve it, wait until it succeeded: its report as JSON
+    /// and as Markdown.
+    pub fn approve_and_report(&self, cwd: &Path, id: &str) -> (serde_json::Value, String) {
+        wait_until(Duration::from_secs(10), "a traffic sample", || {
+            self.journal(id).iter().any(|r| r["kind"] == "sampled")
+        });
+        self.cli_ok(cwd, &["approve", id, "--as", "sre"]);
+        let s = self.wait_for(cwd, id, Duration::from_secs(15), |s| s["terminal"] == true);
+        assert_eq!(s["status"], "succeeded", "{s:#}");
+        let json = self.cli_ok(cwd, &["report", id, "--format", "json"]);
+        let markdown = self.cli_ok(cwd, &["report", id]);
+        (serde_json::from_str(&json).unwrap(), markdown)
+    }
+
     pub fn status_json(&self, cwd: &Path, id: &str) -> serde_json::Value {
         let out = self.cli(cwd, &["status", id, "--output", "json"]);
         assert!(
@@ -571,3 +603,11 @@ pub const EXAMPLE_VARS: &[(&str, &str)] = &[
     ),
     ("NGINX_CONF", "/etc/nginx/nginx.conf"),
 ];
+
+/// Requests version `i` (0 stable, 1 candidate) served in the last 60 s, as a launch's
+/// status shows them (`traffic`); 0 while it has no figures.
+pub fn window_requests(status: &serde_json::Value, i: usize) -> u64 {
+    status["traffic"]["versions"][i]["last_60s"]["requests"]
+        .as_u64()
+        .unwrap_or(0)
+}
