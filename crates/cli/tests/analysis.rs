@@ -95,9 +95,7 @@ fn a_trigger_rolls_back_within_four_seconds_of_the_error_onset() {
     let onset = jiff::Timestamp::now();
     let started = Instant::now();
     set_error_rate(p2, "0.5");
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(10));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     let reason = s["reason"].as_str().unwrap();
     assert!(
@@ -183,9 +181,7 @@ fn a_rollback_in_the_first_second_of_traffic_reports_the_spike_the_trigger_judge
         (p1, p2),
         "  on: ['error_rate > 5% over 2s']\n  check_every: 100ms\n  steps: []\n",
     );
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(10));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
 
     let report = |format: &str| {
@@ -253,9 +249,7 @@ fn a_pause_trigger_holds_the_launch_and_keeps_traffic() {
     set_error_rate(p2, "0");
     let out = daemon.cli(work.path(), &["resume", &id, "--by", "ana"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(10));
     assert_eq!(s["status"], "succeeded", "{s:#}");
 }
 
@@ -281,9 +275,7 @@ fn an_analyze_step_passes_a_good_candidate_and_fails_a_bad_one() {
             .status
             .success()
     );
-    let s = daemon.wait_for(work.path(), &good, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &good, Duration::from_secs(15));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     assert!(
         s["steps"][2]["message"]
@@ -304,9 +296,7 @@ fn an_analyze_step_passes_a_good_candidate_and_fails_a_bad_one() {
             .status
             .success()
     );
-    let s = daemon.wait_for(work.path(), &bad, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &bad, Duration::from_secs(15));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     let reason = s["reason"].as_str().unwrap();
     assert!(

@@ -221,9 +221,7 @@ fn a_launch_waits_for_the_sign_off_and_stops_on_no_go_without_moving_traffic() {
         ],
     );
     assert!(ok.status.success(), "{}", stderr(&ok));
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     assert_eq!(read(&dir.path().join("weights.log")), "0\n100\n");
     let checks = s["checklist"]["checks"].as_array().unwrap();
@@ -251,9 +249,7 @@ fn a_launch_waits_for_the_sign_off_and_stops_on_no_go_without_moving_traffic() {
         "{ critical: 100% }",
     );
     let id = launch(&daemon, dir.path(), &no_go, &[]);
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "no-go", "{s:#}");
     let reason = s["reason"].as_str().unwrap();
     assert!(reason.contains("NO-GO: 4/5 critical"), "{reason}");
@@ -296,9 +292,7 @@ service: shop
 "
     );
     let id = launch(&daemon, dir.path(), &plan, &[]);
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     assert_eq!(read(&dir.path().join("weights.log")), "0\n10\n0\n");
     let step = &s["steps"][1];
@@ -366,9 +360,7 @@ service: hotel
 "
     );
     let id = launch(&daemon, dir.path(), &plan, &[("E2E_DB_URL", url.clone())]);
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(60), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(60));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     assert_eq!(psql(&url, schema_sql), schema_before, "schema restored");
     assert_eq!(psql(&url, rows_sql), rows_before, "rows restored");

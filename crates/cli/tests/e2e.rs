@@ -209,9 +209,7 @@ fn run_traffic_approve_traffic_with_the_command_router() {
     );
     assert!(ok.status.success(), "{}", stderr(&ok));
 
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     assert_eq!(read(&work.path().join("weights.log")), "0\n50\n100\n");
     assert!(!work.path().join("rolled-back").exists());
@@ -446,9 +444,7 @@ fn sigterm_lets_the_running_command_finish_and_starts_nothing_new() {
     );
 
     let daemon = Daemon::start(state.path());
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(10), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(10));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     assert_eq!(
         s["steps"][0]["attempts"], 1,
@@ -571,9 +567,7 @@ fn one_launch_per_service_at_a_time() {
     );
     let id = stdout(&first).trim().to_string();
     assert!(daemon.cli(work.path(), &["abort", &id]).status.success());
-    daemon.wait_for(work.path(), &id, Duration::from_secs(5), |s| {
-        s["terminal"] == true
-    });
+    daemon.ended(work.path(), &id, Duration::from_secs(5));
     assert!(
         daemon
             .cli(work.path(), &["launch", "plan.yaml"])
@@ -646,9 +640,7 @@ fn the_daemon_starts_on_a_host_without_root_certificates() {
     let out = daemon.cli(work.path(), &["launch", "plan.yaml"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let id = stdout(&out).trim().to_string();
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(15));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     assert!(
         s["reason"].as_str().unwrap().contains("did not answer 200"),

@@ -110,9 +110,7 @@ fn a_launch_ramps_a_flag_and_a_trigger_kills_it_with_the_cause_audited() {
     assert_eq!(kill["after"]["enabled"], false);
 
     // The launch goes on (a kill switch instead of a rollback) and the journal says why.
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     let text = stdout(&daemon.cli(dir.path(), &["status", &id]));
     assert!(text.contains("fired (disable_flag)"), "{text}");

@@ -62,9 +62,7 @@ fn a_follow_up_runs_when_due_after_the_launch_ended_even_across_a_kill_dash_nine
     let state = dir.path().join("state");
     let mut daemon = Daemon::start(&state);
     let id = launch(&daemon, dir.path(), &plan("2s", false));
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded");
     // The deployment log: a line per event, UTC times, named after service, id and time.
     let log = std::path::PathBuf::from(s["deployment_log"].as_str().unwrap());
@@ -115,9 +113,7 @@ fn a_follow_up_can_be_cancelled_and_a_rollback_cancels_them() {
     let dir = workdir();
     let daemon = Daemon::start(&dir.path().join("state"));
     let id = launch(&daemon, dir.path(), &plan("1h", false));
-    daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    daemon.ended(dir.path(), &id, Duration::from_secs(20));
     let follow_up = schedules(&daemon, dir.path(), &id)[0]["id"]
         .as_str()
         .unwrap()
@@ -145,9 +141,7 @@ fn a_follow_up_can_be_cancelled_and_a_rollback_cancels_them() {
     // The step succeeded, then the launch rolled back: stopping the old version must not
     // happen.
     let id = launch(&daemon, dir.path(), &plan("1s", true));
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "rolled-back");
     let row = &schedules(&daemon, dir.path(), &id)[0];
     assert_eq!(row["status"], "cancelled", "{row:#}");

@@ -143,28 +143,14 @@ fn a_launch_moves_haproxy_weights_5_25_100_and_users_stay_on_their_version() {
         }
         served
     };
-    let approve = |role: &str| {
-        let out = daemon.cli(work.path(), &["approve", &id, "--as", role]);
-        assert!(out.status.success(), "{}", stderr(&out));
-    };
+    let approve = |role: &str| daemon.cli_ok(work.path(), &["approve", &id, "--as", role]);
     let at_5 = held((95, 5));
     approve("sre");
     let at_25 = held((75, 25));
-    let count = |v: &[bool]| v.iter().filter(|c| **c).count();
-    assert!(
-        (1..25).contains(&count(&at_5)) && count(&at_25) > count(&at_5) && count(&at_25) < 60,
-        "users on the candidate: {} of 100 at 5%, {} at 25%",
-        count(&at_5),
-        count(&at_25)
-    );
     // Consistent hashing: as the candidate's weight grows, its users stay on it.
-    for u in (0..100).filter(|u| at_5[*u]) {
-        assert!(at_25[u], "user-{u} went back to stable at 25%");
-    }
+    support::assert_sticky_growth(&at_5, &at_25);
     approve("qa");
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(15));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     let message = s["steps"][4]["message"].as_str().unwrap_or_default();
     assert!(
@@ -205,9 +191,7 @@ fn a_failing_candidate_is_rolled_back_on_haproxys_own_numbers() {
             "rollback:\n  on: ['error_rate > 10% over 5s']\n  check_every: 500ms\n",
         ),
     );
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(30));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     let reason = s["reason"].as_str().unwrap_or_default();
     assert!(
@@ -237,9 +221,7 @@ fn a_wrong_server_name_fails_the_first_traffic_step_naming_backend_and_server() 
         work.path(),
         &haproxy.plan("canary", "  - traffic: 5%\n", ""),
     );
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(15), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(15));
     // The launch's first traffic change (its pin to stable) checks the backend.
     assert_eq!(s["status"], "failed", "{s:#}");
     assert_eq!(s["baseline"]["name"], "traffic pinned to stable", "{s:#}");

@@ -80,9 +80,7 @@ fn checkpoints_are_judged_once_each_across_a_restart_and_a_bad_one_rolls_back() 
     let daemon = Daemon::start(&state);
     // The candidate goes bad before the second checkpoint.
     set_error_rate(candidate, "0.5");
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(30), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(30));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     let list = checkpoints(&daemon, &id);
     assert_eq!(list.len(), 2, "each checkpoint judged once: {list:#?}");

@@ -192,9 +192,7 @@ rollback:
 
     // The good release.
     let id = launch(&daemon, dir.path(), &plan("v2 good"), &rx.env());
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(30), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(30));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     wait_until("the success message", || {
         rx.slack()
@@ -220,9 +218,7 @@ rollback:
     // The bad release: the trigger rolls it back.
     set_error_rate(candidate, "0.6");
     let id = launch(&daemon, dir.path(), &plan("v3 bad"), &rx.env());
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(30), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(30));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     wait_until("the rollback messages", || {
         rx.slack().iter().any(|t| t.contains("ROLLBACK COMPLETE"))
@@ -359,9 +355,7 @@ steps:
         )
     };
     let id = launch(&daemon, dir.path(), &plan(false), &[]);
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     wait_until("the failed deliveries in status", || {
         let s = daemon.status_json(dir.path(), &id);
@@ -385,9 +379,7 @@ steps:
     // Required: the launch fails before any traffic moves.
     std::fs::remove_file(dir.path().join("weights.log")).unwrap();
     let id = launch(&daemon, dir.path(), &plan(true), &[]);
-    let s = daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "failed", "{s:#}");
     assert!(
         s["reason"]

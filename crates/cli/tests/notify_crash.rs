@@ -156,9 +156,7 @@ fn kill_dash_nine_at_twenty_moments_and_every_notice_arrives_with_one_key() {
         kills, KILLS,
         "the launch ended before every kill: lengthen the plan"
     );
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(30), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(30));
     assert_eq!(s["status"], "succeeded", "{s:#}");
 
     // Every notice the journal implies arrives, under the key naming its record.

@@ -174,9 +174,7 @@ fn a_promql_trigger_rolls_back_when_its_query_crosses() {
     );
 
     set_error_rate(p2, "0.5");
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(20));
     assert_eq!(s["status"], "rolled-back", "{s:#}");
     let reason = s["reason"].as_str().unwrap();
     assert!(
@@ -202,9 +200,7 @@ fn several_series_are_refused_alike_by_the_checklist_and_by_gates() {
         "version: 1\nname: several\nservice: shop\nmetrics: {{ kind: prometheus, url: '{prom_url}', timeout: 2s }}\nchecklist:\n  - {{ prometheus: '{query}', condition: '< 5', critical: false }}\nsteps:\n  - analyze: {{ for: 1s, interval: 500ms, inconclusive_limit: 0, on_inconclusive: fail, gates: [{{ name: many, query: '{query}', condition: '< 5' }}] }}\n"
     );
     let id = launch(&daemon, work.path(), &plan);
-    let s = daemon.wait_for(work.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    let s = daemon.ended(work.path(), &id, Duration::from_secs(20));
     const SEVERAL: &str = "the query returned 2 series; aggregate it to one (e.g. with sum())";
     let item = &s["checklist"]["checks"][0];
     assert_eq!(item["result"], "failed", "{s:#}");

@@ -73,9 +73,7 @@ fn the_status_page_follows_rollbacks_failures_maintenance_and_messages() {
         "{p:#}"
     );
     assert_eq!(p["overall"], "degraded");
-    daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    daemon.ended(dir.path(), &id, Duration::from_secs(20));
     assert_eq!(service(&page(&daemon), "shop")["state"], "operational");
 
     // A rollback that fails: a major outage until someone acts.
@@ -103,9 +101,7 @@ fn the_status_page_follows_rollbacks_failures_maintenance_and_messages() {
             "version: 1\nname: hotel\nservice: hotel\nrouter:\n  kind: builtin\n  listen: 127.0.0.1:{listen}\n  stable: http://127.0.0.1:{stable}\n  candidate: http://127.0.0.1:{candidate}\nsteps:\n  - traffic: 100%\n"
         ),
     );
-    daemon.wait_for(dir.path(), &id, Duration::from_secs(20), |s| {
-        s["terminal"] == true
-    });
+    daemon.ended(dir.path(), &id, Duration::from_secs(20));
     let out = daemon.cli(dir.path(), &["maintenance", "hotel", "on"]);
     assert!(out.status.success(), "{}", stderr(&out));
     wait_state(&daemon, "hotel", "maintenance");

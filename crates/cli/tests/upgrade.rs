@@ -53,7 +53,7 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// Wait until the launch ends; it must succeed with its steps as `steps` says.
 fn succeeds(daemon: &Daemon, cwd: &Path, id: &str, steps: &[(&str, &str)]) -> serde_json::Value {
-    let s = daemon.wait_for(cwd, id, Duration::from_secs(20), |s| s["terminal"] == true);
+    let s = daemon.ended(cwd, id, Duration::from_secs(20));
     assert_eq!(s["status"], "succeeded", "{s:#}");
     assert_eq!(columns(&s["steps"], "name", "status"), pairs(steps));
     s

@@ -373,6 +373,26 @@ impl<'s> Decoder<'s> {
         }
     }
 
+    /// A value given as one item or as a list of them (`stable: URL` or
+    /// `stable: [URL, ...]`): the items. An empty list is an error, `hint` saying what
+    /// to give.
+    pub fn one_or_more<'n, 'a>(
+        &mut self,
+        node: &'n Node<'a>,
+        what: &str,
+        hint: &str,
+    ) -> Option<&'n [Node<'a>]> {
+        let nodes = match &node.data {
+            YamlData::Sequence(_) => self.sequence(node, what)?,
+            _ => std::slice::from_ref(node),
+        };
+        if nodes.is_empty() {
+            self.error_hint(location(node), format!("{what}: an empty list"), hint);
+            return None;
+        }
+        Some(nodes)
+    }
+
     pub fn fields<'n, 'a>(
         &mut self,
         node: &'n Node<'a>,

@@ -92,18 +92,16 @@ fn decode_retire(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Retire> {
 
 /// One compose file or a list of them (merged in order, as `docker compose -f ... -f`).
 fn compose_files(dec: &mut Decoder<'_>, node: &Node<'_>) -> Option<Vec<Text>> {
-    let items: Vec<Option<Text>> = match &node.data {
-        saphyr::YamlData::Sequence(items) if items.is_empty() => {
-            dec.error(location(node), "deploy.compose: the list is empty");
-            return None;
-        }
-        saphyr::YamlData::Sequence(items) => items
-            .iter()
-            .map(|n| dec.text(n, "deploy.compose"))
-            .collect(),
-        _ => vec![dec.text(node, "deploy.compose")],
-    };
-    items.into_iter().collect()
+    let nodes = dec.one_or_more(
+        node,
+        "deploy.compose",
+        "give the compose file, e.g. `docker-compose.yml`",
+    )?;
+    let files: Vec<Option<Text>> = nodes
+        .iter()
+        .map(|n| dec.text(n, "deploy.compose"))
+        .collect();
+    files.into_iter().collect()
 }
 
 /// A compose project name, as compose accepts it: lowercase letters, digits, `-` and

@@ -226,18 +226,11 @@ fn decode_nginx(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<NginxRo
     let mut seen: Vec<String> = Vec::new();
     let mut addresses = |key: &'static str| {
         let node = f.require(dec, key)?;
-        let nodes = match &node.data {
-            saphyr::YamlData::Sequence(_) => dec.sequence(node, key)?,
-            _ => std::slice::from_ref(node),
-        };
-        if nodes.is_empty() {
-            dec.error_hint(
-                location(node),
-                format!("router.{key}: an empty list"),
-                "give at least one instance, e.g. `[10.0.0.11:9000, 10.0.0.12:9000]`",
-            );
-            return None;
-        }
+        let nodes = dec.one_or_more(
+            node,
+            &format!("router.{key}"),
+            "give at least one instance, e.g. `[10.0.0.11:9000, 10.0.0.12:9000]`",
+        )?;
         let mut out = Vec::with_capacity(nodes.len());
         let mut ok = true;
         for n in nodes {
@@ -328,18 +321,11 @@ fn decode_builtin(dec: &mut Decoder<'_>, f: &mut Fields<'_, '_>) -> Option<Built
     // One URL, or a list of them: the version's instances.
     let mut upstream = |key: &'static str| {
         let node = f.require(dec, key)?;
-        let nodes = match &node.data {
-            saphyr::YamlData::Sequence(_) => dec.sequence(node, key)?,
-            _ => std::slice::from_ref(node),
-        };
-        if nodes.is_empty() {
-            dec.error_hint(
-                location(node),
-                format!("router.{key}: an empty list"),
-                "give at least one instance, e.g. `[http://10.0.0.11:9000, http://10.0.0.12:9000]`",
-            );
-            return None;
-        }
+        let nodes = dec.one_or_more(
+            node,
+            &format!("router.{key}"),
+            "give at least one instance, e.g. `[http://10.0.0.11:9000, http://10.0.0.12:9000]`",
+        )?;
         let mut urls: Vec<Text> = Vec::with_capacity(nodes.len());
         let mut ok = true;
         for n in nodes {

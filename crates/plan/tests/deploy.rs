@@ -96,10 +96,7 @@ fn deploy_mistakes_are_errors_at_their_positions() {
         "{e}"
     );
     let e = errors(&plan("{ compose: [], service: web, project: green }", ""));
-    assert!(
-        e.contains("p:5:24: deploy.compose: the list is empty"),
-        "{e}"
-    );
+    assert!(e.contains("p:5:24: deploy.compose: an empty list"), "{e}");
     let e = errors(&plan("{ service: web, project: green, imgae: x }", ""));
     assert!(e.contains("deploy: missing required key `compose`"), "{e}");
     assert!(e.contains("p:5:45: deploy: unknown key `imgae`"), "{e}");

@@ -165,6 +165,11 @@ impl Daemon {
         serde_json::from_slice(&out.stdout).unwrap_or_default()
     }
 
+    /// Poll until the launch has ended, or panic after `limit`: its last status.
+    pub fn ended(&self, cwd: &Path, id: &str, limit: Duration) -> serde_json::Value {
+        self.wait_for(cwd, id, limit, |s| s["terminal"] == true)
+    }
+
     /// Poll until the launch's status satisfies `done`, or panic after `limit`.
     pub fn wait_for(
         &self,
@@ -610,4 +615,20 @@ pub fn window_requests(status: &serde_json::Value, i: usize) -> u64 {
     status["traffic"]["versions"][i]["last_60s"]["requests"]
         .as_u64()
         .unwrap_or(0)
+}
+
+/// Which of 100 users a weighted, consistently hashed split sent to the candidate at
+/// 5% and then at 25%: a plausible share each time, growing, and nobody on the
+/// candidate at 5% back on stable at 25%.
+pub fn assert_sticky_growth(at_5: &[bool], at_25: &[bool]) {
+    let count = |v: &[bool]| v.iter().filter(|c| **c).count();
+    assert!(
+        (1..25).contains(&count(at_5)) && count(at_25) > count(at_5) && count(at_25) < 60,
+        "users on the candidate: {} of 100 at 5%, {} at 25%",
+        count(at_5),
+        count(at_25)
+    );
+    for u in (0..at_5.len()).filter(|u| at_5[*u]) {
+        assert!(at_25[u], "user-{u} went back to stable at 25%");
+    }
 }
